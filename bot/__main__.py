@@ -1,0 +1,136 @@
+"""`python -m bot run | check | db upgrade | sync`"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from bot.app import TOKEN_HELP, ConfigurationError, assemble, run
+from bot.errors import OllamaUnavailable
+from bot.ollama_gateway import OllamaGateway
+from bot.settings import ConfigFileError, Settings, load_settings
+from bot.storage import migrate
+from bot.storage.engine import create_engine
+
+log = logging.getLogger("bot")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot", description="The Ollama bot for Discord."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="start the bot (applies pending database migrations first)")
+    commands.add_parser("check", help="report configuration, Ollama and database state")
+    db = commands.add_parser("db", help="database commands")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("upgrade", help="apply pending migrations")
+    commands.add_parser("sync", help="send the slash commands to Discord now")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = load_settings()
+    except (ValidationError, ConfigFileError) as exc:
+        print(f"Configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings)
+    try:
+        if args.command == "run":
+            asyncio.run(run(settings))
+        elif args.command == "check":
+            return asyncio.run(check(settings))
+        elif args.command == "db":
+            asyncio.run(upgrade(settings))
+        elif args.command == "sync":
+            asyncio.run(sync(settings))
+    except ConfigurationError as exc:
+        print(exc.user_message, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLogger().level))
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+async def upgrade(settings: Settings) -> None:
+    engine = create_engine(settings.database_url)
+    try:
+        before = await migrate.current_revision(engine)
+        await migrate.upgrade(engine)
+        after = await migrate.current_revision(engine)
+    finally:
+        await engine.dispose()
+    if before == after:
+        print(f"Database already at the newest revision ({after}).")
+    else:
+        print(f"Database upgraded from {before or 'empty'} to {after}.")
+
+
+async def check(settings: Settings) -> int:
+    """Print what works and what does not; exit status 1 if anything needed is broken."""
+    problems = 0
+    print("Configuration:")
+    for key, value in settings.redacted().items():
+        print(f"  {key} = {value}")
+    if settings.discord_token is None:
+        print(f"Discord token: missing. {TOKEN_HELP}")
+        problems += 1
+
+    gateway = OllamaGateway(settings.ollama_host)
+    try:
+        version = await gateway.version()
+        print(f"Ollama: reachable at {settings.ollama_host}, version {version}")
+        try:
+            info = await gateway.show(settings.chat_model)
+            print(f"Chat model: {settings.chat_model} present, context {info.effective_context}")
+        except Exception as exc:
+            print(f"Chat model: {getattr(exc, 'user_message', exc)}")
+            problems += 1
+    except OllamaUnavailable as exc:
+        print(f"Ollama: {exc.user_message}")
+        problems += 1
+    finally:
+        await gateway.close()
+
+    engine = create_engine(settings.database_url)
+    try:
+        current = await migrate.current_revision(engine)
+        head = migrate.head_revision(settings.database_url)
+        state = "up to date" if current == head else "needs `python -m bot db upgrade`"
+        print(f"Database: {engine.url.render_as_string()} at {current or 'empty'} ({state})")
+        if current != head:
+            problems += 1
+    except Exception as exc:
+        print(f"Database: not usable ({exc})")
+        problems += 1
+    finally:
+        await engine.dispose()
+    print("All good." if not problems else f"{problems} problem(s) found.")
+    return 0 if not problems else 1
+
+
+async def sync(settings: Settings) -> None:
+    if settings.discord_token is None:
+        raise ConfigurationError(TOKEN_HELP)
+    quiet = settings.model_copy(update={"sync_commands_on_start": False})
+    async with assemble(quiet) as bot:
+        await bot.login(settings.discord_token.get_secret_value())
+        await bot.sync_commands(only_if_changed=False)
+    print("Slash commands sent to Discord.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Composition root: the only place where the parts are built and wired together."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.cogs.chat import ChatCog
+from bot.cogs.history import HistoryCog
+from bot.cogs.status import StatusCog
+from bot.conversation.service import ChatLimits, ChatService
+from bot.errors import BotError
+from bot.ollama_gateway import OllamaGateway
+from bot.settings import Settings
+from bot.storage import migrate
+from bot.storage.engine import create_engine, session_factory
+from bot.storage.history import Author, HistoryStore
+from bot.ui.errors import reply_with_error
+from bot.ui.targets import NO_PINGS
+
+log = logging.getLogger(__name__)
+
+TOKEN_HELP = (
+    "No Discord bot token. Set DISCORD_TOKEN to your bot's token: create an application at "
+    "https://discord.com/developers/applications, open Bot, press Reset Token and copy it. "
+    "The README explains the whole set-up."
+)
+
+
+class ConfigurationError(BotError):
+    """The bot cannot start as configured; the message says what to change."""
+
+
+class CommandTree(app_commands.CommandTree[Any]):
+    async def on_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        await reply_with_error(interaction, error)
+
+
+class OllamaBot(commands.Bot):
+    """The Discord client. It receives every part it needs; it builds none of them."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        gateway: OllamaGateway,
+        history: HistoryStore,
+        engine: AsyncEngine,
+        **options: Any,
+    ) -> None:
+        intents = discord.Intents.default()  # no privileged intents: mention chat works without
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            intents=intents,
+            allowed_mentions=NO_PINGS,
+            tree_cls=CommandTree,
+            **options,
+        )
+        self.settings = settings
+        self.gateway = gateway
+        self.history = history
+        self.engine = engine
+        self.started_at = time.monotonic()
+        self._chat: ChatService | None = None
+
+    @property
+    def chat(self) -> ChatService:
+        if self._chat is None:
+            raise RuntimeError("the chat service exists once the bot has logged in")
+        return self._chat
+
+    async def setup_hook(self) -> None:
+        assert self.user is not None  # setup_hook runs after login
+        settings = self.settings
+        self._chat = ChatService(
+            gateway=self.gateway,
+            history=self.history,
+            limits=ChatLimits(
+                default_model=settings.chat_model,
+                context_cap=settings.context_tokens_max,
+                reply_reserve=settings.reply_reserve_tokens,
+                first_token_timeout=settings.first_token_timeout,
+                between_tokens_timeout=settings.between_tokens_timeout,
+                total_timeout=settings.total_timeout,
+            ),
+            assistant=Author(self.user.id, self.user.name),
+        )
+        await self.add_cog(ChatCog(self, self._chat))
+        await self.add_cog(HistoryCog(self, self.history))
+        await self.add_cog(StatusCog(self))
+        if settings.sync_commands_on_start:
+            await self.sync_commands(only_if_changed=True)
+
+    async def on_message(self, message: discord.Message) -> None:
+        """No prefix commands: the chat cog's listener handles mentions and replies."""
+
+    async def on_ready(self) -> None:
+        log.info("connected as %s to %d guilds", self.user, len(self.guilds))
+
+    async def sync_commands(self, *, only_if_changed: bool) -> bool:
+        """Send the command tree to Discord, globally or to the development guild. Discord limits
+        global syncs, so by default this happens only when the tree changed since the last one."""
+        guild = discord.Object(self.settings.dev_guild_id) if self.settings.dev_guild_id else None
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        digest = self.command_tree_digest()
+        key = f"commands_synced:{guild.id if guild else 'global'}"
+        if only_if_changed and await self.history.get_meta(key) == digest:
+            log.info("slash commands unchanged since the last sync; not syncing")
+            return False
+        synced = await self.tree.sync(guild=guild)
+        await self.history.set_meta(key, digest)
+        log.info("synced %d slash commands (%s)", len(synced), "guild" if guild else "global")
+        return True
+
+    def command_tree_digest(self) -> str:
+        payload = [command.to_dict(self.tree) for command in self.tree.get_commands()]
+        encoded = json.dumps(payload, sort_keys=True, default=str).encode()
+        return hashlib.sha256(encoded).hexdigest()
+
+    async def database_ok(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            log.warning("database check failed", exc_info=True)
+            return False
+        return True
+
+
+async def prepare_database(engine: AsyncEngine, *, auto_migrate: bool) -> None:
+    """Bring the schema to the newest migration, or refuse to start on an old one."""
+    if await migrate.is_current(engine):
+        return
+    if not auto_migrate:
+        raise ConfigurationError(
+            "The database schema is not up to date. Run `python -m bot db upgrade` first "
+            "(or set BOT_AUTO_MIGRATE=true)."
+        )
+    log.info("applying database migrations")
+    await migrate.upgrade(engine)
+
+
+@asynccontextmanager
+async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[OllamaBot]:
+    """Build the bot and everything it uses; close them all on the way out."""
+    engine = create_engine(settings.database_url)
+    try:
+        await prepare_database(engine, auto_migrate=settings.auto_migrate)
+        history = HistoryStore(session_factory(engine))
+        interrupted = await history.mark_interrupted()
+        if interrupted:
+            log.warning(
+                "marked %d replies interrupted by the last shutdown as incomplete", interrupted
+            )
+        gateway = OllamaGateway(settings.ollama_host, show_ttl=settings.model_info_ttl)
+        try:
+            bot = OllamaBot(
+                settings=settings, gateway=gateway, history=history, engine=engine, **bot_options
+            )
+            async with bot:
+                yield bot
+        finally:
+            await gateway.close()
+    finally:
+        await engine.dispose()
+
+
+async def run(settings: Settings) -> None:
+    """`python -m bot run`: start and serve until stopped."""
+    if settings.discord_token is None:
+        raise ConfigurationError(TOKEN_HELP)
+    async with assemble(settings) as bot:
+        await bot.start(settings.discord_token.get_secret_value())

@@ -1,0 +1,135 @@
+"""/history show, /history export, /history clear."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.conversation.splitter import DISCORD_LIMIT
+from bot.storage.history import HistoryStore, StoredTurn
+from bot.storage.models import Role, TurnStatus
+from bot.ui.targets import NO_PINGS
+
+if TYPE_CHECKING:
+    from bot.app import OllamaBot
+
+LINE_CHARS = 300
+
+
+def render_recent(turns: list[StoredTurn], total: int) -> str:
+    """The newest turns, one short paragraph each, within one Discord message."""
+    if not turns:
+        return "This channel has no conversation yet. Start one with `/chat` or a mention."
+    header = f"**Last {len(turns)} of {total} turns in this channel**"
+    lines = [_line(turn) for turn in turns]
+    # Drop the oldest lines until the whole fits in one message.
+    while lines and len(header) + sum(len(line) + 1 for line in lines) > DISCORD_LIMIT:
+        lines.pop(0)
+    return "\n".join([header, *lines])
+
+
+def _line(turn: StoredTurn) -> str:
+    text = " ".join(turn.content.split()) or "*(empty)*"
+    if len(text) > LINE_CHARS:
+        text = text[: LINE_CHARS - 1] + "…"
+    who = f"{turn.author_name} ({turn.model})" if turn.role == Role.ASSISTANT else turn.author_name
+    mark = "" if turn.status == TurnStatus.COMPLETE else f" *[{turn.status}]*"
+    return f"**{who}**{mark}: {text}"
+
+
+def export_markdown(channel_name: str, turns: list[StoredTurn]) -> str:
+    out = [f"# Conversation in #{channel_name}", ""]
+    for turn in turns:
+        when = turn.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        who = turn.author_name
+        if turn.role == Role.ASSISTANT:
+            who += f" · {turn.model}"
+        status = "" if turn.status == TurnStatus.COMPLETE else f" · {turn.status}"
+        out += [f"## {who} — {when}{status}", "", turn.content or "*(empty)*", ""]
+        if turn.error:
+            out += [f"> {turn.error}", ""]
+    return "\n".join(out)
+
+
+def export_json(channel_id: int, turns: list[StoredTurn]) -> str:
+    rows = [
+        {
+            "id": turn.id,
+            "role": turn.role,
+            "author_id": str(turn.author_id),
+            "author_name": turn.author_name,
+            "content": turn.content,
+            "model": turn.model,
+            "status": turn.status,
+            "error": turn.error,
+            "prompt_tokens": turn.prompt_tokens,
+            "completion_tokens": turn.completion_tokens,
+            "total_duration_ns": turn.total_duration_ns,
+            "eval_duration_ns": turn.eval_duration_ns,
+            "created_at": turn.created_at.isoformat(),
+        }
+        for turn in turns
+    ]
+    return json.dumps({"channel_id": str(channel_id), "turns": rows}, ensure_ascii=False, indent=2)
+
+
+class HistoryCog(
+    commands.GroupCog, group_name="history", group_description="This channel's conversation"
+):
+    def __init__(self, bot: OllamaBot, history: HistoryStore) -> None:
+        self.bot = bot
+        self.history = history
+        super().__init__()
+
+    @app_commands.command(name="show", description="Show the last turns of this channel.")
+    async def show(self, interaction: discord.Interaction) -> None:
+        channel_id = interaction.channel_id or 0
+        turns = await self.history.newest(channel_id, self.bot.settings.history_show_turns)
+        total = await self.history.count(channel_id)
+        await interaction.response.send_message(
+            render_recent(turns, total), ephemeral=True, allowed_mentions=NO_PINGS
+        )
+
+    @app_commands.command(name="export", description="This channel's whole conversation as files.")
+    async def export(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        channel_id = interaction.channel_id or 0
+        turns = await self.history.all(channel_id)
+        if not turns:
+            await interaction.followup.send(
+                "This channel has no conversation to export.",
+                ephemeral=True,
+                allowed_mentions=NO_PINGS,
+            )
+            return
+        name = getattr(interaction.channel, "name", None) or str(channel_id)
+        files = [
+            discord.File(
+                io.BytesIO(export_markdown(name, turns).encode()), f"history-{channel_id}.md"
+            ),
+            discord.File(
+                io.BytesIO(export_json(channel_id, turns).encode()), f"history-{channel_id}.json"
+            ),
+        ]
+        await interaction.followup.send(
+            f"{len(turns)} turns from this channel.",
+            files=files,
+            ephemeral=True,
+            allowed_mentions=NO_PINGS,
+        )
+
+    @app_commands.command(name="clear", description="Delete this channel's conversation.")
+    @app_commands.default_permissions(manage_messages=True)
+    @app_commands.checks.has_permissions(manage_messages=True)
+    async def clear(self, interaction: discord.Interaction) -> None:
+        deleted = await self.history.clear(interaction.channel_id or 0)
+        await interaction.response.send_message(
+            f"🧹 {interaction.user.mention} cleared this channel's conversation "
+            f"({deleted} turns deleted). The next message starts afresh.",
+            allowed_mentions=NO_PINGS,
+        )

@@ -1,0 +1,231 @@
+"""ChatService: one channel's conversation turn, from the user's text to the stored reply.
+
+It knows nothing of discord.py: it takes plain values and yields plain events, so the Discord side
+can draw them however it likes while the model's stream is read at full speed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+
+from bot.conversation import context
+from bot.errors import BotError, GenerationTimeout, InputError
+from bot.ollama_gateway import ChatDelta, ChatMessage, ChatStats, OllamaGateway
+from bot.storage.history import Author, HistoryStore, TurnResult
+from bot.storage.models import TurnStatus
+
+log = logging.getLogger(__name__)
+
+HISTORY_SCAN_TURNS = 400
+"""How many of the newest turns are read to fill a context window."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatLimits:
+    default_model: str
+    context_cap: int
+    reply_reserve: int
+    first_token_timeout: float
+    between_tokens_timeout: float
+    total_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    channel_id: int
+    guild_id: int | None
+    user: Author
+    text: str
+    model: str | None = None
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyFinished:
+    text: str
+    stats: ChatStats
+
+
+class ChatService:
+    """Answers chat requests; one generation at a time per channel, in arrival order."""
+
+    def __init__(
+        self,
+        *,
+        gateway: OllamaGateway,
+        history: HistoryStore,
+        limits: ChatLimits,
+        assistant: Author,
+    ) -> None:
+        self._gateway = gateway
+        self._history = history
+        self._limits = limits
+        self._assistant = assistant
+        self._channel_locks: dict[int, asyncio.Lock] = {}
+        self.active = 0
+        self.waiting = 0
+
+    def model_for(self, request: ChatRequest) -> str:
+        return request.model or self._limits.default_model
+
+    async def respond(self, request: ChatRequest) -> AsyncIterator[TextDelta | ReplyFinished]:
+        """Store the user's turn, stream the model's reply, store how it ended.
+
+        Raises a BotError (after storing the reply as failed) when Ollama fails. If the reader
+        stops early (the task is cancelled, or the iterator closed), the reply is stored as
+        stopped with the text received so far."""
+        text = request.text.strip()
+        if not text:
+            raise InputError("Your message is empty. Write something for the model to answer.")
+        async with self._channel_turn(request.channel_id):
+            model = self.model_for(request)
+            user_turn, reply_turn = await self._history.begin_exchange(
+                channel_id=request.channel_id,
+                guild_id=request.guild_id,
+                user=request.user,
+                text=text,
+                assistant=self._assistant,
+                model=model,
+                request_id=request.request_id,
+            )
+            log.info(
+                "generation start request=%s guild=%s channel=%s model=%s",
+                request.request_id,
+                request.guild_id,
+                request.channel_id,
+                model,
+            )
+            received: list[str] = []
+            result: TurnResult | None = None
+            try:
+                messages = await self._context(request.channel_id, user_turn, reply_turn, model)
+                stats: ChatStats | None = None
+                async for item in self._timed(self._gateway.chat_stream(model, messages)):
+                    if isinstance(item, ChatStats):
+                        stats = item
+                    elif item.content:
+                        if not received and not item.content.strip():
+                            continue  # leading blank lines are not worth a message
+                        received.append(item.content)
+                        yield TextDelta(item.content)
+                assert stats is not None  # chat_stream ends with stats or raises
+                reply = "".join(received).strip()
+                result = TurnResult(
+                    status=TurnStatus.COMPLETE,
+                    content=reply,
+                    prompt_tokens=stats.prompt_tokens,
+                    completion_tokens=stats.completion_tokens,
+                    total_duration_ns=stats.total_duration_ns,
+                    load_duration_ns=stats.load_duration_ns,
+                    prompt_duration_ns=stats.prompt_duration_ns,
+                    eval_duration_ns=stats.eval_duration_ns,
+                )
+                await self._history.finish_turn(reply_turn, result)
+                log.info(
+                    "generation done request=%s tokens=%s",
+                    request.request_id,
+                    stats.completion_tokens,
+                )
+                yield ReplyFinished(text=reply, stats=stats)
+            except BotError as exc:
+                result = TurnResult(
+                    status=TurnStatus.FAILED, content="".join(received), error=exc.user_message
+                )
+                log.warning(
+                    "generation failed request=%s guild=%s channel=%s: %s",
+                    request.request_id,
+                    request.guild_id,
+                    request.channel_id,
+                    exc.__cause__ or exc,
+                )
+                await self._history.finish_turn(reply_turn, result)
+                raise
+            finally:
+                if result is None:
+                    # Stopped by the reader (Stop button, shutdown): keep what was received.
+                    stopped = TurnResult(status=TurnStatus.STOPPED, content="".join(received))
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self._history.finish_turn(reply_turn, stopped))
+                    log.info("generation stopped request=%s", request.request_id)
+
+    @contextlib.asynccontextmanager
+    async def _channel_turn(self, channel_id: int) -> AsyncIterator[None]:
+        lock = self._channel_locks.setdefault(channel_id, asyncio.Lock())
+        self.waiting += 1
+        try:
+            await lock.acquire()
+        finally:
+            self.waiting -= 1
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+            lock.release()
+            if not lock.locked() and self._channel_locks.get(channel_id) is lock:
+                del self._channel_locks[channel_id]
+
+    async def _context(
+        self, channel_id: int, user_turn: int, reply_turn: int, model: str
+    ) -> list[ChatMessage]:
+        info = await self._gateway.show(model)
+        limits = context.budget(
+            info.effective_context,
+            cap=self._limits.context_cap,
+            reply_reserve=self._limits.reply_reserve,
+        )
+        turns = await self._history.newest(channel_id, HISTORY_SCAN_TURNS)
+        current = next(t for t in turns if t.id == user_turn)
+        earlier = [t for t in turns if t.id not in (user_turn, reply_turn)]
+        room = limits.for_history - context.turn_tokens(current)
+        if room < 0:
+            raise InputError(
+                f"Your message is too long for `{model}`: about "
+                f"{context.turn_tokens(current)} tokens, and the model's window leaves room for "
+                f"{limits.for_history}. Shorten it or split it up."
+            )
+        chosen = [*context.window(context.usable(earlier), room), current]
+        return [ChatMessage(role=t.role, content=t.content) for t in chosen]
+
+    async def _timed(
+        self, stream: AsyncGenerator[ChatDelta | ChatStats]
+    ) -> AsyncIterator[ChatDelta | ChatStats]:
+        """Apply the first-token, between-tokens and total timeouts to a model stream."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._limits.total_timeout
+        first = True
+        async with contextlib.aclosing(stream):
+            iterator = aiter(stream)
+            while True:
+                wait = (
+                    self._limits.first_token_timeout
+                    if first
+                    else self._limits.between_tokens_timeout
+                )
+                when = min(loop.time() + wait, deadline)
+                try:
+                    async with asyncio.timeout_at(when):
+                        item = await anext(iterator)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    if when == deadline:
+                        raise GenerationTimeout("in all", self._limits.total_timeout) from None
+                    if first:
+                        raise GenerationTimeout(
+                            "waiting for the first token", self._limits.first_token_timeout
+                        ) from None
+                    raise GenerationTimeout(
+                        "between tokens", self._limits.between_tokens_timeout
+                    ) from None
+                first = False
+                yield item

@@ -1,0 +1,229 @@
+"""OllamaGateway: the only module that imports `ollama`. It turns the client's answers into plain
+values and its errors into the project's own (`bot.errors`), each with a message for the user."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import ollama
+
+from bot.errors import (
+    BadRequest,
+    ModelNotFound,
+    OllamaBusy,
+    OllamaError,
+    OllamaUnavailable,
+    StreamFailed,
+)
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = 15.0
+"""Seconds for the small, non-generating requests (version, show, tags)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What the bot needs to know of a model, from `/api/show`."""
+
+    name: str
+    capabilities: frozenset[str]
+    context_length: int | None
+    """The model's trained context (`<arch>.context_length`)."""
+    num_ctx: int | None
+    """`num_ctx` from the model's own parameters (a Modelfile PARAMETER), if set."""
+    family: str | None = None
+    parameter_size: str | None = None
+    quantization: str | None = None
+
+    @property
+    def effective_context(self) -> int | None:
+        if self.num_ctx and self.context_length:
+            return min(self.num_ctx, self.context_length)
+        return self.num_ctx or self.context_length
+
+
+@dataclass(frozen=True, slots=True)
+class ChatStats:
+    """The final chunk's metrics (durations in nanoseconds)."""
+
+    model: str
+    done_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_duration_ns: int | None
+    load_duration_ns: int | None
+    prompt_duration_ns: int | None
+    eval_duration_ns: int | None
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        if self.completion_tokens and self.eval_duration_ns:
+            return self.completion_tokens / (self.eval_duration_ns / 1e9)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatDelta:
+    """A piece of the reply; `thinking` is reasoning text, never part of the answer."""
+
+    content: str = ""
+    thinking: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str
+    content: str
+
+
+class OllamaGateway:
+    """Talks to one Ollama server through one shared client (never a client per message)."""
+
+    def __init__(self, host: str, *, show_ttl: float = 300.0) -> None:
+        self.host = host
+        # No read timeout on the client: generations are timed by the chat service, which knows
+        # the first-token, between-tokens and total limits. Connecting is bounded here.
+        timeout = httpx.Timeout(None, connect=10.0)
+        self._client = ollama.AsyncClient(host=host, timeout=timeout)
+        self._http = httpx.AsyncClient(base_url=host, timeout=REQUEST_TIMEOUT)
+        self._show_ttl = show_ttl
+        self._show_cache: dict[str, tuple[float, ModelInfo]] = {}
+
+    async def close(self) -> None:
+        await self._client._client.aclose()  # the ollama client has no async close of its own
+        await self._http.aclose()
+
+    async def version(self) -> str:
+        """The server's version; raises OllamaUnavailable when it does not answer."""
+        try:
+            response = await self._http.get("/api/version")
+            response.raise_for_status()
+            return str(response.json()["version"])
+        except (httpx.TransportError, httpx.HTTPStatusError, ValueError, KeyError) as exc:
+            raise OllamaUnavailable(self.host) from exc
+
+    async def show(self, model: str) -> ModelInfo:
+        """Model facts from `/api/show`, cached for `show_ttl` seconds per model name."""
+        now = time.monotonic()
+        cached = self._show_cache.get(model)
+        if cached is not None and now - cached[0] < self._show_ttl:
+            return cached[1]
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                shown = await self._client.show(model)
+        except TimeoutError as exc:
+            raise OllamaUnavailable(self.host) from exc
+        except Exception as exc:
+            raise self._translate(exc, model) from exc
+        info = _model_info(model, shown)
+        self._show_cache[model] = (now, info)
+        if len(self._show_cache) > 256:  # bounded: drop the oldest entries
+            for name, _ in sorted(self._show_cache.items(), key=lambda item: item[1][0])[:64]:
+                del self._show_cache[name]
+        return info
+
+    def forget(self, model: str) -> None:
+        """Drop a cached `/api/show` answer (after a model was deleted or re-created)."""
+        self._show_cache.pop(model, None)
+
+    async def chat_stream(
+        self,
+        model: str,
+        messages: Sequence[ChatMessage],
+        *,
+        options: Mapping[str, Any] | None = None,
+    ) -> AsyncGenerator[ChatDelta | ChatStats]:
+        """Stream a chat reply: deltas, then one ChatStats. Errors come out translated.
+
+        Closing the iterator early (or cancelling the task reading it) closes the HTTP stream,
+        which is how Ollama learns that the request was abandoned."""
+        started = False
+        try:
+            stream = await self._client.chat(
+                model=model,
+                messages=[{"role": m.role, "content": m.content} for m in messages],
+                stream=True,
+                options=dict(options) if options else None,
+            )
+            async for chunk in stream:
+                started = True
+                if chunk.done:
+                    yield _stats(model, chunk)
+                    return
+                message = chunk.message
+                delta = ChatDelta(content=message.content or "", thinking=message.thinking or "")
+                if delta.content or delta.thinking:
+                    yield delta
+        except Exception as exc:
+            raise self._translate(exc, model, started=started) from exc
+        raise StreamFailed("the reply ended without its final message")
+
+    def _translate(self, exc: BaseException, model: str, *, started: bool = False) -> OllamaError:
+        if isinstance(exc, ConnectionError | httpx.ConnectError | httpx.ConnectTimeout):
+            return OllamaUnavailable(self.host)
+        if isinstance(exc, ollama.ResponseError):
+            status = exc.status_code
+            text = exc.error or ""
+            if status == 404 and "not found" in text:
+                return ModelNotFound(model)
+            if status == 503:
+                return OllamaBusy()
+            if status == -1:
+                return StreamFailed(text)
+            log.warning("ollama refused a request for %s: %s (status %s)", model, text, status)
+            return BadRequest(text)
+        if isinstance(exc, httpx.TransportError | json.JSONDecodeError):
+            if started:
+                return StreamFailed("the connection to Ollama was lost")
+            return OllamaUnavailable(self.host)
+        log.exception("unexpected error talking to ollama", exc_info=exc)
+        return OllamaError()
+
+
+def _stats(model: str, chunk: ollama.ChatResponse) -> ChatStats:
+    return ChatStats(
+        model=model,
+        done_reason=chunk.done_reason,
+        prompt_tokens=chunk.prompt_eval_count,
+        completion_tokens=chunk.eval_count,
+        total_duration_ns=chunk.total_duration,
+        load_duration_ns=chunk.load_duration,
+        prompt_duration_ns=chunk.prompt_eval_duration,
+        eval_duration_ns=chunk.eval_duration,
+    )
+
+
+def _model_info(name: str, shown: ollama.ShowResponse) -> ModelInfo:
+    info: Mapping[str, Any] = shown.modelinfo or {}
+    arch = info.get("general.architecture")
+    context_length = info.get(f"{arch}.context_length") if arch else None
+    details = shown.details
+    return ModelInfo(
+        name=name,
+        capabilities=frozenset(shown.capabilities or ()),
+        context_length=int(context_length) if isinstance(context_length, int | float) else None,
+        num_ctx=_num_ctx(shown.parameters or ""),
+        family=details.family if details else None,
+        parameter_size=details.parameter_size if details else None,
+        quantization=details.quantization_level if details else None,
+    )
+
+
+def _num_ctx(parameters: str) -> int | None:
+    """`num_ctx` from show's `parameters` text: one `name   value` line per value."""
+    for line in parameters.splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key == "num_ctx":
+            try:
+                return int(value.strip().strip('"'))
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,129 @@
+"""Typed settings: environment variables, an optional TOML file, defaults that run on one machine.
+
+Precedence (highest first): explicit arguments, environment variables, the TOML file, defaults.
+The three contract variables are unprefixed (`DISCORD_TOKEN`, `OLLAMA_HOST`, `DATABASE_URL`);
+every other setting can be given as `BOT_<NAME>` (for example `BOT_CHAT_MODEL=qwen3`) or as
+`<name> = ...` in the TOML file named by `BOT_CONFIG` (default `bot.toml` when it exists).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = "bot.toml"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/bot.db"
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+
+
+class Settings(BaseSettings):
+    """Everything the bot can be told. Field names are also the TOML keys."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BOT_",
+        extra="forbid",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    discord_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DISCORD_TOKEN", "discord_token")
+    )
+    ollama_host: str = Field(
+        default=DEFAULT_OLLAMA_HOST, validation_alias=AliasChoices("OLLAMA_HOST", "ollama_host")
+    )
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+    )
+
+    chat_model: str = "llama3.2"
+    """Model used when neither the command nor the channel names one."""
+
+    edit_interval: float = Field(default=1.0, gt=0)
+    """Seconds between edits of one streaming message (the final edit is never held back)."""
+
+    reply_reserve_tokens: int = Field(default=1024, ge=64)
+    """Room kept free in the context window for the model's reply."""
+
+    context_tokens_max: int = Field(default=8192, ge=256)
+    """Upper bound for the context sent to Ollama, whatever the model could take."""
+
+    model_info_ttl: float = Field(default=300.0, ge=0)
+    """Seconds that a model's /api/show answer (context length, capabilities) is cached."""
+
+    first_token_timeout: float = Field(default=120.0, gt=0)
+    between_tokens_timeout: float = Field(default=60.0, gt=0)
+    total_timeout: float = Field(default=600.0, gt=0)
+
+    history_show_turns: int = Field(default=10, ge=1, le=50)
+
+    dev_guild_id: int | None = None
+    """Commands are synced to this guild instantly (development); others get global sync."""
+
+    sync_commands_on_start: bool = True
+    """Sync slash commands at start when the command tree changed since the last sync."""
+
+    auto_migrate: bool = True
+    """Apply pending database migrations at start; when false, refuse to start on an old schema."""
+
+    log_level: str = "INFO"
+
+    @field_validator("ollama_host")
+    @classmethod
+    def _normalise_host(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if "://" not in value:
+            # Like the ollama client: "0.0.0.0:11434" and "myhost" mean http.
+            value = f"http://{value}"
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as shown by `check` and in logs: the token never appears."""
+        shown = self.model_dump()
+        shown["discord_token"] = "set (hidden)" if self.discord_token else "not set"
+        return shown
+
+
+class ConfigFileError(Exception):
+    """The file named by BOT_CONFIG does not exist."""
+
+
+def _config_file() -> Path | None:
+    named = os.environ.get("BOT_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigFileError(f"BOT_CONFIG names {path}, which is not a file.")
+        return path
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment and the TOML file; `overrides` win (used by tests)."""
+    return Settings(**overrides)

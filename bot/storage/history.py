@@ -1,0 +1,192 @@
+"""HistoryStore: every channel's turns, written so that nothing is lost or half-written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.storage.models import Meta, Role, Turn, TurnStatus
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTurn:
+    id: int
+    channel_id: int
+    role: str
+    author_id: int
+    author_name: str
+    content: str
+    model: str | None
+    status: str
+    error: str | None
+    reply_to_id: int | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_duration_ns: int | None
+    eval_duration_ns: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnResult:
+    """How an assistant turn ended."""
+
+    status: TurnStatus
+    content: str
+    error: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_duration_ns: int | None = None
+    load_duration_ns: int | None = None
+    prompt_duration_ns: int | None = None
+    eval_duration_ns: int | None = None
+    discord_message_id: int | None = None
+
+
+def _stored(turn: Turn) -> StoredTurn:
+    return StoredTurn(
+        id=turn.id,
+        channel_id=turn.channel_id,
+        role=turn.role,
+        author_id=turn.author_id,
+        author_name=turn.author_name,
+        content=turn.content,
+        model=turn.model,
+        status=turn.status,
+        error=turn.error,
+        reply_to_id=turn.reply_to_id,
+        prompt_tokens=turn.prompt_tokens,
+        completion_tokens=turn.completion_tokens,
+        total_duration_ns=turn.total_duration_ns,
+        eval_duration_ns=turn.eval_duration_ns,
+        created_at=turn.created_at,
+    )
+
+
+class HistoryStore:
+    """Reads and writes turns. One short session per call; never shared between tasks."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def begin_exchange(
+        self,
+        *,
+        channel_id: int,
+        guild_id: int | None,
+        user: Author,
+        text: str,
+        assistant: Author,
+        model: str,
+        request_id: str,
+    ) -> tuple[int, int]:
+        """Store the user's turn and a `streaming` assistant turn in one transaction.
+
+        Returns (user turn id, assistant turn id). If the bot dies before `finish_turn`, the
+        assistant turn is found at the next start and marked incomplete."""
+        async with self._sessions.begin() as session:
+            user_turn = Turn(
+                channel_id=channel_id,
+                guild_id=guild_id,
+                role=Role.USER,
+                author_id=user.id,
+                author_name=user.name,
+                content=text,
+                status=TurnStatus.COMPLETE,
+                request_id=request_id,
+            )
+            session.add(user_turn)
+            await session.flush()
+            reply = Turn(
+                channel_id=channel_id,
+                guild_id=guild_id,
+                role=Role.ASSISTANT,
+                author_id=assistant.id,
+                author_name=assistant.name,
+                content="",
+                model=model,
+                status=TurnStatus.STREAMING,
+                reply_to_id=user_turn.id,
+                request_id=request_id,
+            )
+            session.add(reply)
+            await session.flush()
+            return user_turn.id, reply.id
+
+    async def finish_turn(self, turn_id: int, result: TurnResult) -> None:
+        """Write the assistant turn's final text, metrics and status in one statement."""
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(Turn)
+                .where(Turn.id == turn_id)
+                .values(
+                    status=result.status,
+                    content=result.content,
+                    error=result.error,
+                    prompt_tokens=result.prompt_tokens,
+                    completion_tokens=result.completion_tokens,
+                    total_duration_ns=result.total_duration_ns,
+                    load_duration_ns=result.load_duration_ns,
+                    prompt_duration_ns=result.prompt_duration_ns,
+                    eval_duration_ns=result.eval_duration_ns,
+                    discord_message_id=result.discord_message_id,
+                )
+            )
+
+    async def newest(self, channel_id: int, limit: int) -> list[StoredTurn]:
+        """The channel's newest `limit` turns, oldest first."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(Turn)
+                .where(Turn.channel_id == channel_id)
+                .order_by(Turn.id.desc())
+                .limit(limit)
+            )
+            return [_stored(turn) for turn in reversed(rows.all())]
+
+    async def all(self, channel_id: int) -> list[StoredTurn]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(Turn).where(Turn.channel_id == channel_id).order_by(Turn.id)
+            )
+            return [_stored(turn) for turn in rows.all()]
+
+    async def count(self, channel_id: int) -> int:
+        async with self._sessions() as session:
+            total = await session.scalar(
+                select(func.count()).select_from(Turn).where(Turn.channel_id == channel_id)
+            )
+            return int(total or 0)
+
+    async def clear(self, channel_id: int) -> int:
+        """Delete the channel's turns (not hide them). Returns how many were deleted."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(delete(Turn).where(Turn.channel_id == channel_id))
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    async def mark_interrupted(self) -> int:
+        """Turns left `streaming` by a bot that died become `incomplete`; returns the count."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Turn)
+                .where(Turn.status == TurnStatus.STREAMING)
+                .values(status=TurnStatus.INCOMPLETE)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    async def get_meta(self, key: str) -> str | None:
+        async with self._sessions() as session:
+            return await session.scalar(select(Meta.value).where(Meta.key == key))
+
+    async def set_meta(self, key: str, value: str) -> None:
+        async with self._sessions.begin() as session:
+            await session.merge(Meta(key=key, value=value))

@@ -1,0 +1,70 @@
+"""Tables. Only `storage/` imports SQLAlchemy."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class TurnStatus(enum.StrEnum):
+    STREAMING = "streaming"  # the reply is being written; never left like this after a clean stop
+    COMPLETE = "complete"
+    STOPPED = "stopped"  # the user pressed Stop; the partial text is kept
+    FAILED = "failed"  # Ollama failed; `error` says why
+    INCOMPLETE = "incomplete"  # the bot died while streaming; found and marked at the next start
+
+
+class Role(enum.StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class Turn(Base):
+    """One message of a channel's conversation: a user's or the model's."""
+
+    __tablename__ = "turns"
+    __table_args__ = (Index("ix_turns_channel_id_id", "channel_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    guild_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    author_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    author_name: Mapped[str] = mapped_column(String(100), nullable=False)
+    content: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    total_duration_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    load_duration_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    prompt_duration_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    eval_duration_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reply_to_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """For an assistant turn: the user turn it answers."""
+    discord_message_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=_utcnow, server_default=func.now()
+    )
+
+
+class Meta(Base):
+    """Small key/value facts about this installation (for example the synced command tree hash)."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)

@@ -1,0 +1,174 @@
+"""StreamingReply: draws a growing reply into Discord messages at a steady cadence.
+
+The model's stream is read by the caller, who hands each piece to `feed()` (which never waits).
+A writer task beside it turns the text into messages: the first text goes out at once, later edits
+of one message are at least `interval` seconds apart, the final edit goes out as soon as the
+reply is complete, and text past Discord's 2,000 characters continues in new messages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from bot.conversation.splitter import DISCORD_LIMIT, split_message, split_once
+
+log = logging.getLogger(__name__)
+
+H = TypeVar("H")
+T = TypeVar("T")
+
+
+class ReplyTarget(Protocol[H]):
+    """Where a reply is drawn: `send` makes the n-th message, `edit` changes one."""
+
+    async def send(self, index: int, content: str) -> H: ...
+
+    async def edit(self, handle: H, content: str) -> H: ...
+
+
+@dataclass(slots=True)
+class _Drawn(Generic[T]):
+    handle: T
+    content: str
+    edited_at: float
+
+
+class StreamingReply(Generic[T]):
+    """One reply being drawn. Use `feed()` while streaming, then `finish()` or `fail()`."""
+
+    def __init__(
+        self,
+        target: ReplyTarget[T],
+        *,
+        interval: float = 1.0,
+        limit: int = DISCORD_LIMIT,
+        clock: Callable[[], float] = time.monotonic,
+        prefix: str = "",
+    ) -> None:
+        self._target = target
+        self._interval = interval
+        self._limit = limit
+        self._clock = clock
+        self._frozen: list[str] = []  # pieces cut off the text; they never change again
+        self._tail = prefix  # the text after the frozen pieces
+        self._fed = False  # nothing is shown until the model's first text arrives
+        self._final: list[str] | None = None  # the pieces to show once finished
+        self._drawn: list[_Drawn[T]] = []
+        self._wake = asyncio.Event()
+        self._writer = asyncio.create_task(self._write(), name="streaming-reply-writer")
+        self.edits = 0
+
+    @property
+    def messages(self) -> list[T]:
+        return [drawn.handle for drawn in self._drawn]
+
+    @property
+    def text(self) -> str:
+        return "".join(self._frozen) + self._tail
+
+    def feed(self, text: str) -> None:
+        """Add text to the reply. Never waits: the writer catches up on its own schedule."""
+        if self._final is not None or not text:
+            return
+        self._tail += text
+        self._fed = True
+        while (cut := split_once(self._tail, self._limit)) is not None:
+            head, self._tail = cut
+            self._frozen.append(head)
+        self._wake.set()
+
+    async def finish(self, footer: str | None = None, *, empty: str = "*(no reply)*") -> list[T]:
+        """Show the full final text (with `footer` on its own last line) and wait until shown."""
+        if not self._fed:
+            self.feed(empty)
+        pieces = self._pieces_so_far() or [empty]
+        if footer:
+            joined = f"{pieces[-1]}\n{footer}"
+            if len(joined) <= self._limit:
+                pieces[-1] = joined
+            else:
+                pieces.extend(split_message(footer, self._limit))
+        return await self._settle(pieces)
+
+    async def fail(self, message: str) -> list[T]:
+        """Show the text so far, then the error, and wait until shown."""
+        note = f"⚠️ {message}"
+        pieces = self._pieces_so_far() or [self._tail]
+        joined = f"{pieces[-1]}\n\n{note}" if pieces[-1].strip() else pieces[-1] + note
+        if len(joined) <= self._limit:
+            pieces[-1] = joined
+        else:
+            pieces.extend(split_message(note, self._limit))
+        return await self._settle(pieces)
+
+    async def cancel(self) -> None:
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+
+    async def _settle(self, pieces: list[str]) -> list[T]:
+        self._final = pieces
+        self._wake.set()
+        await self._writer
+        return self.messages
+
+    def _pieces_so_far(self) -> list[str]:
+        """The reply as messages: frozen pieces and the tail, leaving out blank ones (which
+        Discord refuses, and which only a model emitting pages of whitespace produces)."""
+        pieces = [piece for piece in self._frozen if piece.strip()]
+        if self._tail.strip():
+            pieces.append(self._tail)
+        return pieces
+
+    def _wanted(self) -> list[str]:
+        if self._final is not None:
+            return self._final
+        return self._pieces_so_far() if self._fed else []
+
+    async def _write(self) -> None:
+        while True:
+            wanted = self._wanted()
+            final = self._final is not None
+            delay = await self._draw_next(wanted, final)
+            if delay is None:
+                if final:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+            elif delay > 0:
+                # Too early to edit again: wait, but wake at once if the reply is finished.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                if self._final is None:
+                    self._wake.clear()
+
+    async def _draw_next(self, wanted: list[str], final: bool) -> float | None:
+        """Make one change towards `wanted`. Returns 0 after a change, seconds to wait before the
+        next allowed change, or None when everything shown is up to date."""
+        for index, content in enumerate(wanted):
+            if index == len(self._drawn):
+                handle = await self._target.send(index, content)
+                self._drawn.append(_Drawn(handle, content, self._clock()))
+                return 0
+            drawn = self._drawn[index]
+            if drawn.content == content:
+                continue
+            wait = drawn.edited_at + self._interval - self._clock()
+            if wait > 0 and not final:
+                return wait
+            try:
+                drawn.handle = await self._target.edit(drawn.handle, content)
+            except Exception:
+                # The message may be gone (deleted by a moderator); carry on with the rest.
+                log.warning("could not edit a reply message", exc_info=True)
+            drawn.content = content
+            drawn.edited_at = self._clock()
+            self.edits += 1
+            return 0
+        return None

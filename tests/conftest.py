@@ -1,0 +1,106 @@
+"""Shared fixtures: the two doubles on loopback, a real SQLite file, and the real bot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import discord
+import pytest
+import yarl
+
+from bot.app import OllamaBot, assemble
+from bot.settings import Settings
+from tests.doubles.fake_discord import FakeDiscord
+from tests.doubles.fake_ollama import FakeOllama
+
+
+@pytest.fixture
+async def fake_ollama() -> AsyncIterator[FakeOllama]:
+    fake = FakeOllama()
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
+    fake = FakeDiscord()
+    await fake.start()
+    # Seam A of tests/README: the two public class attributes discord.py reads its URLs from.
+    monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
+    monkeypatch.setattr(
+        discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url)
+    )
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'data' / 'bot.db'}"
+
+
+class BotRunner:
+    """Starts the real bot against both doubles and stops it again (a restart is stop + start)."""
+
+    def __init__(self, discord_double: FakeDiscord, ollama_double: FakeOllama, database_url: str):
+        self.discord = discord_double
+        self.ollama = ollama_double
+        self.database_url = database_url
+        self._running: dict[
+            int, tuple[contextlib.AbstractAsyncContextManager[OllamaBot], asyncio.Task[None]]
+        ] = {}
+
+    def settings(self, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "discord_token": self.discord.token,
+            "ollama_host": self.ollama.url,
+            "database_url": self.database_url,
+            "edit_interval": 0.2,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    async def start(self, **overrides: Any) -> OllamaBot:
+        manager = assemble(
+            self.settings(**overrides), guild_ready_timeout=0.05, chunk_guilds_at_startup=False
+        )
+        bot = await manager.__aenter__()
+        task = asyncio.create_task(bot.start(self.discord.token))
+        self._running[id(bot)] = (manager, task)
+        await asyncio.wait_for(bot.wait_until_ready(), 5)
+        return bot
+
+    async def stop(self, bot: OllamaBot) -> None:
+        manager, task = self._running.pop(id(bot))
+        await bot.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+        await manager.__aexit__(None, None, None)
+
+    async def stop_all(self) -> None:
+        for key in list(self._running):
+            manager, task = self._running.pop(key)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            await manager.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def bots(
+    fake_discord: FakeDiscord, fake_ollama: FakeOllama, database_url: str
+) -> AsyncIterator[BotRunner]:
+    runner = BotRunner(fake_discord, fake_ollama, database_url)
+    yield runner
+    await runner.stop_all()
+
+
+@pytest.fixture
+async def bot(bots: BotRunner) -> OllamaBot:
+    """The bot, started with the test defaults (edit interval 0.2 s)."""
+    return await bots.start()

@@ -1,0 +1,120 @@
+"""/history show|export|clear, /status, and command sync at start."""
+
+from __future__ import annotations
+
+import json
+
+from bot.app import OllamaBot
+from tests.conftest import BotRunner
+from tests.doubles.fake_discord import FakeDiscord, FakeInteraction
+from tests.doubles.fake_ollama import FakeOllama, Script
+from tests.e2e.test_chat import chat
+
+
+def response_text(fake: FakeDiscord, interaction: FakeInteraction) -> str:
+    if interaction.followup_ids:
+        return fake.messages[interaction.followup_ids[-1]].content
+    assert interaction.original_message_id
+    return fake.messages[interaction.original_message_id].content
+
+
+async def test_history_show_lists_the_last_turns_privately(
+    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Script(reply="Forty-two."))
+    await chat(fake_discord, "What is the answer?")
+    interaction = await fake_discord.slash_command("history", subcommand="show")
+    await fake_discord.wait_until(lambda: interaction.original_message_id is not None)
+    message = fake_discord.messages[interaction.original_message_id or ""]
+    assert message.is_ephemeral
+    assert "**alice**: What is the answer?" in message.content
+    assert "Forty-two." in message.content
+    assert "Last 2 of 2 turns" in message.content
+
+
+async def test_history_show_on_an_empty_channel(bot: OllamaBot, fake_discord: FakeDiscord) -> None:
+    interaction = await fake_discord.slash_command("history", subcommand="show")
+    await fake_discord.wait_until(lambda: interaction.original_message_id is not None)
+    assert "no conversation yet" in response_text(fake_discord, interaction)
+
+
+async def test_history_export_sends_markdown_and_json(
+    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Script(reply="Forty-two."))
+    await chat(fake_discord, "What is the answer?")
+    interaction = await fake_discord.slash_command("history", subcommand="export")
+    await fake_discord.wait_until(lambda: bool(interaction.followup_ids))
+    message = fake_discord.messages[interaction.followup_ids[-1]]
+    files = dict(message.attachments)
+    channel = fake_discord.channel_ids[0]
+    markdown = files[f"history-{channel}.md"].decode()
+    data = json.loads(files[f"history-{channel}.json"])
+    assert "What is the answer?" in markdown and "Forty-two." in markdown
+    assert [(t["role"], t["content"], t["status"]) for t in data["turns"]] == [
+        ("user", "What is the answer?", "complete"),
+        ("assistant", "Forty-two.", "complete"),
+    ]
+    assert data["turns"][1]["model"] == "llama3.2"
+
+
+async def test_history_clear_needs_manage_messages(
+    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    await chat(fake_discord, "remember this")
+    refused = await fake_discord.slash_command("history", subcommand="clear", user="bob")
+    await fake_discord.wait_until(lambda: refused.original_message_id is not None)
+    assert "Manage Messages" in response_text(fake_discord, refused)
+    assert await bot.history.count(int(fake_discord.channel_ids[0])) == 2
+
+    cleared = await fake_discord.slash_command("history", subcommand="clear", user="admin")
+    await fake_discord.wait_until(lambda: cleared.original_message_id is not None)
+    assert "2 turns deleted" in response_text(fake_discord, cleared)
+    assert await bot.history.count(int(fake_discord.channel_ids[0])) == 0
+
+    await chat(fake_discord, "a fresh start")
+    assert fake_ollama.chat_requests()[-1]["messages"] == [
+        {"role": "user", "content": "a fresh start"}
+    ]
+
+
+async def test_clear_command_is_hidden_from_members_by_default(bot: OllamaBot) -> None:
+    clear = bot.tree.get_command("history").get_command("clear")  # type: ignore[union-attr]
+    assert clear is not None
+    assert clear.default_permissions is not None and clear.default_permissions.manage_messages
+
+
+async def test_status_reports_ollama_database_and_queue(
+    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    interaction = await fake_discord.slash_command("status")
+    await fake_discord.wait_until(lambda: bool(interaction.followup_ids))
+    text = response_text(fake_discord, interaction)
+    assert f"reachable at {fake_ollama.url}, version {fake_ollama.version}" in text
+    assert "Database: ✅ ok" in text
+    assert "Generating now: 0 · waiting: 0" in text
+    assert "Uptime:" in text
+
+
+async def test_status_when_ollama_is_down(bots: BotRunner, fake_discord: FakeDiscord) -> None:
+    await bots.start(ollama_host="http://127.0.0.1:9")
+    interaction = await fake_discord.slash_command("status")
+    await fake_discord.wait_until(lambda: bool(interaction.followup_ids))
+    assert "❌ not reachable" in response_text(fake_discord, interaction)
+
+
+async def test_commands_are_synced_only_when_the_tree_changed(
+    bots: BotRunner, fake_discord: FakeDiscord
+) -> None:
+    def puts() -> int:
+        return sum(
+            1 for r in fake_discord.requests if r.method == "PUT" and r.path.endswith("/commands")
+        )
+
+    first = await bots.start()
+    assert puts() == 1
+    names = {c["name"] for c in fake_discord.commands}
+    assert {"chat", "history", "status"} <= names
+    await bots.stop(first)
+    await bots.start()
+    assert puts() == 1

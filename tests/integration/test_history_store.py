@@ -1,0 +1,147 @@
+"""HistoryStore on a real SQLite file, migrated by Alembic."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.app import ConfigurationError, prepare_database
+from bot.storage import migrate
+from bot.storage.engine import create_engine, session_factory, sqlite_path
+from bot.storage.history import Author, HistoryStore, TurnResult
+from bot.storage.models import TurnStatus
+
+ALICE = Author(11, "alice")
+BOT = Author(99, "ollama-bot")
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    await migrate.upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def store(engine: AsyncEngine) -> HistoryStore:
+    return HistoryStore(session_factory(engine))
+
+
+async def exchange(store: HistoryStore, channel: int, text: str, reply: str) -> tuple[int, int]:
+    user_turn, reply_turn = await store.begin_exchange(
+        channel_id=channel,
+        guild_id=1,
+        user=ALICE,
+        text=text,
+        assistant=BOT,
+        model="m",
+        request_id="r",
+    )
+    await store.finish_turn(
+        reply_turn,
+        TurnResult(
+            status=TurnStatus.COMPLETE, content=reply, completion_tokens=3, eval_duration_ns=10
+        ),
+    )
+    return user_turn, reply_turn
+
+
+async def test_migrations_create_the_schema_in_wal_mode(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    assert await migrate.is_current(engine)
+    path = sqlite_path(database_url)
+    assert path is not None and path.is_file()
+    with sqlite3.connect(path) as conn:
+        tables = {
+            row[0] for row in conn.execute("select name from sqlite_master where type='table'")
+        }
+        mode = conn.execute("pragma journal_mode").fetchone()[0]
+    assert {"turns", "meta", "alembic_version"} <= tables
+    assert mode == "wal"
+
+
+async def test_upgrade_twice_is_harmless(engine: AsyncEngine) -> None:
+    await migrate.upgrade(engine)
+    assert await migrate.current_revision(engine) == migrate.head_revision(str(engine.url))
+
+
+async def test_an_exchange_is_stored_with_author_model_tokens_and_status(
+    store: HistoryStore,
+) -> None:
+    await exchange(store, 5, "hello", "hi there")
+    turns = await store.all(5)
+    assert [(t.role, t.author_name, t.content, t.status) for t in turns] == [
+        ("user", "alice", "hello", "complete"),
+        ("assistant", "ollama-bot", "hi there", "complete"),
+    ]
+    assert turns[1].model == "m"
+    assert turns[1].completion_tokens == 3
+    assert turns[1].reply_to_id == turns[0].id
+
+
+async def test_channels_never_see_each_others_turns(store: HistoryStore) -> None:
+    await exchange(store, 1, "one", "uno")
+    await exchange(store, 2, "two", "dos")
+    assert [t.content for t in await store.all(1)] == ["one", "uno"]
+    assert [t.content for t in await store.newest(2, 10)] == ["two", "dos"]
+
+
+async def test_newest_returns_the_last_turns_oldest_first(store: HistoryStore) -> None:
+    for n in range(5):
+        await exchange(store, 3, f"q{n}", f"a{n}")
+    assert [t.content for t in await store.newest(3, 3)] == ["a3", "q4", "a4"]
+    assert await store.count(3) == 10
+
+
+async def test_clear_deletes_only_that_channel(store: HistoryStore) -> None:
+    await exchange(store, 1, "one", "uno")
+    await exchange(store, 2, "two", "dos")
+    assert await store.clear(1) == 2
+    assert await store.all(1) == []
+    assert await store.count(2) == 2
+
+
+async def test_replies_left_streaming_are_marked_incomplete(store: HistoryStore) -> None:
+    _, reply = await store.begin_exchange(
+        channel_id=4, guild_id=None, user=ALICE, text="q", assistant=BOT, model="m", request_id="r"
+    )
+    assert await store.mark_interrupted() == 1
+    turns = await store.all(4)
+    assert turns[1].id == reply and turns[1].status == TurnStatus.INCOMPLETE
+    assert await store.mark_interrupted() == 0
+
+
+async def test_turns_survive_a_new_engine_on_the_same_file(
+    store: HistoryStore, database_url: str
+) -> None:
+    await exchange(store, 8, "remember me", "I will")
+    other = create_engine(database_url)
+    try:
+        again = HistoryStore(session_factory(other))
+        assert [t.content for t in await again.all(8)] == ["remember me", "I will"]
+    finally:
+        await other.dispose()
+
+
+async def test_meta_values_round_trip(store: HistoryStore) -> None:
+    assert await store.get_meta("k") is None
+    await store.set_meta("k", "v1")
+    await store.set_meta("k", "v2")
+    assert await store.get_meta("k") == "v2"
+
+
+async def test_start_refuses_an_old_schema_when_told_not_to_migrate(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
+    try:
+        with pytest.raises(ConfigurationError, match="db upgrade"):
+            await prepare_database(engine, auto_migrate=False)
+        await prepare_database(engine, auto_migrate=True)
+        assert await migrate.is_current(engine)
+    finally:
+        await engine.dispose()
