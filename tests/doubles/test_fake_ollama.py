@@ -1,0 +1,671 @@
+"""Tests of the Ollama double, driven through the real ollama-python client and raw httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import ollama
+import pytest
+
+from tests.doubles.fake_ollama import (
+    BUSY_MESSAGE,
+    DEFAULT_REPLY,
+    FakeModel,
+    FakeOllama,
+    Script,
+    base64_error,
+    parse_go_duration,
+    tokenize,
+)
+
+USER = [{"role": "user", "content": "Why is the sky blue?"}]
+PNG_1PX = base64.b64encode(
+    bytes.fromhex(
+        "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478da63"
+        "f8cfc0f01f0005000200d7a3d7a90000000049454e44ae426082"
+    )
+).decode()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeOllama]:
+    async with FakeOllama() as server:
+        yield server
+
+
+@pytest.fixture
+async def client(fake: FakeOllama) -> AsyncIterator[ollama.AsyncClient]:
+    api = ollama.AsyncClient(host=fake.url)
+    yield api
+    await api._client.aclose()
+
+
+@pytest.fixture
+async def http(fake: FakeOllama) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=fake.url) as raw:
+        yield raw
+
+
+async def collect(stream: AsyncIterator[Any], into: list[Any] | None = None) -> list[Any]:
+    """Drain a client stream; ``into`` keeps what arrived before an exception."""
+    parts = [] if into is None else into
+    async for part in stream:
+        parts.append(part)
+    return parts
+
+
+# ---- chat: happy paths ------------------------------------------------------------------------
+
+
+async def test_streaming_chat_collects_scripted_text_and_metrics(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    fake.script(Script(reply="The sky is blue."))
+    parts = await collect(await client.chat("llama3.2", USER, stream=True))
+
+    assert "".join(p.message.content for p in parts) == "The sky is blue."
+    assert [p.done for p in parts] == [False] * (len(parts) - 1) + [True]
+    final = parts[-1]
+    assert final.done_reason == "stop"
+    assert final.message.content == ""
+    assert final.eval_count == len(tokenize("The sky is blue.")) == 4
+    assert final.eval_duration > 0
+    assert final.total_duration >= final.eval_duration
+    assert final.prompt_eval_count >= 1
+    assert all(p.done_reason is None and p.eval_count is None for p in parts[:-1])
+
+
+async def test_non_streaming_chat_returns_one_object(client: ollama.AsyncClient) -> None:
+    response = await client.chat("llama3.2", USER)
+    assert response.message.role == "assistant"
+    assert response.message.content == DEFAULT_REPLY
+    assert response.done is True
+    assert response.eval_count == 5
+
+
+async def test_reply_given_as_tokens_and_tokeniser_round_trip(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    for text in ["", "  lead", "a  b\n\nc ", "trailing\n", "单词 and émoji 🎉"]:
+        assert "".join(tokenize(text)) == text
+    fake.script(Script(reply=["Hel", "lo", "!"]))
+    parts = await collect(await client.chat("llama3.2", USER, stream=True))
+    assert [p.message.content for p in parts] == ["Hel", "lo", "!", ""]
+
+
+async def test_token_timing_is_honoured(fake: FakeOllama, client: ollama.AsyncClient) -> None:
+    fake.script(Script(reply=["a", "b", "c"], first_token_delay=0.05, token_interval=0.05))
+    started = time.monotonic()
+    arrivals: list[float] = []
+    async for _ in await client.chat("llama3.2", USER, stream=True):
+        arrivals.append(time.monotonic() - started)
+    assert arrivals[0] >= 0.04  # headers and the first chunk come after the first-token delay
+    assert arrivals[2] - arrivals[0] >= 0.09
+
+
+async def test_eval_tokens_per_second_sets_eval_duration(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    fake.script(Script(reply=["x"] * 10, eval_tokens_per_second=20.0))
+    response = await client.chat("llama3.2", USER)
+    assert response.eval_count == 10
+    assert response.eval_duration == 500_000_000
+
+
+async def test_model_is_echoed_exactly_as_sent(client: ollama.AsyncClient) -> None:
+    for name in ["llama3.2", "LLaMA3.2:latest", "registry.ollama.ai/library/llama3.2"]:
+        parts = await collect(await client.chat(name, USER, stream=True))
+        assert {p.model for p in parts} == {name}
+
+
+async def test_scripts_are_fifo_and_can_target_a_model(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    fake.script(Script(reply="for qwen", model="qwen3"), Script(reply="first"), Script("second"))
+    assert (await client.chat("llama3.2", USER)).message.content == "first"
+    assert (await client.chat("qwen3", USER, think=False)).message.content == "for qwen"
+    assert (await client.chat("llama3.2", USER)).message.content == "second"
+    assert (await client.chat("llama3.2", USER)).message.content == DEFAULT_REPLY
+
+
+async def test_thinking_chunks_come_before_content(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    fake.script(Script(thinking="Let me think.", reply="Blue."))
+    parts = await collect(await client.chat("qwen3", USER, stream=True))  # think omitted: on
+    thinking = [p.message.thinking for p in parts if p.message.thinking]
+    assert "".join(thinking) == "Let me think."
+    first_content = next(i for i, p in enumerate(parts) if p.message.content)
+    assert all(p.message.content == "" for p in parts[:first_content])
+    assert all(p.message.thinking is None for p in parts[first_content:])
+
+    fake.script(Script(thinking="hidden", reply="Blue."))
+    response = await client.chat("qwen3", USER, think=False)
+    assert response.message.thinking is None
+
+    fake.script(Script(thinking="Hmm.", reply="Blue."))
+    response = await client.chat("qwen3", USER, think="high")
+    assert (response.message.thinking, response.message.content) == ("Hmm.", "Blue.")
+
+
+async def test_tool_calls_are_emitted_when_the_request_has_tools(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    def get_weather(city: str) -> str:
+        """Get the weather.
+
+        Args:
+          city: The city.
+        """
+        return "sunny"
+
+    call = {"function": {"name": "get_weather", "arguments": {"city": "Tokyo"}}}
+    fake.script(Script(reply="", tool_calls=[call]))
+    response = await client.chat("llama3.2", USER, tools=[get_weather])
+    assert response.message.tool_calls is not None
+    (tool_call,) = response.message.tool_calls
+    assert tool_call.function.name == "get_weather"
+    assert tool_call.function.arguments == {"city": "Tokyo"}
+    sent = fake.chat_requests()[-1]
+    assert sent["tools"][0]["function"]["name"] == "get_weather"
+
+
+async def test_load_and_unload_requests(fake: FakeOllama, http: httpx.AsyncClient) -> None:
+    loaded = await http.post("/api/chat", json={"model": "llama3.2"})
+    assert loaded.status_code == 200
+    assert loaded.headers["content-type"] == "application/json; charset=utf-8"
+    assert loaded.json()["done_reason"] == "load"
+    assert loaded.json()["message"] == {"role": "assistant", "content": ""}
+    assert [m["name"] for m in (await http.get("/api/ps")).json()["models"]] == ["llama3.2:latest"]
+
+    unloaded = await http.post(
+        "/api/chat", json={"model": "llama3.2", "messages": [], "keep_alive": 0}
+    )
+    assert unloaded.json()["done_reason"] == "unload"
+    assert (await http.get("/api/ps")).json() == {"models": []}
+
+
+# ---- chat: errors -------------------------------------------------------------------------------
+
+
+async def test_unknown_model_is_404_with_exact_text(client: ollama.AsyncClient) -> None:
+    with pytest.raises(ollama.ResponseError) as caught:
+        await collect(await client.chat("nope", USER, stream=True))
+    assert caught.value.status_code == 404
+    assert caught.value.error == "model 'nope' not found"
+    assert str(caught.value) == "model 'nope' not found (status code: 404)"
+
+
+async def test_busy_is_503_with_two_space_text(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    fake.busy = True
+    with pytest.raises(ollama.ResponseError) as caught:
+        await client.chat("llama3.2", USER)
+    assert caught.value.status_code == 503
+    assert caught.value.error == BUSY_MESSAGE
+    assert "again.  maximum" in BUSY_MESSAGE
+    fake.busy = False
+    assert (await client.chat("llama3.2", USER)).message.content == DEFAULT_REPLY
+
+
+async def test_mid_stream_error_raises_with_status_minus_one(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    fake.script(Script(error_after=2))
+    received: list[ollama.ChatResponse] = []
+    with pytest.raises(ollama.ResponseError) as caught:
+        await collect(await client.chat("llama3.2", USER, stream=True), received)
+    assert [p.message.content for p in received] == ["Hello", " from"]
+    assert caught.value.status_code == -1
+    assert caught.value.error == "an error was encountered while running the model: unexpected EOF"
+    assert fake.requests[-1].status == 200
+
+
+async def test_scripted_status_answers_before_streaming(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    fake.script(Script(status=500, error_message="boom"))
+    with pytest.raises(ollama.ResponseError) as caught:
+        await collect(await client.chat("llama3.2", USER, stream=True))
+    assert (caught.value.status_code, caught.value.error) == (500, "boom")
+
+
+async def test_die_after_makes_the_client_raise_remote_protocol_error(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    fake.script(Script(die_after=2))
+    received: list[ollama.ChatResponse] = []
+    with pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"):
+        await collect(await client.chat("llama3.2", USER, stream=True), received)
+    assert [p.message.content for p in received] == ["Hello", " from"]
+
+    fake.script(Script(die_after=1))  # non-streaming: no response at all
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+        await client.chat("llama3.2", USER)
+    assert fake.cancelled == 0  # a crash is not a client cancellation
+    assert fake.active_generations == 0
+
+
+async def test_down_drops_connections(fake: FakeOllama, client: ollama.AsyncClient) -> None:
+    fake.down = True
+    with pytest.raises(httpx.RemoteProtocolError):
+        await client.chat("llama3.2", USER)
+    fake.down = False
+    assert (await client.chat("llama3.2", USER)).done
+
+
+async def test_connection_refused_after_close_and_restart_on_same_port(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    url = fake.url
+    await fake.close()
+    with pytest.raises(ConnectionError, match="Failed to connect to Ollama"):
+        await client.chat("llama3.2", USER)
+    with pytest.raises(httpx.ConnectError):  # streaming calls are not wrapped by the client
+        await collect(await client.chat("llama3.2", USER, stream=True))
+    await fake.start()
+    assert fake.url == url
+    assert (await client.chat("llama3.2", USER)).message.content == DEFAULT_REPLY
+
+
+async def test_capability_checks(client: ollama.AsyncClient) -> None:
+    with pytest.raises(ollama.ResponseError) as caught:
+        await client.chat("llava", USER, tools=[{"type": "function", "function": {"name": "f"}}])
+    assert caught.value.status_code == 400
+    assert caught.value.error == "registry.ollama.ai/library/llava:latest does not support tools"
+
+    with pytest.raises(ollama.ResponseError) as caught:
+        await client.chat("llama3.2", USER, think=True)
+    assert (caught.value.status_code, caught.value.error) == (
+        400,
+        '"llama3.2" does not support thinking',
+    )
+    assert (await client.chat("llama3.2", USER, think=False)).done  # allowed since 0.12.5
+
+
+async def test_images_plain_base64_only_and_only_for_vision_models(
+    client: ollama.AsyncClient, http: httpx.AsyncClient
+) -> None:
+    message = {"role": "user", "content": "What is this?", "images": [PNG_1PX]}
+    assert (await client.chat("llava", [message])).message.content == DEFAULT_REPLY
+    raw_bytes = {"role": "user", "content": "And this?", "images": [base64.b64decode(PNG_1PX)]}
+    assert (await client.chat("llava", [raw_bytes])).done  # the client base64-encodes bytes
+
+    data_uri = {**message, "images": ["data:image/png;base64," + PNG_1PX]}
+    # ollama-python usually refuses this itself (its lenient b64decode check fails) ...
+    with pytest.raises(ValueError, match="Invalid image data"):
+        await client.chat("llava", [data_uri])
+    # ... and the server answers what Go's base64 decoder says
+    raw = await http.post("/api/chat", json={"model": "llava", "messages": [data_uri]})
+    assert (raw.status_code, raw.json()) == (400, {"error": "illegal base64 data at input byte 4"})
+
+    with pytest.raises(ollama.ResponseError) as caught:
+        await client.chat("llama3.2", [message])
+    assert caught.value.status_code == 500
+    assert caught.value.error.endswith("this model is missing data required for image input")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ("", 400, "missing request body"),
+        ('{"model":', 400, "unexpected EOF"),
+        ("x", 400, "invalid character 'x' looking for beginning of value"),
+        ('{"model":"a" "b"}', 400, "invalid character '\"' after object key:value pair"),
+        ("[1]", 400, "json: cannot unmarshal array into Go value of type api.ChatRequest"),
+        ('{"messages":[]}', 400, "model is required"),
+        (
+            '{"model":"llama3.2","stream":"yes"}',
+            400,
+            "json: cannot unmarshal string into Go struct field ChatRequest.stream of type bool",
+        ),
+        (
+            '{"model":"llama3.2","messages":[{"role":"user","content":5}]}',
+            400,
+            "json: cannot unmarshal number into Go struct field Message.messages.content "
+            "of type string",
+        ),
+        (
+            '{"model":"llama3.2","messages":{}}',
+            400,
+            "json: cannot unmarshal object into Go struct field ChatRequest.messages "
+            "of type []api.Message",
+        ),
+        (
+            '{"model":"llama3.2","think":"x"}',
+            400,
+            'invalid think value: "x" (must be "high", "medium", "low", "max", true, or false)',
+        ),
+        ('{"model":"llama3.2","keep_alive":"10"}', 400, 'time: missing unit in duration "10"'),
+        ('{"model":"llama3.2","keep_alive":true}', 400, "Unsupported type: 'bool'"),
+        (
+            '{"model":"llama3.2","messages":[{"role":"user","content":"x"}],'
+            '"options":{"temperature":"hot"}}',
+            500,
+            'option "temperature" must be of type float32',
+        ),
+        (
+            '{"model":"llama3.2","messages":[{"role":"user","content":"x"}],'
+            '"options":{"stop":"x"}}',
+            500,
+            'option "stop" must be of type array',
+        ),
+        (
+            '{"model":"llama3.2","messages":[{"role":"user","content":"x"}],"format":"xml"}',
+            500,
+            'invalid format: "\\"xml\\""; expected "json" or a valid JSON Schema object',
+        ),
+    ],
+)
+async def test_request_validation_texts(
+    http: httpx.AsyncClient, body: str, status: int, error: str
+) -> None:
+    response = await http.post("/api/chat", content=body.encode())
+    assert response.status_code == status
+    assert response.json() == {"error": error}
+
+
+async def test_bodies_the_real_client_sends_are_accepted(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    history = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}],
+        },
+        {"role": "tool", "content": "sunny", "tool_name": "get_weather"},
+    ]
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    fake.script(Script(reply='{"answer": "sunny"}'))
+    response = await client.chat(
+        "qwen3",
+        history,
+        tools=[{"type": "function", "function": {"name": "get_weather", "parameters": schema}}],
+        format=schema,
+        options={"temperature": 0.2, "num_ctx": 8192, "stop": ["###"], "min_p": 0.05},
+        keep_alive="10m",
+        think="low",
+    )
+    assert json.loads(response.message.content) == {"answer": "sunny"}
+    for fmt in ("json", ""):
+        assert (await client.chat("llama3.2", USER, format=fmt, keep_alive=-1)).done
+    sent = fake.chat_requests()[0]
+    assert sent["stream"] is False
+    assert sent["messages"][2]["tool_calls"][0]["function"]["arguments"] == {"city": "Oslo"}
+
+
+# ---- streaming wire format --------------------------------------------------------------------
+
+
+async def test_raw_ndjson_framing(http: httpx.AsyncClient) -> None:
+    async with http.stream("POST", "/api/chat", json={"model": "llama3.2", "messages": USER}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"] == "application/x-ndjson"
+        assert r.headers["transfer-encoding"] == "chunked"
+        raw = b"".join([chunk async for chunk in r.aiter_raw()])
+    text = raw.decode()
+    assert text.endswith("\n")
+    lines = text[:-1].split("\n")
+    assert all(lines), "no blank lines"
+    objects = [json.loads(line) for line in lines]
+    assert list(objects[0]) == ["model", "created_at", "message", "done"]
+    assert objects[0]["created_at"].endswith("Z")
+    assert objects[-1]["done"] is True
+    assert list(objects[-1])[:5] == ["model", "created_at", "message", "done", "done_reason"]
+    assert all(isinstance(objects[-1][k], int) for k in ("total_duration", "eval_duration"))
+
+
+async def test_go_style_json_escapes_html(fake: FakeOllama, http: httpx.AsyncClient) -> None:
+    fake.script(Script(reply=["<b>", "&"]))
+    response = await http.post(
+        "/api/chat", json={"model": "llama3.2", "messages": USER, "stream": False}
+    )
+    assert "\\u003cb\\u003e\\u0026" in response.text
+    assert not response.text.endswith("\n")
+    assert response.json()["message"]["content"] == "<b>&"
+
+
+async def test_cancelled_when_the_client_stops_reading(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    fake.script(Script(reply=["tok"] * 200, token_interval=0.01))
+    stream = await client.chat("llama3.2", USER, stream=True)
+    seen = 0
+    async for _ in stream:
+        seen += 1
+        if seen == 3:
+            break
+    assert fake.active_generations == 1
+    await stream.aclose()  # closes the HTTP response, i.e. the connection
+    await fake.wait_until(lambda: fake.cancelled == 1 and fake.active_generations == 0)
+
+    fake.script(Script(first_token_delay=10))  # a non-streaming request cancelled while waiting
+    task = asyncio.create_task(client.chat("llama3.2", USER))
+    await fake.wait_until(lambda: fake.active_generations == 1)
+    task.cancel()
+    await fake.wait_until(lambda: fake.cancelled == 2 and fake.active_generations == 0)
+
+
+# ---- other endpoints --------------------------------------------------------------------------
+
+
+async def test_root_version_and_router_errors(http: httpx.AsyncClient) -> None:
+    root = await http.get("/")
+    assert (root.status_code, root.text) == (200, "Ollama is running")
+    assert root.headers["content-type"] == "text/plain; charset=utf-8"
+    head = await http.head("/")
+    assert (head.status_code, head.content) == (200, b"")
+    assert (await http.get("/api/version")).json() == {"version": "0.12.6"}
+    assert (await http.head("/api/version")).status_code == 200
+
+    missing = await http.get("/api/nope")
+    assert (missing.status_code, missing.text) == (404, "404 page not found")
+    assert missing.headers["content-type"] == "text/plain"
+    wrong = await http.get("/api/chat")
+    assert (wrong.status_code, wrong.text) == (405, "405 method not allowed")
+    assert wrong.headers["content-type"] == "text/plain"
+
+
+async def test_show_parses_and_has_model_info(client: ollama.AsyncClient) -> None:
+    show = await client.show("llama3.2")
+    assert show.modelinfo is not None
+    assert show.modelinfo["general.architecture"] == "llama"
+    assert show.modelinfo["llama.context_length"] == 131072
+    assert show.modelinfo["llama.embedding_length"] == 3072
+    assert show.capabilities == ["completion", "tools"]
+    assert show.details is not None and show.details.family == "llama"
+    assert show.parameters is not None
+    assert show.parameters.splitlines()[0] == "stop" + " " * 27 + '"<|start_header_id|>"'
+
+    vision = await client.show("llava")
+    assert vision.capabilities is not None and "vision" in vision.capabilities
+    assert vision.details is not None and vision.details.families == ["llama", "clip"]
+
+    with pytest.raises(ollama.ResponseError) as caught:
+        await client.show("nope:7b")
+    assert (caught.value.status_code, caught.value.error) == (404, "model 'nope:7b' not found")
+
+
+async def test_show_parameters_text_and_system(fake: FakeOllama, http: httpx.AsyncClient) -> None:
+    fake.add_model(
+        FakeModel(
+            "mybot",
+            parameters={"num_ctx": 4096, "stop": ["<|eot_id|>", "User:"], "temperature": 0.7},
+            system="You are terse.",
+        )
+    )
+    body = (await http.post("/api/show", json={"model": "MyBot"})).json()
+    assert body["parameters"].split("\n") == [
+        "num_ctx                        4096",
+        'stop                           "<|eot_id|>"',
+        'stop                           "User:"',
+        "temperature                    0.7",
+    ]
+    assert body["system"] == "You are terse."
+    assert "messages" not in body and "license" not in body
+    empty = await http.post("/api/show", json={})
+    assert (empty.status_code, empty.json()) == (400, {"error": "model is required"})
+
+
+async def test_tags_and_ps_parse(fake: FakeOllama, client: ollama.AsyncClient) -> None:
+    listed = await client.list()
+    assert [m.model for m in listed.models] == ["llama3.2:latest", "llava:latest", "qwen3:latest"]
+    assert listed.models[0].details is not None
+    assert listed.models[0].details.quantization_level == "Q4_K_M"
+
+    assert (await client.ps()).models == []
+    await client.chat("qwen3", USER, options={"num_ctx": 8192})
+    (running,) = (await client.ps()).models
+    assert running.model == "qwen3:latest"
+    assert running.context_length == 8192
+    assert running.expires_at is not None and running.expires_at.tzinfo is not None
+
+    fake.remove_model("qwen3")
+    assert "qwen3:latest" not in fake.models
+    assert (await client.ps()).models == []
+
+
+async def test_generate_streams_response(fake: FakeOllama, client: ollama.AsyncClient) -> None:
+    parts = await collect(await client.generate("llama3.2", "Why?", stream=True))
+    assert "".join(p.response for p in parts) == DEFAULT_REPLY
+    assert parts[-1].done and parts[-1].context
+    single = await client.generate("llama3.2", "Why?")
+    assert single.response == DEFAULT_REPLY
+    loaded = await client.generate("llama3.2")
+    assert loaded.done_reason == "load"
+
+
+async def test_recording(fake: FakeOllama, client: ollama.AsyncClient) -> None:
+    await client.chat("llama3.2", USER)
+    with pytest.raises(ollama.ResponseError):
+        await client.chat("nope", USER)
+    chat = [r for r in fake.requests if r.path == "/api/chat"]
+    assert [(r.method, r.status) for r in chat] == [("POST", 200), ("POST", 404)]
+    assert chat[0].json == fake.chat_requests()[0]
+    assert fake.chat_requests()[0]["messages"] == USER
+    assert chat[0].headers["User-Agent"].startswith("ollama-python/")
+    assert chat[0].t <= chat[1].t
+
+
+# ---- model management ---------------------------------------------------------------------------
+
+
+async def test_create_from_existing_model(fake: FakeOllama, client: ollama.AsyncClient) -> None:
+    statuses = [
+        p.status
+        async for p in await client.create(
+            "mybot",
+            from_="llama3.2",
+            system="You are terse.",
+            parameters={"temperature": 0.3},
+            stream=True,
+        )
+    ]
+    assert statuses[0].startswith("using existing layer sha256:")
+    assert any(s.startswith("creating new layer sha256:") for s in statuses)
+    assert statuses[-2:] == ["writing manifest", "success"]
+    show = await client.show("mybot")
+    assert show.capabilities == ["completion", "tools"]
+    assert "You are terse." in (show.modelfile or "")
+    assert fake.models["mybot:latest"].parameters["temperature"] == 0.3
+
+    again = await client.create("mybot2", from_="llama3.2", system="You are terse.")
+    assert again.status == "success"
+
+    with pytest.raises(ollama.ResponseError) as caught:
+        await client.create("broken")
+    assert (caught.value.status_code, caught.value.error) == (
+        400,
+        "neither 'from' or 'files' was specified",
+    )
+
+
+async def test_pull_delete_copy(fake: FakeOllama, client: ollama.AsyncClient) -> None:
+    fake.add_pullable(
+        FakeModel("gemma3:1b", family="gemma3", size=1_000_000), bytes_per_second=50_000_000
+    )
+    progress = await collect(await client.pull("gemma3:1b", stream=True))
+    assert progress[0].status == "pulling manifest"
+    downloads = [p for p in progress if p.status and p.status.startswith("pulling ")][1:]
+    assert downloads and all(p.digest and p.total for p in downloads)
+    assert downloads[-1].completed == downloads[-1].total
+    assert [p.status for p in progress[-3:]] == [
+        "verifying sha256 digest",
+        "writing manifest",
+        "success",
+    ]
+    assert "gemma3:1b" in fake.models
+
+    with pytest.raises(ollama.ResponseError) as caught:
+        await collect(await client.pull("does-not-exist", stream=True))
+    assert (caught.value.status_code, caught.value.error) == (
+        -1,
+        "pull model manifest: file does not exist",
+    )
+    with pytest.raises(ollama.ResponseError) as caught:
+        await client.pull("does-not-exist")
+    assert caught.value.status_code == 500
+
+    assert (await client.copy("llama3.2", "backup")).status == "success"
+    assert (await client.delete("backup")).status == "success"
+    with pytest.raises(ollama.ResponseError) as caught:
+        await client.delete("backup")
+    assert (caught.value.status_code, caught.value.error) == (404, "model 'backup' not found")
+    with pytest.raises(ollama.ResponseError) as caught:
+        await client.copy("zzz", "y")
+    assert (caught.value.status_code, caught.value.error) == (404, 'model "zzz" not found')
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def test_go_helpers() -> None:
+    assert base64_error(PNG_1PX) is None
+    assert base64_error("AAAA\nAAAA") is None
+    assert base64_error("data:image/png;base64,AAAA") == "illegal base64 data at input byte 4"
+    assert base64_error("AAA") == "illegal base64 data at input byte 0"
+    assert base64_error("AA-A") == "illegal base64 data at input byte 2"
+    assert parse_go_duration("1h30m") == 5400e9
+    assert parse_go_duration("0") == 0
+    with pytest.raises(ValueError, match='unknown unit "x"'):
+        parse_go_duration("10x")
+
+
+async def test_null_values_are_accepted_like_go(http: httpx.AsyncClient) -> None:
+    body = {
+        "model": "llava",
+        "messages": [None, {"role": "user", "content": None}],
+        "stream": None,
+        "images": None,
+        "options": None,
+        "messages_extra": 1,
+    }
+    response = await http.post("/api/chat", json=body)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/x-ndjson"  # stream null: default on
+
+
+async def test_client_disconnect_during_pull_is_quiet(
+    fake: FakeOllama, client: ollama.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.add_pullable(
+        FakeModel("big:1b", size=10**9), bytes_per_second=10**8, progress_interval=0.01
+    )
+    stream = await client.pull("big:1b", stream=True)
+    async for progress in stream:
+        if progress.completed:
+            break
+    await stream.aclose()
+    await asyncio.sleep(0.05)
+    assert "big:1b" not in fake.models
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
