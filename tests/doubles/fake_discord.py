@@ -1,0 +1,2770 @@
+"""A test double of Discord (REST API v10 + Gateway) that a real discord.py bot talks to.
+
+`FakeDiscord` is an aiohttp server on 127.0.0.1 (ephemeral port). It serves the REST API under
+``/api/v10``, the Gateway websocket at ``/`` and attachment downloads under ``/attachments/``.
+Point a real bot at it by patching two public class attributes (pytest ``monkeypatch``)::
+
+    monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
+    gateway = yarl.URL(fake.gateway_url)
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", gateway)
+
+It behaves like the real service where a bot can tell: status codes and error bodies, message
+limits (request bodies are also validated against Discord's own OpenAPI request schemas in
+``tests/data/discord-openapi.json``), the interaction 3 s acknowledgement window and the 15 min
+token lifetime, a per-message edit rate limit answered with real 429s, and the MESSAGE_CONTENT
+privileged intent (content of guild messages is blanked for a bot without it unless the message
+mentions the bot). Tests drive users' actions (`slash_command`, `user_message`, `click_button`,
+...) and assert on what the bot did through `requests`, `messages` and `interactions`.
+
+Also like Discord: the bot gets MESSAGE_CREATE/UPDATE/DELETE for its own (non-ephemeral)
+messages, the first followup after a deferred answer fills the 'thinking' message, REST history
+is blanked like the Gateway, RESUME replays missed events, and a clean close (1000) ends the
+session. A bug in the double itself is answered with HTTP 418 (so discord.py fails fast instead
+of retrying a 5xx) and kept in `server_errors`; fixtures should assert that list is empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import functools
+import hashlib
+import inspect
+import json
+import math
+import mimetypes
+import re
+import secrets
+import time
+import traceback
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import BodyPartReader, WSMsgType, web
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+OPENAPI_PATH = Path(__file__).resolve().parent.parent / "data" / "discord-openapi.json"
+API_PREFIX = "/api/v10"
+DISCORD_EPOCH_MS = 1_420_070_400_000
+ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024  # non-boosted guild upload limit (10 MiB)
+
+# Permission bits (https://discord.com/developers/docs/topics/permissions).
+CREATE_INSTANT_INVITE = 1 << 0
+ADMINISTRATOR = 1 << 3
+MANAGE_CHANNELS = 1 << 4
+MANAGE_GUILD = 1 << 5
+ADD_REACTIONS = 1 << 6
+VIEW_CHANNEL = 1 << 10
+SEND_MESSAGES = 1 << 11
+MANAGE_MESSAGES = 1 << 13
+EMBED_LINKS = 1 << 14
+ATTACH_FILES = 1 << 15
+READ_MESSAGE_HISTORY = 1 << 16
+MENTION_EVERYONE = 1 << 17
+USE_EXTERNAL_EMOJIS = 1 << 18
+CONNECT = 1 << 20
+SPEAK = 1 << 21
+CHANGE_NICKNAME = 1 << 26
+USE_APPLICATION_COMMANDS = 1 << 31
+CREATE_PUBLIC_THREADS = 1 << 35
+CREATE_PRIVATE_THREADS = 1 << 36
+SEND_MESSAGES_IN_THREADS = 1 << 38
+ALL_PERMISSIONS = (1 << 53) - 1  # what Discord reports for an administrator
+
+EVERYONE_PERMISSIONS = (
+    CREATE_INSTANT_INVITE
+    | ADD_REACTIONS
+    | VIEW_CHANNEL
+    | SEND_MESSAGES
+    | EMBED_LINKS
+    | ATTACH_FILES
+    | READ_MESSAGE_HISTORY
+    | USE_EXTERNAL_EMOJIS
+    | CONNECT
+    | SPEAK
+    | CHANGE_NICKNAME
+    | USE_APPLICATION_COMMANDS
+    | CREATE_PUBLIC_THREADS
+    | CREATE_PRIVATE_THREADS
+    | SEND_MESSAGES_IN_THREADS
+)
+ADMIN_ROLE_PERMISSIONS = ADMINISTRATOR | MANAGE_GUILD | MANAGE_MESSAGES | MANAGE_CHANNELS
+BOT_ROLE_PERMISSIONS = EVERYONE_PERMISSIONS  # a typical invite: no moderation rights
+
+# Gateway intents.
+INTENT_GUILDS = 1 << 0
+INTENT_GUILD_MEMBERS = 1 << 1
+INTENT_GUILD_PRESENCES = 1 << 8
+INTENT_GUILD_MESSAGES = 1 << 9
+INTENT_DIRECT_MESSAGES = 1 << 12
+INTENT_MESSAGE_CONTENT = 1 << 15
+PRIVILEGED_INTENTS = INTENT_GUILD_MEMBERS | INTENT_GUILD_PRESENCES | INTENT_MESSAGE_CONTENT
+
+# Message flags.
+FLAG_SUPPRESS_EMBEDS = 1 << 2
+FLAG_EPHEMERAL = 1 << 6
+FLAG_LOADING = 1 << 7
+FLAG_SUPPRESS_NOTIFICATIONS = 1 << 12
+FLAG_COMPONENTS_V2 = 1 << 15
+
+# Channel types.
+GUILD_TEXT = 0
+DM = 1
+PUBLIC_THREAD = 11
+PRIVATE_THREAD = 12
+THREAD_TYPES = (10, PUBLIC_THREAD, PRIVATE_THREAD)
+
+# Interaction types and the callback types Discord accepts for each.
+PING, APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE, MODAL_SUBMIT = 1, 2, 3, 4, 5
+ALLOWED_CALLBACKS: dict[int, set[int]] = {
+    APPLICATION_COMMAND: {4, 5, 9},
+    MESSAGE_COMPONENT: {4, 5, 6, 7, 9},
+    AUTOCOMPLETE: {8},
+    MODAL_SUBMIT: {4, 5, 6, 7},
+}
+CALLBACK_SCHEMAS = {
+    4: "CreateMessageInteractionCallbackRequest",
+    5: "CreateMessageInteractionCallbackRequest",
+    6: "UpdateMessageInteractionCallbackRequest",
+    7: "UpdateMessageInteractionCallbackRequest",
+    8: "ApplicationCommandAutocompleteCallbackRequest",
+    9: "ModalInteractionCallbackRequest",
+}
+
+RATE_LIMITED_BODY_MESSAGE = "You are being rate limited."
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass
+class RecordedRequest:
+    """One REST request the double answered."""
+
+    method: str
+    path: str  # without the /api/v10 prefix, e.g. "/channels/1/messages"
+    query: dict[str, str]
+    json: Any  # the JSON body (payload_json of a multipart body), None without a body
+    files: list[tuple[str, bytes]]
+    status: int
+    t: float  # clock() when the request arrived
+    response: Any = None  # the JSON body answered (None for 204)
+
+
+@dataclass
+class FakeMessage:
+    """A message that exists in the double (a user's or the bot's)."""
+
+    id: str
+    channel_id: str
+    author_id: str
+    content: str
+    embeds: list[dict[str, Any]] = field(default_factory=list)
+    components: list[dict[str, Any]] = field(default_factory=list)
+    attachments: list[tuple[str, bytes]] = field(default_factory=list)
+    allowed_mentions: dict[str, Any] | None = None
+    message_reference: dict[str, Any] | None = None
+    flags: int = 0
+    interaction_id: str | None = None
+    webhook_id: str | None = None
+    deleted: bool = False
+    created_at: float = 0.0
+    edits: list[tuple[float, str]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    # Extras beyond the brief.
+    guild_id: str | None = None
+    type: int = 0
+    mentions: list[str] = field(default_factory=list)  # ids of users the message mentions/pings
+    mention_everyone: bool = False
+    reactions: list[str] = field(default_factory=list)  # emoji the bot added
+    edited_timestamp: str | None = None
+    attachment_payloads: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    @property
+    def is_ephemeral(self) -> bool:
+        """Whether the EPHEMERAL flag (64) is set."""
+        return bool(self.flags & FLAG_EPHEMERAL)
+
+    @property
+    def is_loading(self) -> bool:
+        """Whether this is a deferred ('thinking') response not yet filled (flag 128)."""
+        return bool(self.flags & FLAG_LOADING)
+
+
+@dataclass
+class FakeInteraction:
+    """An interaction the double sent to the bot, and how the bot answered it."""
+
+    id: str
+    token: str
+    type: int
+    created_at: float
+    callback_type: int | None = None
+    callback_at: float | None = None
+    callback_body: dict[str, Any] | None = None
+    original_message_id: str | None = None
+    followup_ids: list[str] = field(default_factory=list)
+    choices: list[dict[str, Any]] | None = None
+    modal: dict[str, Any] | None = None
+    # Extras beyond the brief.
+    deferred: bool = False  # answered with type 5 (a 'thinking' original message)
+    channel_id: str | None = None
+    user_id: str | None = None
+    message_id: str | None = None  # the message a component interaction came from
+    payload: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+class ApiError(Exception):
+    """An error answer in Discord's shape: {"code", "message", "errors"?}."""
+
+    def __init__(
+        self, status: int, code: int, message: str, errors: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(f"{status} {code} {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.errors = errors
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body Discord answers with."""
+        body: dict[str, Any] = {"message": self.message, "code": self.code}
+        if self.errors:
+            body["errors"] = self.errors
+        return body
+
+
+class RateLimitedError(Exception):
+    """A 429 answer for an exhausted bucket."""
+
+    def __init__(self, retry_after: float, limit: int, bucket: str, scope: str = "user") -> None:
+        super().__init__(f"rate limited for {retry_after:.3f}s")
+        self.retry_after = retry_after
+        self.limit = limit
+        self.bucket = bucket
+        self.scope = scope
+
+
+def _form_error(path: Iterable[str | int], code: str, message: str) -> ApiError:
+    """A 400 50035 Invalid Form Body with one field error."""
+    return ApiError(400, 50035, "Invalid Form Body", _errors_at(path, code, message))
+
+
+def _errors_at(path: Iterable[str | int], code: str, message: str) -> dict[str, Any]:
+    errors: dict[str, Any] = {}
+    _add_error(errors, path, code, message)
+    return errors
+
+
+def _add_error(errors: dict[str, Any], path: Iterable[str | int], code: str, message: str) -> None:
+    node = errors
+    for key in path:
+        node = node.setdefault(str(key), {})
+    node.setdefault("_errors", []).append({"code": code, "message": message})
+
+
+# --------------------------------------------------------------------------- OpenAPI validation
+
+
+@functools.cache
+def _openapi() -> dict[str, Any]:
+    """Discord's OpenAPI document, loaded once per process.
+
+    Snowflakes are accepted as integers too (the real API does, and discord.py sends
+    ``attachments[].id`` and ``message_reference.message_id`` as integers).
+    """
+    spec: dict[str, Any] = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
+    spec["components"]["schemas"]["SnowflakeType"] = {
+        "anyOf": [
+            {"type": "string", "pattern": "^(0|[1-9][0-9]*)$"},
+            {"type": "integer", "minimum": 0},
+        ]
+    }
+    return spec
+
+
+@functools.cache
+def _request_validator(path: str, method: str) -> Draft202012Validator | None:
+    """A validator for the JSON request body of one OpenAPI operation (None without one)."""
+    spec = _openapi()
+    operation = spec["paths"].get(path, {}).get(method.lower(), {})
+    content = operation.get("requestBody", {}).get("content", {})
+    schema = content.get("application/json", {}).get("schema")
+    if schema is None:
+        return None
+    return Draft202012Validator({**schema, "components": spec["components"]})
+
+
+@functools.cache
+def _schema_validator(name: str) -> Draft202012Validator:
+    """A validator for one named schema of ``components.schemas``."""
+    spec = _openapi()
+    return Draft202012Validator(
+        {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+    )
+
+
+def _leaf_errors(error: ValidationError) -> list[ValidationError]:
+    """The errors that matter under a oneOf/anyOf failure.
+
+    The union branches are grouped; a branch that fails on the value's JSON type or on a
+    ``type`` discriminator (``{"type": 1}`` vs ``enum: [18]``) is not what the sender meant, so
+    the errors come from the closest remaining branch.
+    """
+    if not error.context:
+        return [error]
+    if all(e.validator in ("const", "enum") and not e.relative_path for e in error.context):
+        return [error]  # a union of constants: one 'choices' error
+    branches: dict[Any, list[ValidationError]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+
+    def mismatched(errors: list[ValidationError]) -> bool:
+        return any(
+            (e.validator == "type" and not e.relative_path)
+            or (e.validator in ("enum", "const") and list(e.relative_path) == ["type"])
+            for e in errors
+        )
+
+    candidates = [b for b in branches.values() if not mismatched(b)]
+    if not candidates:
+        return [best_match(error.context)]
+    closest = min(candidates, key=lambda b: (len(b), -max(len(e.absolute_path) for e in b)))
+    return [leaf for sub in closest for leaf in _leaf_errors(sub)]
+
+
+def _describe_error(error: ValidationError) -> tuple[list[str | int], str, str]:
+    """(path, Discord error code, message) for one jsonschema error."""
+    path: list[str | int] = list(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    value = error.instance
+    match error.validator:
+        case "maxLength" | "maxItems":
+            return (
+                path,
+                "BASE_TYPE_MAX_LENGTH",
+                f"Must be {error.validator_value} or fewer in length.",
+            )
+        case "minLength" | "minItems":
+            high = schema.get("maxLength", schema.get("maxItems"))
+            low = error.validator_value
+            if high is not None:
+                return path, "BASE_TYPE_BAD_LENGTH", f"Must be between {low} and {high} in length."
+            return path, "BASE_TYPE_MIN_LENGTH", f"Must be {low} or more in length."
+        case "required":
+            match = re.match(r"'(.+)' is a required property", error.message)
+            if match:
+                path.append(match.group(1))
+            return path, "BASE_TYPE_REQUIRED", "This field is required"
+        case "enum" | "const" | "oneOf" | "anyOf":
+            choices = error.validator_value
+            if error.validator in ("oneOf", "anyOf"):
+                choices = [c.get("const", c.get("enum")) for c in choices if isinstance(c, dict)]
+            choices = choices if isinstance(choices, list) else [choices]
+            shown = ", ".join(repr(c) for c in choices)
+            return path, "BASE_TYPE_CHOICES", f"Value must be one of {{{shown}}}."
+        case "maximum":
+            return (
+                path,
+                "NUMBER_TYPE_MAX",
+                f"int value should be less than or equal to {error.validator_value}.",
+            )
+        case "minimum":
+            return (
+                path,
+                "NUMBER_TYPE_MIN",
+                f"int value should be greater than or equal to {error.validator_value}.",
+            )
+        case "pattern":
+            return path, "STRING_TYPE_REGEX", "String value did not match validation regex."
+        case "type":
+            wanted = error.validator_value
+            wanted = wanted if isinstance(wanted, list) else [wanted]
+            if "integer" in wanted or "number" in wanted:
+                return path, "NUMBER_TYPE_COERCE", f'Value "{value}" is not int.'
+            if "boolean" in wanted:
+                return path, "BASE_TYPE_BOOLEAN", "Must be either true or false."
+            if "string" in wanted:
+                return path, "BASE_TYPE_STRING", f'Could not interpret "{value}" as string.'
+            if "array" in wanted:
+                return path, "BASE_TYPE_LIST", "Must be a list."
+            return path, "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a ModelType"
+        case _:
+            return path, "BASE_TYPE_INVALID", error.message[:200]
+
+
+def _schema_errors(validator: Draft202012Validator | None, body: Any) -> dict[str, Any]:
+    """Discord-shaped ``errors`` for a body that breaks the schema ({} when it fits)."""
+    errors: dict[str, Any] = {}
+    if validator is None:
+        return errors
+    for error in validator.iter_errors(body):
+        for leaf in _leaf_errors(error):
+            _add_error(errors, *_describe_error(leaf))
+    return errors
+
+
+def _merge_errors(into: dict[str, Any], other: dict[str, Any]) -> None:
+    for key, value in other.items():
+        if key == "_errors":
+            into.setdefault("_errors", []).extend(value)
+        else:
+            _merge_errors(into.setdefault(key, {}), value)
+
+
+# --------------------------------------------------------------------------- message checks
+
+
+def _embed_length(embed: dict[str, Any]) -> int:
+    """Characters that count toward the 6,000 per message embed limit."""
+    total = len(embed.get("title") or "") + len(embed.get("description") or "")
+    total += len((embed.get("footer") or {}).get("text") or "")
+    total += len((embed.get("author") or {}).get("name") or "")
+    for item in embed.get("fields") or []:
+        total += len(item.get("name") or "") + len(item.get("value") or "")
+    return total
+
+
+def _message_limit_errors(body: dict[str, Any]) -> dict[str, Any]:
+    """Hand-written limits the OpenAPI schemas do not state for bots."""
+    errors: dict[str, Any] = {}
+    content = body.get("content")
+    if isinstance(content, str) and len(content) > 2000:
+        _add_error(errors, ["content"], "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.")
+    embeds = body.get("embeds")
+    if (
+        isinstance(embeds, list)
+        and all(isinstance(e, dict) for e in embeds)
+        and sum(_embed_length(e) for e in embeds) > 6000
+    ):
+        _add_error(
+            errors, ["embeds"], "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000"
+        )
+    components = body.get("components")
+    flags = body.get("flags") or 0
+    v2 = isinstance(flags, int) and flags & FLAG_COMPONENTS_V2
+    if isinstance(components, list) and not v2 and len(components) > 5:
+        _add_error(errors, ["components"], "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
+    return errors
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _Snowflakes:
+    """Time-based, strictly increasing snowflake ids (as strings)."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def next(self) -> str:
+        value = (int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22
+        value = max(value, self._last + 1)
+        self._last = value
+        return str(value)
+
+
+def snowflake_time(snowflake: str) -> datetime:
+    """The creation time encoded in a snowflake."""
+    return datetime.fromtimestamp(((int(snowflake) >> 22) + DISCORD_EPOCH_MS) / 1000, UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds")
+
+
+def _now_iso() -> str:
+    return _iso(datetime.now(UTC))
+
+
+def _json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON answer with Content-Type exactly ``application/json`` (as discord.py expects)."""
+    all_headers = {"Content-Type": "application/json"}
+    all_headers.update(headers or {})
+    return web.Response(body=json.dumps(body).encode(), status=status, headers=all_headers)
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.lower() in ("1", "true", "yes")
+
+
+def _walk_components(components: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """Every component in a (nested) component tree."""
+    for component in components:
+        yield component
+        yield from _walk_components(component.get("components") or [])
+        if isinstance(component.get("component"), dict):
+            yield from _walk_components([component["component"]])
+        if isinstance(component.get("accessory"), dict):
+            yield from _walk_components([component["accessory"]])
+
+
+def _option_type(value: Any) -> int:
+    if isinstance(value, bool):
+        return 5
+    if isinstance(value, int):
+        return 4
+    if isinstance(value, float):
+        return 10
+    if isinstance(value, str):
+        return 3
+    raise TypeError(f"cannot infer an option type for {value!r}; pass {{'type':..,'value':..}}")
+
+
+@dataclass
+class _Request:
+    """A parsed REST request handed to a route handler."""
+
+    method: str
+    path: str
+    params: dict[str, str]
+    query: dict[str, str]
+    body: Any
+    files: list[tuple[str, bytes, str]]  # (filename, data, content type), by files[n] index
+    authorized: bool
+    bucket: str  # the route's rate limit bucket key
+
+
+@dataclass
+class _Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Callable[[_Request], Awaitable[web.Response]]
+    auth: bool  # needs "Authorization: Bot <token>"
+    bucket: str  # route name for the (generous) route rate limit bucket
+    major: str | None  # the path parameter that keys the bucket
+
+
+@dataclass
+class _Session:
+    """A Gateway session created by IDENTIFY (resumable)."""
+
+    id: str
+    intents: int
+    seq: int = 0
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    conn: _Connection | None = None
+    invalid: bool = False
+
+
+@dataclass
+class _Connection:
+    """One Gateway websocket connection."""
+
+    ws: web.WebSocketResponse
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    session: _Session | None = None
+    ready: bool = False
+    closed: bool = False
+
+    @property
+    def live(self) -> bool:
+        return not self.closed and not self.ws.closed
+
+    async def send(self, payload: dict[str, Any]) -> None:
+        async with self.lock:
+            if self.live:
+                await self.ws.send_str(json.dumps(payload))
+
+
+# --------------------------------------------------------------------------- the double
+
+
+class FakeDiscord:
+    """A Discord double (REST + Gateway) on loopback for a real discord.py bot."""
+
+    def __init__(
+        self,
+        *,
+        edit_budget: tuple[int, float] = (5, 5.0),
+        ack_timeout: float = 3.0,
+        interaction_token_ttl: float = 15 * 60,
+        clock: Callable[[], float] = time.monotonic,
+        route_budget: tuple[int, float] = (50, 1.0),
+        privileged_intents: int = PRIVILEGED_INTENTS,
+    ) -> None:
+        """Build the world (one guild, three text channels, three users and the bot).
+
+        ``edit_budget`` is (edits, seconds) per message in a sliding window; ``route_budget`` is the
+        generous per-route bucket announced in X-RateLimit headers; ``privileged_intents`` are the
+        privileged intents the 'developer portal' allows (IDENTIFY asking for more is closed with
+        4014 like Discord does).
+        """
+        self.edit_budget = edit_budget
+        self.ack_timeout = ack_timeout
+        self.interaction_token_ttl = interaction_token_ttl
+        self.clock = clock
+        self.route_budget = route_budget
+        self.privileged_intents = privileged_intents
+
+        self._ids = _Snowflakes()
+        self.application_id = self._ids.next()
+        self.token = (
+            f"{secrets.token_urlsafe(18)}.{secrets.token_urlsafe(5)}.{secrets.token_urlsafe(27)}"
+        )
+        self.bot_user: dict[str, Any] = self._make_user(
+            "Ollama", bot=True, user_id=self.application_id
+        )
+        self.guild_id = self._ids.next()
+        self.guild_name = "Test Guild"
+        self.users: dict[str, dict[str, Any]] = {
+            name: self._make_user(name) for name in ("alice", "bob", "admin")
+        }
+        self.admin_role_id = self._ids.next()
+        self.bot_role_id = self._ids.next()
+        self.roles: list[dict[str, Any]] = [
+            self._make_role(self.guild_id, "@everyone", EVERYONE_PERMISSIONS, 0),
+            self._make_role(self.bot_role_id, "Ollama", BOT_ROLE_PERMISSIONS, 1, managed=True),
+            self._make_role(self.admin_role_id, "Admin", ADMIN_ROLE_PERMISSIONS, 2),
+        ]
+        self._member_roles: dict[str, list[str]] = {
+            self.bot_user["id"]: [self.bot_role_id],
+            self.users["alice"]["id"]: [],
+            self.users["bob"]["id"]: [],
+            self.users["admin"]["id"]: [self.admin_role_id],
+        }
+        self._joined_at = _now_iso()
+        self.channels: dict[str, dict[str, Any]] = {}
+        self.channel_ids: list[str] = [
+            self._add_text_channel(name, position)
+            for position, name in enumerate(("general", "random", "other"))
+        ]
+
+        # State the tests read.
+        self.requests: list[RecordedRequest] = []
+        self.rate_limited: list[RecordedRequest] = []
+        self.cdn_requests: list[RecordedRequest] = []
+        self.messages: dict[str, FakeMessage] = {}
+        self.interactions: dict[str, FakeInteraction] = {}
+        self.commands: list[dict[str, Any]] = []
+        self.guild_commands: dict[str, list[dict[str, Any]]] = {}
+        self.identify: dict[str, Any] | None = None
+        self.gateway_sent: list[dict[str, Any]] = []  # every frame sent on any connection
+        self.gateway_received: list[dict[str, Any]] = []  # every frame the bot sent
+        self.server_errors: list[str] = []  # tracebacks of bugs in the double (answered 418)
+
+        self._files: dict[str, tuple[str, bytes, str]] = {}  # attachment id -> file
+        self._edit_times: dict[str, deque[float]] = {}
+        self._route_windows: dict[str, tuple[float, int]] = {}
+        self._command_ids: dict[str, str] = {}
+        self._sessions: dict[str, _Session] = {}
+        self._session: _Session | None = None
+        self._connections: list[_Connection] = []
+        self._latest: _Connection | None = None
+        self._change = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+        self._routes = self._build_routes()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Bind 127.0.0.1 on an ephemeral port and start serving."""
+        _openapi()  # load the spec before the first request
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+
+    async def close(self) -> None:
+        """Close every Gateway connection and stop the server."""
+        for conn in list(self._connections):
+            if conn.live:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.ws.close(code=1001), 1.0)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeDiscord:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def api_base(self) -> str:
+        """What ``discord.http.Route.BASE`` must be set to."""
+        return f"{self.base_url}{API_PREFIX}"
+
+    @property
+    def gateway_url(self) -> str:
+        """What ``DiscordWebSocket.DEFAULT_GATEWAY`` must be set to (as a yarl.URL)."""
+        return f"ws://127.0.0.1:{self._port}/"
+
+    # ------------------------------------------------------------------ world building
+
+    def _make_user(
+        self, name: str, *, bot: bool = False, user_id: str | None = None
+    ) -> dict[str, Any]:
+        user: dict[str, Any] = {
+            "id": user_id or self._ids.next(),
+            "username": name.lower(),
+            "global_name": None if bot else name.capitalize(),
+            "discriminator": "0",
+            "avatar": None,
+            "avatar_decoration_data": None,
+            "banner": None,
+            "accent_color": None,
+            "public_flags": 0,
+            "flags": 0,
+            "collectibles": None,
+            "primary_guild": None,
+            "clan": None,
+        }
+        if bot:
+            user["bot"] = True
+        return user
+
+    @staticmethod
+    def _make_role(
+        role_id: str, name: str, permissions: int, position: int, *, managed: bool = False
+    ) -> dict[str, Any]:
+        return {
+            "id": role_id,
+            "name": name,
+            "description": None,
+            "permissions": str(permissions),
+            "position": position,
+            "color": 0,
+            "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
+            "hoist": False,
+            "managed": managed,
+            "mentionable": False,
+            "icon": None,
+            "unicode_emoji": None,
+            "flags": 0,
+        }
+
+    def _add_text_channel(self, name: str, position: int) -> str:
+        channel_id = self._ids.next()
+        self.channels[channel_id] = {
+            "id": channel_id,
+            "type": GUILD_TEXT,
+            "guild_id": self.guild_id,
+            "name": name,
+            "position": position,
+            "parent_id": None,
+            "topic": None,
+            "nsfw": False,
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "permission_overwrites": [],
+            "flags": 0,
+        }
+        return channel_id
+
+    def add_dm_channel(self, user: str) -> str:
+        """The DM channel (type 1) between the bot and ``user`` (created once)."""
+        return self._dm_channel_for(self.users[user]["id"])
+
+    def _dm_channel_for(self, user_id: str) -> str:
+        for channel in self.channels.values():
+            if channel["type"] == DM and channel["recipients"][0]["id"] == user_id:
+                return str(channel["id"])
+        channel_id = self._ids.next()
+        self.channels[channel_id] = {
+            "id": channel_id,
+            "type": DM,
+            "last_message_id": None,
+            "flags": 0,
+            "recipients": [self._user_by_id(user_id)],
+        }
+        return channel_id
+
+    def _user_by_id(self, user_id: str) -> dict[str, Any]:
+        if user_id == self.bot_user["id"]:
+            return self.bot_user
+        for user in self.users.values():
+            if user["id"] == user_id:
+                return user
+        raise KeyError(user_id)
+
+    def _is_guild_channel(self, channel_id: str) -> bool:
+        return self.channels[channel_id].get("guild_id") == self.guild_id
+
+    def permissions_of(self, user_id: str) -> int:
+        """Guild-level permission bits of a member (all bits for an administrator)."""
+        bits = EVERYONE_PERMISSIONS
+        for role in self.roles:
+            if role["id"] in self._member_roles.get(user_id, []):
+                bits |= int(role["permissions"])
+        return ALL_PERMISSIONS if bits & ADMINISTRATOR else bits
+
+    def _member(self, user_id: str, *, with_user: bool = True) -> dict[str, Any]:
+        member: dict[str, Any] = {
+            "roles": list(self._member_roles.get(user_id, [])),
+            "joined_at": self._joined_at,
+            "premium_since": None,
+            "nick": None,
+            "avatar": None,
+            "banner": None,
+            "deaf": False,
+            "mute": False,
+            "pending": False,
+            "flags": 0,
+            "communication_disabled_until": None,
+        }
+        if with_user:
+            member["user"] = self._user_by_id(user_id)
+        return member
+
+    def _guild_payload(self, intents: int) -> dict[str, Any]:
+        """The GUILD_CREATE payload of the default guild."""
+        member_ids = (
+            list(self._member_roles) if intents & INTENT_GUILD_MEMBERS else [self.bot_user["id"]]
+        )
+        channels = [
+            c for c in self.channels.values() if c.get("guild_id") and c["type"] not in THREAD_TYPES
+        ]
+        threads = [
+            c for c in self.channels.values() if c.get("guild_id") and c["type"] in THREAD_TYPES
+        ]
+        return {
+            "id": self.guild_id,
+            "name": self.guild_name,
+            "icon": None,
+            "splash": None,
+            "discovery_splash": None,
+            "banner": None,
+            "description": None,
+            "owner_id": self.users["admin"]["id"],
+            "region": "deprecated",
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "verification_level": 0,
+            "default_message_notifications": 1,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "nsfw_level": 0,
+            "premium_tier": 0,
+            "premium_subscription_count": 0,
+            "premium_progress_bar_enabled": False,
+            "preferred_locale": "en-US",
+            "features": [],
+            "roles": copy.deepcopy(self.roles),
+            "emojis": [],
+            "stickers": [],
+            "system_channel_id": self.channel_ids[0],
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
+            "public_updates_channel_id": None,
+            "safety_alerts_channel_id": None,
+            "max_members": 500000,
+            "max_video_channel_users": 25,
+            "vanity_url_code": None,
+            "application_id": None,
+            "joined_at": self._joined_at,
+            "large": False,
+            "unavailable": False,
+            "member_count": len(self._member_roles),
+            "members": [self._member(uid) for uid in member_ids],
+            "channels": copy.deepcopy(channels),
+            "threads": copy.deepcopy(threads),
+            "presences": [],
+            "voice_states": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+            "embedded_activities": [],
+            "lazy": True,
+        }
+
+    # ------------------------------------------------------------------ waiting
+
+    def _notify(self) -> None:
+        """Wake every waiter: something was recorded."""
+        self._change.set()
+        self._change = asyncio.Event()
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Wait until ``predicate()`` is true.
+
+        It is re-checked after each recorded request or Gateway frame, and every 10 ms (for
+        predicates on the bot's own state). Raises TimeoutError with the recent traffic.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(self._timeout_message(predicate, timeout))
+            change = self._change
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(change.wait(), min(remaining, 0.01))
+
+    def _timeout_message(self, predicate: Callable[[], bool], timeout: float) -> str:
+        try:
+            source = inspect.getsource(predicate).strip()
+        except (OSError, TypeError):
+            source = repr(predicate)
+        recent = "\n".join(
+            f"  {r.method} {r.path} -> {r.status} {json.dumps(r.response)[:200]}"
+            for r in self.requests[-8:]
+        )
+        events = ", ".join(str(f.get("t") or f.get("op")) for f in self.gateway_sent[-8:])
+        errors = f"\ndouble errors:\n{self.server_errors[-1]}" if self.server_errors else ""
+        return (
+            f"condition not met within {timeout}s: {source}\n"
+            f"last requests:\n{recent or '  (none)'}\n"
+            f"last gateway frames sent: {events or '(none)'}{errors}"
+        )
+
+    async def wait_ready(self, timeout: float = 5.0) -> None:
+        """Wait until the latest Gateway connection got READY + GUILD_CREATE (or RESUMED)."""
+        try:
+            await self.wait_until(
+                lambda: self._latest is not None and self._latest.live and self._latest.ready,
+                timeout,
+            )
+        except TimeoutError as exc:
+            raise TimeoutError(
+                f"no bot connection became ready within {timeout}s "
+                f"(connections: {len(self._connections)}, "
+                f"identified: {self.identify is not None})\n{exc}"
+            ) from None
+
+    @property
+    def message_content_intent(self) -> bool:
+        """Whether the latest IDENTIFY asked for the privileged MESSAGE_CONTENT intent."""
+        return bool(self._intents() & INTENT_MESSAGE_CONTENT)
+
+    def _intents(self) -> int:
+        if self.identify is None:
+            return 0
+        return int(self.identify.get("intents", 0))
+
+    # ------------------------------------------------------------------ recording
+
+    def channel_messages(self, channel_id: str) -> list[FakeMessage]:
+        """Messages of a channel in creation order (deleted ones excluded, ephemeral ones kept)."""
+        return [m for m in self.messages.values() if m.channel_id == channel_id and not m.deleted]
+
+    def bot_messages(self, channel_id: str | None = None) -> list[FakeMessage]:
+        """Messages authored by the bot (interaction responses included), deleted ones excluded."""
+        return [
+            m
+            for m in self.messages.values()
+            if m.author_id == self.bot_user["id"]
+            and not m.deleted
+            and (channel_id is None or m.channel_id == channel_id)
+        ]
+
+    # ------------------------------------------------------------------ gateway
+
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024)
+        await ws.prepare(request)
+        conn = _Connection(ws=ws)
+        self._connections.append(conn)
+        self._latest = conn
+        self._notify()
+        await self._send(conn, {"op": 10, "d": {"heartbeat_interval": 41250}})
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                payload = json.loads(msg.data)
+                self.gateway_received.append(payload)
+                self._notify()
+                try:
+                    await self._gateway_op(conn, payload)
+                except Exception:  # a bug in the double; keep the connection
+                    self.server_errors.append(traceback.format_exc())
+        finally:
+            conn.closed = True
+            session = conn.session
+            if session is not None and session.conn is conn:
+                session.conn = None
+                if ws.close_code in (1000, 1001):  # a clean close ends the session, as on Discord
+                    session.invalid = True
+            self._notify()
+        return ws
+
+    async def _send(self, conn: _Connection, payload: dict[str, Any]) -> None:
+        self.gateway_sent.append(payload)
+        await conn.send(payload)
+        self._notify()
+
+    async def _gateway_op(self, conn: _Connection, payload: dict[str, Any]) -> None:
+        op = payload.get("op")
+        data = payload.get("d")
+        if op == 1:  # HEARTBEAT
+            await self._send(conn, {"op": 11})
+        elif op == 2:  # IDENTIFY
+            await self._on_identify(conn, data or {})
+        elif op == 6:  # RESUME
+            await self._on_resume(conn, data or {})
+        elif op == 8:  # REQUEST_GUILD_MEMBERS
+            await self._on_request_members(conn, data or {})
+        # op 3 (presence) and 4 (voice) are only recorded
+
+    async def _on_identify(self, conn: _Connection, data: dict[str, Any]) -> None:
+        if data.get("token") != self.token:
+            await conn.ws.close(code=4004, message=b"Authentication failed.")
+            return
+        intents = int(data.get("intents", 0))
+        if intents & PRIVILEGED_INTENTS & ~self.privileged_intents:
+            await conn.ws.close(code=4014, message=b"Disallowed intent(s).")
+            return
+        self.identify = data
+        session = _Session(id=secrets.token_hex(16), intents=intents)
+        self._sessions[session.id] = session
+        self._session = session
+        conn.session = session
+        session.conn = conn
+        ready: dict[str, Any] = {
+            "v": 10,
+            "user": {**self.bot_user, "verified": True, "mfa_enabled": False, "email": None},
+            "user_settings": {},
+            "session_type": "normal",
+            "session_id": session.id,
+            "resume_gateway_url": self.gateway_url,
+            "relationships": [],
+            "private_channels": [],
+            "presences": [],
+            "guilds": [{"id": self.guild_id, "unavailable": True}],
+            "guild_join_requests": [],
+            "geo_ordered_rtc_regions": ["local"],
+            "auth": {},
+            "application": {"id": self.application_id, "flags": self._application_flags()},
+            "_trace": ['["fake-discord-gateway",{"micros":1}]'],
+        }
+        if "shard" in data:
+            ready["shard"] = data["shard"]
+        await self._dispatch_on(session, "READY", ready)
+        if intents & INTENT_GUILDS:
+            await self._dispatch_on(session, "GUILD_CREATE", self._guild_payload(intents))
+        conn.ready = True
+        self._notify()
+
+    async def _on_resume(self, conn: _Connection, data: dict[str, Any]) -> None:
+        session = self._sessions.get(str(data.get("session_id")))
+        if session is None or session.invalid or data.get("token") != self.token:
+            await self._send(conn, {"op": 9, "d": False})
+            return
+        seq = int(data.get("seq") or 0)
+        if session.conn is not None and session.conn is not conn:
+            session.conn.closed = True
+        conn.session = session
+        session.conn = conn
+        for frame in session.sent:  # replay what the bot missed
+            if frame["s"] > seq:
+                await self._send(conn, frame)
+        await self._dispatch_on(session, "RESUMED", {"_trace": ['["fake-discord-gateway"]']})
+        conn.ready = True
+        self._notify()
+
+    async def _on_request_members(self, conn: _Connection, data: dict[str, Any]) -> None:
+        session = conn.session
+        if session is None:
+            return
+        members = [self._member(uid) for uid in self._member_roles]
+        chunk: dict[str, Any] = {
+            "guild_id": self.guild_id,
+            "members": members,
+            "chunk_index": 0,
+            "chunk_count": 1,
+            "not_found": [],
+        }
+        if data.get("nonce") is not None:
+            chunk["nonce"] = data["nonce"]
+        await self._dispatch_on(session, "GUILD_MEMBERS_CHUNK", chunk)
+
+    async def _dispatch_on(self, session: _Session, event: str, data: dict[str, Any]) -> None:
+        """Send (or buffer for a resume) one dispatch on a session."""
+        session.seq += 1
+        frame = {"op": 0, "t": event, "s": session.seq, "d": data}
+        session.sent.append(frame)
+        conn = session.conn
+        if conn is not None and conn.live:
+            await self._send(conn, frame)
+        else:
+            self.gateway_sent.append(frame)
+            self._notify()
+
+    async def _emit(self, event: str, data: dict[str, Any], *, intent: int | None = None) -> bool:
+        """Dispatch an event to the bot's current session if its intents cover it."""
+        session = self._session
+        if session is None or session.invalid:
+            return False
+        if intent is not None and not session.intents & intent:
+            return False
+        await self._dispatch_on(session, event, data)
+        return True
+
+    async def reconnect_gateway(self, timeout: float = 5.0) -> None:
+        """Send op 7 RECONNECT; returns once the bot resumed on a new connection."""
+        await self.wait_ready()
+        old = self._latest
+        assert old is not None
+        await self._send(old, {"op": 7, "d": None})
+        await self.wait_until(
+            lambda: self._latest is not old and self._latest is not None and self._latest.ready,
+            timeout,
+        )
+
+    def _application_flags(self) -> int:
+        # GATEWAY_MESSAGE_CONTENT_LIMITED (1 << 19) + APPLICATION_COMMAND_BADGE (1 << 23)
+        return (1 << 19) | (1 << 23)
+
+    # ------------------------------------------------------------------ payloads
+
+    def _attachment_payload(
+        self,
+        channel_id: str,
+        filename: str,
+        data: bytes,
+        content_type: str,
+        *,
+        ephemeral: bool = False,
+    ) -> dict[str, Any]:
+        attachment_id = self._ids.next()
+        self._files[attachment_id] = (filename, data, content_type)
+        url = f"{self.base_url}/attachments/{channel_id}/{attachment_id}/{filename}"
+        payload: dict[str, Any] = {
+            "id": attachment_id,
+            "filename": filename,
+            "size": len(data),
+            "url": url,
+            "proxy_url": url,
+            "content_type": content_type,
+            "content_scan_version": 0,
+        }
+        if ephemeral:
+            payload["ephemeral"] = True
+        return payload
+
+    def message_payload(
+        self, message: FakeMessage, *, exempt: bool = False, nested: bool = False
+    ) -> dict[str, Any]:
+        """The message object as Discord shows it to the bot.
+
+        Content, attachments, embeds and components are blanked like Discord does for a bot
+        without the MESSAGE_CONTENT intent, unless ``exempt`` (messages inside interactions).
+        """
+        blank = not exempt and self._blanked_for_bot(message)
+        author = copy.deepcopy(self._user_by_id(message.author_id))
+        payload: dict[str, Any] = {
+            "type": message.type,
+            "content": "" if blank else message.content,
+            "mentions": [copy.deepcopy(self._user_by_id(uid)) for uid in message.mentions],
+            "mention_roles": [],
+            "attachments": [] if blank else copy.deepcopy(message.attachment_payloads),
+            "embeds": [] if blank else copy.deepcopy(message.embeds),
+            "timestamp": _iso(snowflake_time(message.id)),
+            "edited_timestamp": message.edited_timestamp,
+            "flags": message.flags,
+            "components": [] if blank else copy.deepcopy(message.components),
+            "id": message.id,
+            "channel_id": message.channel_id,
+            "author": author,
+            "pinned": False,
+            "mention_everyone": message.mention_everyone,
+            "tts": False,
+        }
+        if message.webhook_id:
+            payload["webhook_id"] = message.webhook_id
+            payload["application_id"] = self.application_id
+        if message.interaction_id:
+            interaction = self.interactions.get(message.interaction_id)
+            if interaction is not None:
+                user = copy.deepcopy(self._user_by_id(interaction.user_id or ""))
+                name = str((interaction.payload.get("data") or {}).get("name", ""))
+                payload["interaction_metadata"] = {
+                    "id": interaction.id,
+                    "type": interaction.type,
+                    "user": user,
+                    "authorizing_integration_owners": interaction.payload.get(
+                        "authorizing_integration_owners", {}
+                    ),
+                }
+                if interaction.type == APPLICATION_COMMAND:
+                    payload["interaction_metadata"]["name"] = name
+                    payload["interaction"] = {
+                        "id": interaction.id,
+                        "type": interaction.type,
+                        "name": name,
+                        "user": user,
+                    }
+                if interaction.message_id:
+                    payload["interaction_metadata"]["interacted_message_id"] = (
+                        interaction.message_id
+                    )
+        if message.message_reference:
+            payload["message_reference"] = dict(message.message_reference)
+        if message.message_reference and not nested:  # Discord resolves one level only
+            referenced = self.messages.get(str(message.message_reference.get("message_id")))
+            if referenced is None or referenced.deleted:
+                payload["referenced_message"] = None
+            else:
+                payload["referenced_message"] = self.message_payload(
+                    referenced, exempt=exempt, nested=True
+                )
+        thread = self.channels.get(message.id)
+        if thread is not None and thread["type"] in THREAD_TYPES:
+            payload["thread"] = copy.deepcopy(thread)
+        return payload
+
+    def _blanked_for_bot(self, message: FakeMessage) -> bool:
+        """Whether Discord hides this message's content from the bot (no MESSAGE_CONTENT intent)."""
+        if self._intents() & INTENT_MESSAGE_CONTENT:
+            return False
+        if message.author_id == self.bot_user["id"]:
+            return False
+        if message.guild_id is None:  # DMs are exempt
+            return False
+        return self.bot_user["id"] not in message.mentions
+
+    def _gateway_message(self, message: FakeMessage) -> dict[str, Any]:
+        """A MESSAGE_CREATE/UPDATE payload: guild_id and a partial member for guild messages."""
+        payload = self.message_payload(message)
+        if message.guild_id is not None:
+            payload["guild_id"] = message.guild_id
+            if message.webhook_id is None or message.interaction_id is not None:
+                payload["member"] = self._member(message.author_id, with_user=False)
+            for user in payload["mentions"]:
+                if user["id"] in self._member_roles:
+                    user["member"] = self._member(user["id"], with_user=False)
+        return payload
+
+    def _channel_payload(self, channel_id: str) -> dict[str, Any]:
+        return copy.deepcopy(self.channels[channel_id])
+
+    # ------------------------------------------------------------------ messages
+
+    def _new_message(
+        self,
+        *,
+        channel_id: str,
+        author_id: str,
+        content: str = "",
+        body: dict[str, Any] | None = None,
+        files: list[tuple[str, bytes, str]] | None = None,
+        flags: int = 0,
+        message_type: int = 0,
+        interaction_id: str | None = None,
+        webhook_id: str | None = None,
+        message_reference: dict[str, Any] | None = None,
+    ) -> FakeMessage:
+        """Store a new message; ``body`` (a create body) sets content, files and mentions."""
+        message = FakeMessage(
+            id=self._ids.next(),
+            channel_id=channel_id,
+            author_id=author_id,
+            content=content,
+            flags=flags,
+            interaction_id=interaction_id,
+            webhook_id=webhook_id,
+            created_at=self.clock(),
+            guild_id=self.guild_id if self._is_guild_channel(channel_id) else None,
+            type=message_type,
+            message_reference=message_reference,
+        )
+        if body is not None:
+            self._apply_body(message, body, files or [], creating=True)
+            message.history.append(copy.deepcopy(body))
+            message.allowed_mentions = copy.deepcopy(body.get("allowed_mentions"))
+        self.messages[message.id] = message
+        self.channels[channel_id]["last_message_id"] = message.id
+        self._notify()
+        return message
+
+    def _apply_body(
+        self,
+        message: FakeMessage,
+        body: dict[str, Any],
+        files: list[tuple[str, bytes, str]],
+        *,
+        creating: bool,
+    ) -> None:
+        """Apply a create/edit body (content, embeds, components, attachments, mentions)."""
+        if "content" in body:
+            message.content = body["content"] or ""
+        if "embeds" in body:
+            message.embeds = [{"type": "rich", **e} for e in body["embeds"] or []]
+        if "components" in body:
+            message.components = copy.deepcopy(body["components"] or [])
+        if creating and body.get("flags"):
+            message.flags |= int(body["flags"]) & (
+                FLAG_SUPPRESS_EMBEDS
+                | FLAG_EPHEMERAL
+                | FLAG_SUPPRESS_NOTIFICATIONS
+                | FLAG_COMPONENTS_V2
+            )
+        elif not creating and body.get("flags") is not None:
+            keep = message.flags & ~FLAG_SUPPRESS_EMBEDS
+            message.flags = keep | (int(body["flags"]) & FLAG_SUPPRESS_EMBEDS)
+        self._apply_attachments(message, body, files)
+        if "content" in body or creating:
+            message.mentions, message.mention_everyone = self._resolve_mentions(
+                message, body.get("allowed_mentions")
+            )
+
+    def _apply_attachments(
+        self, message: FakeMessage, body: dict[str, Any], files: list[tuple[str, bytes, str]]
+    ) -> None:
+        kept_payloads: list[dict[str, Any]] = []
+        kept_files: list[tuple[str, bytes]] = []
+        listed = body.get("attachments")
+        if listed is None:  # keep every existing attachment, append the new files
+            kept_payloads = list(message.attachment_payloads)
+            kept_files = list(message.attachments)
+            new = list(range(len(files)))
+        else:
+            existing = {
+                p["id"]: (p, f)
+                for p, f in zip(message.attachment_payloads, message.attachments, strict=True)
+            }
+            new = []
+            for item in listed:
+                key = str(item.get("id"))
+                if key in existing:
+                    kept_payloads.append(existing[key][0])
+                    kept_files.append(existing[key][1])
+                elif key.isdigit() and int(key) < len(files):
+                    new.append(int(key))
+            listed_indexes = set(new)
+            new += [i for i in range(len(files)) if i not in listed_indexes]
+        for index in new:
+            filename, data, content_type = files[index]
+            payload = self._attachment_payload(
+                message.channel_id, filename, data, content_type, ephemeral=message.is_ephemeral
+            )
+            for item in listed or []:
+                if str(item.get("id")) == str(index) and item.get("description"):
+                    payload["description"] = item["description"]
+            kept_payloads.append(payload)
+            kept_files.append((filename, data))
+        message.attachment_payloads = kept_payloads
+        message.attachments = kept_files
+
+    def _resolve_mentions(
+        self, message: FakeMessage, allowed: dict[str, Any] | None
+    ) -> tuple[list[str], bool]:
+        """Who a bot message pings, applying ``allowed_mentions`` like Discord."""
+        content = message.content
+        in_content = [
+            uid for uid in re.findall(r"<@!?(\d+)>", content) if uid in self._member_roles
+        ]
+        everyone = "@everyone" in content or "@here" in content
+        replied: str | None = None
+        if message.message_reference:
+            referenced = self.messages.get(str(message.message_reference.get("message_id")))
+            if referenced is not None:
+                replied = referenced.author_id
+        if allowed is None:
+            users, ping_everyone, ping_replied = in_content, everyone, True
+        else:
+            parse = allowed.get("parse") or []
+            listed = {str(u) for u in allowed.get("users") or []}
+            users = [u for u in in_content if "users" in parse or u in listed]
+            ping_everyone = everyone and "everyone" in parse
+            ping_replied = bool(allowed.get("replied_user", False))
+        mentions = list(dict.fromkeys(users))
+        if replied is not None and ping_replied and replied not in (message.author_id, *mentions):
+            mentions.append(replied)
+        return mentions, ping_everyone
+
+    def _validate_message(
+        self,
+        body: Any,
+        validator: Draft202012Validator | None,
+        files: list[tuple[str, bytes, str]],
+        *,
+        existing: FakeMessage | None = None,
+    ) -> dict[str, Any]:
+        """Validate a create/edit body; raise ApiError like Discord. Returns the body."""
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise ApiError(
+                400,
+                50035,
+                "Invalid Form Body",
+                _errors_at(
+                    [], "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a ModelType"
+                ),
+            )
+        errors = _message_limit_errors(body)
+        _merge_errors(errors, _schema_errors(validator, body))
+        if errors:
+            raise ApiError(400, 50035, "Invalid Form Body", errors)
+        if sum(len(data) for _, data, _ in files) > ATTACHMENT_SIZE_LIMIT:
+            raise ApiError(413, 40005, "Request entity too large")
+        if not self._would_have_content(body, files, existing):
+            raise ApiError(400, 50006, "Cannot send an empty message")
+        return body
+
+    @staticmethod
+    def _would_have_content(
+        body: dict[str, Any], files: list[tuple[str, bytes, str]], existing: FakeMessage | None
+    ) -> bool:
+        def pick(key: str, current: Any) -> Any:
+            return body.get(key, current)
+
+        content = pick("content", existing.content if existing else "")
+        embeds = pick("embeds", existing.embeds if existing else [])
+        components = pick("components", existing.components if existing else [])
+        attachments = pick("attachments", existing.attachment_payloads if existing else [])
+        return bool(
+            content
+            or embeds
+            or components
+            or attachments
+            or files
+            or body.get("poll")
+            or body.get("sticker_ids")
+        )
+
+    def _check_edit_budget(self, message_id: str, bucket: str) -> None:
+        """Raise RateLimitedError if the message used its edit budget in the sliding window."""
+        count, window = self.edit_budget
+        now = self.clock()
+        times = self._edit_times.setdefault(message_id, deque())
+        while times and times[0] <= now - window:
+            times.popleft()
+        if len(times) >= count:
+            retry_after = math.ceil((times[0] + window - now) * 1000) / 1000 + 0.001
+            raise RateLimitedError(retry_after, count, bucket)
+
+    def _record_edit(
+        self, message: FakeMessage, body: dict[str, Any], *, budgeted: bool = True
+    ) -> None:
+        """Record an applied edit; ``budgeted`` ones (PATCH) count toward the edit budget."""
+        now = self.clock()
+        if budgeted:
+            self._edit_times.setdefault(message.id, deque()).append(now)
+        message.edits.append((now, message.content))
+        message.history.append(copy.deepcopy(body))
+        if "allowed_mentions" in body:
+            message.allowed_mentions = copy.deepcopy(body["allowed_mentions"])
+        message.edited_timestamp = _now_iso()
+        message.flags &= ~FLAG_LOADING
+        self._notify()
+
+    async def _announce(self, message: FakeMessage, event: str) -> None:
+        """MESSAGE_CREATE/UPDATE to the bot (never for ephemeral messages)."""
+        if message.is_ephemeral:
+            return
+        intent = INTENT_GUILD_MESSAGES if message.guild_id else INTENT_DIRECT_MESSAGES
+        await self._emit(event, self._gateway_message(message), intent=intent)
+
+    async def _announce_delete(self, message: FakeMessage) -> None:
+        if message.is_ephemeral:
+            return
+        data: dict[str, Any] = {"id": message.id, "channel_id": message.channel_id}
+        if message.guild_id:
+            data["guild_id"] = message.guild_id
+        intent = INTENT_GUILD_MESSAGES if message.guild_id else INTENT_DIRECT_MESSAGES
+        await self._emit("MESSAGE_DELETE", data, intent=intent)
+
+    # ------------------------------------------------------------------ HTTP plumbing
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path == "/" and request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._gateway(request)
+        if path.startswith("/attachments/"):
+            return self._serve_attachment(request)
+        if path.startswith(API_PREFIX + "/"):
+            return await self._handle_api(request, path[len(API_PREFIX) :])
+        return _json_response({"message": "404: Not Found", "code": 0}, 404)
+
+    def _serve_attachment(self, request: web.Request) -> web.Response:
+        parts = request.path.split("/")
+        found = self._files.get(parts[3]) if len(parts) >= 5 else None
+        status = 200 if found else 404
+        self.cdn_requests.append(
+            RecordedRequest(
+                request.method, request.path, dict(request.query), None, [], status, self.clock()
+            )
+        )
+        self._notify()
+        if found is None:
+            return web.Response(status=404, text="This content is no longer available.")
+        _, data, content_type = found
+        return web.Response(body=data, headers={"Content-Type": content_type})
+
+    async def _handle_api(self, request: web.Request, path: str) -> web.Response:
+        started = self.clock()
+        query = dict(request.query)
+        body: Any = None
+        files: list[tuple[str, bytes, str]] = []
+        response: web.Response
+        try:
+            body, files = await self._read_body(request)
+            response = await self._route(request, path, query, body, files)
+        except ApiError as error:
+            response = _json_response(error.body(), error.status)
+        except RateLimitedError as limited:
+            response = self._rate_limited_response(limited)
+        except Exception as exc:  # a bug in the double: fail fast (a 5xx would be retried)
+            self.server_errors.append(traceback.format_exc())
+            text = f"FakeDiscord bug (see fake.server_errors): {exc!r}"
+            response = _json_response({"message": text[:500], "code": 0}, 418)
+        recorded = RecordedRequest(
+            method=request.method,
+            path=path,
+            query=query,
+            json=body,
+            files=[(name, data) for name, data, _ in files],
+            status=response.status,
+            t=started,
+            response=json.loads(response.body)
+            if isinstance(response.body, bytes) and response.body
+            else None,
+        )
+        self.requests.append(recorded)
+        if response.status == 429:
+            self.rate_limited.append(recorded)
+        self._notify()
+        return response
+
+    async def _read_body(self, request: web.Request) -> tuple[Any, list[tuple[str, bytes, str]]]:
+        """JSON body, or payload_json + files[n] of a multipart body."""
+        if not request.can_read_body:
+            return None, []
+        content_type = request.content_type
+        if content_type.startswith("multipart/"):
+            body: Any = None
+            indexed: dict[int, tuple[str, bytes, str]] = {}
+            reader = await request.multipart()
+            while True:
+                part = await reader.next()
+                if part is None:
+                    break
+                if not isinstance(part, BodyPartReader):  # nested multipart: not used by Discord
+                    continue
+                name = part.name or ""
+                data = await part.read(decode=False)
+                if name == "payload_json":
+                    body = self._parse_json(data)
+                    continue
+                match = re.fullmatch(r"files\[(\d+)\]", name) or re.fullmatch(r"file(\d*)", name)
+                if match:
+                    index = int(match.group(1) or 0)
+                    part_type = part.headers.get("Content-Type", "application/octet-stream")
+                    if part_type == "application/octet-stream":  # Discord sniffs the real type
+                        part_type = mimetypes.guess_type(part.filename or "")[0] or part_type
+                    indexed[index] = (part.filename or f"file{index}", bytes(data), part_type)
+            return body, [indexed[i] for i in sorted(indexed)]
+        raw = await request.read()
+        if not raw:
+            return None, []
+        return self._parse_json(raw), []
+
+    @staticmethod
+    def _parse_json(raw: bytes | bytearray) -> Any:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ApiError(400, 50109, "The request body contains invalid JSON.") from None
+
+    async def _route(
+        self,
+        request: web.Request,
+        path: str,
+        query: dict[str, str],
+        body: Any,
+        files: list[tuple[str, bytes, str]],
+    ) -> web.Response:
+        matched_path = False
+        for route in self._routes:
+            match = route.pattern.fullmatch(path)
+            if match is None:
+                continue
+            matched_path = True
+            if route.method != request.method:
+                continue
+            authorized = request.headers.get("Authorization") == f"Bot {self.token}"
+            if route.auth and not authorized:
+                raise ApiError(401, 0, "401: Unauthorized")
+            params = match.groupdict()
+            bucket_key = f"{route.method} {route.bucket}:{params.get(route.major or '', '')}"
+            headers = self._take_route_slot(bucket_key)
+            parsed = _Request(
+                request.method, path, params, query, body, files, authorized, bucket_key
+            )
+            response = await route.handler(parsed)
+            response.headers.update(headers)
+            return response
+        if matched_path:
+            raise ApiError(405, 0, "405: Method Not Allowed")
+        raise ApiError(404, 0, "404: Not Found")
+
+    def _take_route_slot(self, key: str) -> dict[str, str]:
+        """Count a request in its route bucket; the X-RateLimit headers of a success."""
+        limit, per = self.route_budget
+        now = self.clock()
+        start, used = self._route_windows.get(key, (now, 0))
+        if now - start >= per:
+            start, used = now, 0
+        reset_after = max(start + per - now, 0.001)
+        bucket = _bucket_hash(key)
+        if used >= limit:
+            raise RateLimitedError(round(reset_after, 3), limit, bucket)
+        used += 1
+        self._route_windows[key] = (start, used)
+        return {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(limit - used),
+            "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
+            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+            "X-RateLimit-Bucket": bucket,
+        }
+
+    def _rate_limited_response(self, limited: RateLimitedError) -> web.Response:
+        retry_after = limited.retry_after
+        headers = {
+            "Via": "1.1 google",
+            "Retry-After": str(math.ceil(retry_after)),
+            "X-RateLimit-Limit": str(limited.limit),
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
+            "X-RateLimit-Reset-After": f"{retry_after:.3f}",
+            "X-RateLimit-Bucket": _bucket_hash(limited.bucket),
+            "X-RateLimit-Scope": limited.scope,
+        }
+        body = {"message": RATE_LIMITED_BODY_MESSAGE, "retry_after": retry_after, "global": False}
+        return _json_response(body, 429, headers)
+
+    def _build_routes(self) -> list[_Route]:
+        snow = r"(?P<{}>\d+)"
+        table: list[
+            tuple[str, str, Callable[[_Request], Awaitable[web.Response]], bool, str | None]
+        ] = [
+            ("GET", "/users/@me", self._get_me, True, None),
+            ("GET", "/users/{user_id}", self._get_user, True, None),
+            ("POST", "/users/@me/channels", self._create_dm, True, None),
+            ("GET", "/oauth2/applications/@me", self._get_application, True, None),
+            ("GET", "/applications/@me", self._get_application, True, None),
+            ("GET", "/gateway", self._get_gateway, False, None),
+            ("GET", "/gateway/bot", self._get_gateway_bot, True, None),
+            ("GET", "/applications/{app_id}/commands", self._get_commands, True, "app_id"),
+            ("PUT", "/applications/{app_id}/commands", self._put_commands, True, "app_id"),
+            ("POST", "/applications/{app_id}/commands", self._post_command, True, "app_id"),
+            (
+                "GET",
+                "/applications/{app_id}/guilds/{guild_id}/commands",
+                self._get_commands,
+                True,
+                "guild_id",
+            ),
+            (
+                "PUT",
+                "/applications/{app_id}/guilds/{guild_id}/commands",
+                self._put_commands,
+                True,
+                "guild_id",
+            ),
+            (
+                "POST",
+                "/applications/{app_id}/guilds/{guild_id}/commands",
+                self._post_command,
+                True,
+                "guild_id",
+            ),
+            (
+                "POST",
+                "/interactions/{interaction_id}/{token}/callback",
+                self._callback,
+                False,
+                "interaction_id",
+            ),
+            ("POST", "/webhooks/{app_id}/{token}", self._followup, False, "token"),
+            (
+                "GET",
+                "/webhooks/{app_id}/{token}/messages/{message_id}",
+                self._get_webhook_message,
+                False,
+                "token",
+            ),
+            (
+                "PATCH",
+                "/webhooks/{app_id}/{token}/messages/{message_id}",
+                self._edit_webhook_message,
+                False,
+                "token",
+            ),
+            (
+                "DELETE",
+                "/webhooks/{app_id}/{token}/messages/{message_id}",
+                self._delete_webhook_message,
+                False,
+                "token",
+            ),
+            ("GET", "/guilds/{guild_id}", self._get_guild, True, "guild_id"),
+            ("GET", "/guilds/{guild_id}/channels", self._get_guild_channels, True, "guild_id"),
+            ("GET", "/guilds/{guild_id}/roles", self._get_guild_roles, True, "guild_id"),
+            (
+                "GET",
+                "/guilds/{guild_id}/members/{user_id}",
+                self._get_guild_member,
+                True,
+                "guild_id",
+            ),
+            ("GET", "/channels/{channel_id}", self._get_channel, True, "channel_id"),
+            ("GET", "/channels/{channel_id}/messages", self._get_history, True, "channel_id"),
+            ("POST", "/channels/{channel_id}/messages", self._create_message, True, "channel_id"),
+            (
+                "GET",
+                "/channels/{channel_id}/messages/{message_id}",
+                self._get_message,
+                True,
+                "channel_id",
+            ),
+            (
+                "PATCH",
+                "/channels/{channel_id}/messages/{message_id}",
+                self._edit_message,
+                True,
+                "channel_id",
+            ),
+            (
+                "DELETE",
+                "/channels/{channel_id}/messages/{message_id}",
+                self._delete_message,
+                True,
+                "channel_id",
+            ),
+            (
+                "PUT",
+                "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
+                self._add_reaction,
+                True,
+                "channel_id",
+            ),
+            ("POST", "/channels/{channel_id}/typing", self._typing, True, "channel_id"),
+            ("POST", "/channels/{channel_id}/threads", self._create_thread, True, "channel_id"),
+            (
+                "POST",
+                "/channels/{channel_id}/messages/{message_id}/threads",
+                self._create_thread,
+                True,
+                "channel_id",
+            ),
+        ]
+        routes: list[_Route] = []
+        for method, template, handler, auth, major in table:
+            regex = re.escape(template)
+            for name in re.findall(r"\{(\w+)\}", template):
+                escaped = re.escape("{" + name + "}")
+                if name == "token" or name == "emoji":
+                    group = rf"(?P<{name}>[^/]+)"
+                elif name == "message_id" and template.startswith("/webhooks"):
+                    group = rf"(?P<{name}>\d+|@original)"
+                else:
+                    group = snow.format(name)
+                regex = regex.replace(escaped, group)
+            routes.append(_Route(method, re.compile(regex), handler, auth, template, major))
+        return routes
+
+    # ------------------------------------------------------------------ REST: users, app, gateway
+
+    async def _get_me(self, req: _Request) -> web.Response:
+        return _json_response(
+            {
+                **self.bot_user,
+                "verified": True,
+                "mfa_enabled": False,
+                "email": None,
+                "locale": "en-US",
+            }
+        )
+
+    async def _get_user(self, req: _Request) -> web.Response:
+        try:
+            return _json_response(self._user_by_id(req.params["user_id"]))
+        except KeyError:
+            raise ApiError(404, 10013, "Unknown User") from None
+
+    async def _create_dm(self, req: _Request) -> web.Response:
+        errors = _schema_errors(_request_validator("/users/@me/channels", "post"), req.body or {})
+        if errors:
+            raise ApiError(400, 50035, "Invalid Form Body", errors)
+        recipient = str((req.body or {}).get("recipient_id"))
+        try:
+            self._user_by_id(recipient)
+        except KeyError:
+            raise ApiError(400, 50007, "Cannot send messages to this user") from None
+        return _json_response(self._channel_payload(self._dm_channel_for(recipient)))
+
+    async def _get_application(self, req: _Request) -> web.Response:
+        return _json_response(
+            {
+                "id": self.application_id,
+                "name": "Ollama",
+                "icon": None,
+                "description": "",
+                "summary": "",
+                "type": None,
+                "hook": True,
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "verify_key": secrets.token_hex(32),
+                "flags": self._application_flags(),
+                "owner": self.users["admin"],
+                "team": None,
+                "bot": self.bot_user,
+                "interactions_endpoint_url": None,
+                "redirect_uris": [],
+                "rpc_origins": [],
+                "approximate_guild_count": 1,
+                "integration_types_config": {"0": {}},
+                "install_params": {"scopes": ["bot", "applications.commands"], "permissions": "0"},
+            }
+        )
+
+    async def _get_gateway(self, req: _Request) -> web.Response:
+        return _json_response({"url": self.gateway_url})
+
+    async def _get_gateway_bot(self, req: _Request) -> web.Response:
+        return _json_response(
+            {
+                "url": self.gateway_url,
+                "shards": 1,
+                "session_start_limit": {
+                    "total": 1000,
+                    "remaining": 999,
+                    "reset_after": 14_400_000,
+                    "max_concurrency": 1,
+                },
+            }
+        )
+
+    # ------------------------------------------------------------------ REST: commands
+
+    def _check_app(self, req: _Request) -> None:
+        if req.params.get("app_id") != self.application_id:
+            raise ApiError(404, 10002, "Unknown Application")
+        guild_id = req.params.get("guild_id")
+        if guild_id is not None and guild_id != self.guild_id:
+            raise ApiError(403, 50001, "Missing Access")
+
+    def _command_object(self, command: dict[str, Any], guild_id: str | None) -> dict[str, Any]:
+        command_type = int(command.get("type") or 1)
+        key = f"{guild_id}:{command_type}:{command['name']}"
+        command_id = self._command_ids.setdefault(key, self._ids.next())
+        result: dict[str, Any] = {
+            "id": command_id,
+            "application_id": self.application_id,
+            "version": self._ids.next(),
+            "default_member_permissions": (
+                str(command["default_member_permissions"])
+                if command.get("default_member_permissions") is not None
+                else None
+            ),
+            "type": command_type,
+            "name": command["name"],
+            "name_localizations": command.get("name_localizations"),
+            "description": command.get("description") or "",
+            "description_localizations": command.get("description_localizations"),
+            "dm_permission": command.get("dm_permission", True),
+            "contexts": command.get("contexts"),
+            "integration_types": command.get("integration_types") or [0],
+            "nsfw": bool(command.get("nsfw", False)),
+        }
+        if command.get("options"):
+            result["options"] = copy.deepcopy(command["options"])
+        if guild_id is not None:
+            result["guild_id"] = guild_id
+        return result
+
+    def _command_errors(self, commands: list[dict[str, Any]]) -> dict[str, Any]:
+        errors: dict[str, Any] = {}
+        for index, command in enumerate(commands):
+            name = str(command.get("name", ""))
+            if int(command.get("type") or 1) == 1:
+                if not re.fullmatch(r"[-_\w]{1,32}", name) or name != name.lower():
+                    _add_error(
+                        errors,
+                        [index, "name"],
+                        "APPLICATION_COMMAND_INVALID_NAME",
+                        "Command name is invalid",
+                    )
+                if not 1 <= len(command.get("description") or "") <= 100:
+                    _add_error(
+                        errors,
+                        [index, "description"],
+                        "BASE_TYPE_BAD_LENGTH",
+                        "Must be between 1 and 100 in length.",
+                    )
+        return errors
+
+    async def _get_commands(self, req: _Request) -> web.Response:
+        self._check_app(req)
+        guild_id = req.params.get("guild_id")
+        stored = self.guild_commands.get(guild_id, []) if guild_id else self.commands
+        return _json_response(stored)
+
+    async def _put_commands(self, req: _Request) -> web.Response:
+        self._check_app(req)
+        guild_id = req.params.get("guild_id")
+        spec_path = (
+            "/applications/{application_id}/guilds/{guild_id}/commands"
+            if guild_id
+            else "/applications/{application_id}/commands"
+        )
+        body = req.body if req.body is not None else []
+        errors = _schema_errors(_request_validator(spec_path, "put"), body)
+        if not errors and isinstance(body, list):
+            errors = self._command_errors(body)
+        if errors:
+            raise ApiError(400, 50035, "Invalid Form Body", errors)
+        result = [self._command_object(c, guild_id) for c in body]
+        if guild_id:
+            self.guild_commands[guild_id] = result
+        else:
+            self.commands = result
+        return _json_response(result)
+
+    async def _post_command(self, req: _Request) -> web.Response:
+        self._check_app(req)
+        guild_id = req.params.get("guild_id")
+        body = req.body or {}
+        errors = _schema_errors(_schema_validator("ApplicationCommandCreateRequest"), body)
+        if not errors:
+            errors = {k: v for k, v in self._command_errors([body]).get("0", {}).items()}
+        if errors:
+            raise ApiError(400, 50035, "Invalid Form Body", errors)
+        command = self._command_object(body, guild_id)
+        stored = self.guild_commands.setdefault(guild_id, []) if guild_id else self.commands
+        stored[:] = [c for c in stored if c["id"] != command["id"]] + [command]
+        return _json_response(command, 201)
+
+    # ------------------------------------------------------------------ REST: guild, channels
+
+    def _check_guild(self, req: _Request) -> None:
+        if req.params["guild_id"] != self.guild_id:
+            raise ApiError(404, 10004, "Unknown Guild")
+
+    async def _get_guild(self, req: _Request) -> web.Response:
+        self._check_guild(req)
+        guild = self._guild_payload(0)
+        for key in (
+            "members",
+            "channels",
+            "threads",
+            "presences",
+            "voice_states",
+            "joined_at",
+            "large",
+            "member_count",
+            "lazy",
+            "unavailable",
+        ):
+            guild.pop(key, None)
+        return _json_response(guild)
+
+    async def _get_guild_channels(self, req: _Request) -> web.Response:
+        self._check_guild(req)
+        channels = [
+            c for c in self.channels.values() if c.get("guild_id") and c["type"] not in THREAD_TYPES
+        ]
+        return _json_response(copy.deepcopy(channels))
+
+    async def _get_guild_roles(self, req: _Request) -> web.Response:
+        self._check_guild(req)
+        return _json_response(copy.deepcopy(self.roles))
+
+    async def _get_guild_member(self, req: _Request) -> web.Response:
+        self._check_guild(req)
+        user_id = req.params["user_id"]
+        if user_id not in self._member_roles:
+            raise ApiError(404, 10007, "Unknown Member")
+        return _json_response(self._member(user_id))
+
+    def _channel(self, channel_id: str) -> dict[str, Any]:
+        channel = self.channels.get(channel_id)
+        if channel is None:
+            raise ApiError(404, 10003, "Unknown Channel")
+        return channel
+
+    def _channel_message(self, channel_id: str, message_id: str) -> FakeMessage:
+        self._channel(channel_id)
+        message = self.messages.get(message_id)
+        if (
+            message is None
+            or message.deleted
+            or message.channel_id != channel_id
+            or message.is_ephemeral
+        ):
+            raise ApiError(404, 10008, "Unknown Message")
+        return message
+
+    async def _get_channel(self, req: _Request) -> web.Response:
+        return _json_response(self._channel_payload(self._channel(req.params["channel_id"])["id"]))
+
+    async def _get_history(self, req: _Request) -> web.Response:
+        channel_id = self._channel(req.params["channel_id"])["id"]
+        try:
+            limit = int(req.query.get("limit", "50"))
+        except ValueError:
+            raise _form_error(
+                ["limit"], "NUMBER_TYPE_COERCE", f'Value "{req.query["limit"]}" is not int.'
+            ) from None
+        if not 1 <= limit <= 100:
+            raise _form_error(
+                ["limit"],
+                "NUMBER_TYPE_MAX" if limit > 100 else "NUMBER_TYPE_MIN",
+                "int value should be between 1 and 100.",
+            )
+        visible = [m for m in self.channel_messages(channel_id) if not m.is_ephemeral]
+        before, after, around = (req.query.get(k) for k in ("before", "after", "around"))
+        if before:
+            visible = [m for m in visible if int(m.id) < int(before)]
+            chosen = visible[-limit:]
+        elif after:
+            visible = [m for m in visible if int(m.id) > int(after)]
+            chosen = visible[:limit]
+        elif around:
+            older = [m for m in visible if int(m.id) <= int(around)]
+            newer = [m for m in visible if int(m.id) > int(around)]
+            half = limit // 2
+            chosen = older[-(limit - half) :] + newer[:half]
+        else:
+            chosen = visible[-limit:]
+        chosen.sort(key=lambda m: int(m.id), reverse=True)
+        return _json_response([self.message_payload(m) for m in chosen])
+
+    async def _get_message(self, req: _Request) -> web.Response:
+        message = self._channel_message(req.params["channel_id"], req.params["message_id"])
+        return _json_response(self.message_payload(message))
+
+    async def _create_message(self, req: _Request) -> web.Response:
+        channel_id = self._channel(req.params["channel_id"])["id"]
+        body = self._validate_message(
+            req.body, _request_validator("/channels/{channel_id}/messages", "post"), req.files
+        )
+        reference = body.get("message_reference")
+        stored_reference: dict[str, Any] | None = None
+        if reference:
+            ref_id = str(reference.get("message_id"))
+            ref_channel = str(reference.get("channel_id") or channel_id)
+            referenced = self.messages.get(ref_id)
+            if referenced is None or referenced.deleted or referenced.channel_id != ref_channel:
+                if reference.get("fail_if_not_exists", True):
+                    raise _form_error(
+                        ["message_reference"],
+                        "MESSAGE_REFERENCE_UNKNOWN_MESSAGE",
+                        "Unknown message",
+                    )
+            else:
+                stored_reference = {
+                    "type": int(reference.get("type") or 0),
+                    "channel_id": referenced.channel_id,
+                    "message_id": referenced.id,
+                }
+                if referenced.guild_id:
+                    stored_reference["guild_id"] = referenced.guild_id
+        if int(body.get("flags") or 0) & FLAG_EPHEMERAL:  # only interaction messages can be
+            raise _form_error(["flags"], "MESSAGE_FLAGS_INVALID", "Invalid flags")
+        message = self._new_message(
+            channel_id=channel_id,
+            author_id=self.bot_user["id"],
+            body=body,
+            files=req.files,
+            message_type=19 if stored_reference else 0,
+            message_reference=stored_reference,
+        )
+        await self._announce(message, "MESSAGE_CREATE")
+        return _json_response(self.message_payload(message))
+
+    async def _edit_message(self, req: _Request) -> web.Response:
+        message = self._channel_message(req.params["channel_id"], req.params["message_id"])
+        body = req.body if isinstance(req.body, dict) else {}
+        if message.author_id != self.bot_user["id"] and (set(body) - {"flags"} or req.files):
+            raise ApiError(403, 50005, "Cannot edit a message authored by another user")
+        self._check_edit_budget(message.id, req.bucket)
+        body = self._validate_message(
+            req.body,
+            _request_validator("/channels/{channel_id}/messages/{message_id}", "patch"),
+            req.files,
+            existing=message,
+        )
+        self._apply_body(message, body, req.files, creating=False)
+        self._record_edit(message, body)
+        await self._announce(message, "MESSAGE_UPDATE")
+        return _json_response(self.message_payload(message))
+
+    async def _delete_message(self, req: _Request) -> web.Response:
+        message = self._channel_message(req.params["channel_id"], req.params["message_id"])
+        if (
+            message.author_id != self.bot_user["id"]
+            and not self.permissions_of(self.bot_user["id"]) & MANAGE_MESSAGES
+        ):
+            raise ApiError(403, 50013, "Missing Permissions")
+        message.deleted = True
+        self._notify()
+        await self._announce_delete(message)
+        return web.Response(status=204)
+
+    async def _add_reaction(self, req: _Request) -> web.Response:
+        message = self._channel_message(req.params["channel_id"], req.params["message_id"])
+        message.reactions.append(req.params["emoji"])
+        self._notify()
+        return web.Response(status=204)
+
+    async def _typing(self, req: _Request) -> web.Response:
+        self._channel(req.params["channel_id"])
+        return web.Response(status=204)
+
+    async def _create_thread(self, req: _Request) -> web.Response:
+        parent = self._channel(req.params["channel_id"])
+        if parent["type"] != GUILD_TEXT:
+            raise ApiError(400, 50024, "Cannot execute action on this channel type")
+        message_id = req.params.get("message_id")
+        body = req.body if isinstance(req.body, dict) else {}
+        if message_id:
+            message = self._channel_message(parent["id"], message_id)
+            validator = _request_validator(
+                "/channels/{channel_id}/messages/{message_id}/threads", "post"
+            )
+            if message.id in self.channels:
+                raise ApiError(400, 160004, "A thread has already been created for this message")
+            thread_id, thread_type = message.id, PUBLIC_THREAD
+        else:
+            validator = _schema_validator("CreateTextThreadWithoutMessageRequest")
+            thread_id, thread_type = self._ids.next(), int(body.get("type") or PRIVATE_THREAD)
+        errors = _schema_errors(validator, body)
+        if errors:
+            raise ApiError(400, 50035, "Invalid Form Body", errors)
+        now = _now_iso()
+        thread: dict[str, Any] = {
+            "id": thread_id,
+            "type": thread_type,
+            "guild_id": self.guild_id,
+            "parent_id": parent["id"],
+            "owner_id": self.bot_user["id"],
+            "name": body["name"],
+            "last_message_id": None,
+            "rate_limit_per_user": int(body.get("rate_limit_per_user") or 0),
+            "flags": 0,
+            "message_count": 0,
+            "member_count": 1,
+            "total_message_sent": 0,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": int(body.get("auto_archive_duration") or 4320),
+                "archive_timestamp": now,
+                "locked": False,
+                "create_timestamp": now,
+                **(
+                    {"invitable": bool(body.get("invitable", True))}
+                    if thread_type == PRIVATE_THREAD
+                    else {}
+                ),
+            },
+            "member": {
+                "id": thread_id,
+                "user_id": self.bot_user["id"],
+                "join_timestamp": now,
+                "flags": 1,
+            },
+        }
+        self.channels[thread_id] = thread
+        self._notify()
+        await self._emit(
+            "THREAD_CREATE", {**copy.deepcopy(thread), "newly_created": True}, intent=INTENT_GUILDS
+        )
+        return _json_response(copy.deepcopy(thread), 201)
+
+    # ------------------------------------------------------------------ REST: interactions
+
+    async def _callback(self, req: _Request) -> web.Response:
+        interaction = self.interactions.get(req.params["interaction_id"])
+        if interaction is None or interaction.token != req.params["token"]:
+            raise ApiError(404, 10062, "Unknown interaction")
+        if interaction.callback_type is not None:
+            raise ApiError(400, 40060, "Interaction has already been acknowledged.")
+        if self.clock() - interaction.created_at > self.ack_timeout:
+            raise ApiError(404, 10062, "Unknown interaction")
+        body = req.body
+        if not isinstance(body, dict) or not isinstance(body.get("type"), int):
+            raise _form_error(["type"], "BASE_TYPE_REQUIRED", "This field is required")
+        callback_type = body["type"]
+        schema = CALLBACK_SCHEMAS.get(callback_type)
+        if schema is None or callback_type not in ALLOWED_CALLBACKS[interaction.type]:
+            raise _form_error(
+                ["type"], "INTERACTION_RESPONSE_TYPE_INVALID", "Invalid interaction response type"
+            )
+        errors = _schema_errors(_schema_validator(schema), body)
+        data = body.get("data") or {}
+        if callback_type in (4, 7):
+            _merge_errors(errors, {"data": e} if (e := _message_limit_errors(data)) else {})
+        if errors:
+            raise ApiError(400, 50035, "Invalid Form Body", errors)
+        if (
+            callback_type in (4, 7)
+            and req.files
+            and sum(len(d) for _, d, _ in req.files) > ATTACHMENT_SIZE_LIMIT
+        ):
+            raise ApiError(413, 40005, "Request entity too large")
+
+        message: FakeMessage | None = None
+        if callback_type == 4:
+            if not self._would_have_content(data, req.files, None):
+                raise ApiError(400, 50006, "Cannot send an empty message")
+            message = self._new_message(
+                channel_id=interaction.channel_id or "",
+                author_id=self.bot_user["id"],
+                content="",
+                body=data,
+                files=req.files,
+                message_type=self._response_message_type(interaction),
+                interaction_id=interaction.id,
+                webhook_id=self.application_id,
+            )
+            interaction.original_message_id = message.id
+            await self._announce(message, "MESSAGE_CREATE")
+        elif callback_type == 5:
+            flags = FLAG_LOADING | (int(data.get("flags") or 0) & FLAG_EPHEMERAL)
+            message = self._new_message(
+                channel_id=interaction.channel_id or "",
+                author_id=self.bot_user["id"],
+                content="",
+                flags=flags,
+                message_type=self._response_message_type(interaction),
+                interaction_id=interaction.id,
+                webhook_id=self.application_id,
+            )
+            interaction.original_message_id = message.id
+            interaction.deferred = True
+            await self._announce(message, "MESSAGE_CREATE")
+        elif callback_type in (6, 7):
+            if interaction.message_id is None:
+                raise _form_error(
+                    ["type"],
+                    "INTERACTION_RESPONSE_TYPE_INVALID",
+                    "Invalid interaction response type",
+                )
+            message = self.messages[interaction.message_id]
+            if callback_type == 7 and not self._would_have_content(data, req.files, message):
+                raise ApiError(400, 50006, "Cannot send an empty message")
+            interaction.original_message_id = message.id
+            if callback_type == 7:
+                self._apply_body(message, data, req.files, creating=False)
+                self._record_edit(message, data, budgeted=False)
+                await self._announce(message, "MESSAGE_UPDATE")
+        elif callback_type == 8:
+            interaction.choices = copy.deepcopy(data.get("choices") or [])
+        elif callback_type == 9:
+            interaction.modal = copy.deepcopy(data)
+
+        interaction.callback_type = callback_type
+        interaction.callback_at = self.clock()
+        interaction.callback_body = copy.deepcopy(body)
+        self._notify()
+        if not _truthy(req.query.get("with_response")):
+            return web.Response(status=204)
+        answer: dict[str, Any] = {"interaction": {"id": interaction.id, "type": interaction.type}}
+        if message is not None:
+            answer["interaction"].update(
+                {
+                    "response_message_id": message.id,
+                    "response_message_loading": message.is_loading,
+                    "response_message_ephemeral": message.is_ephemeral,
+                }
+            )
+            if callback_type in (4, 5, 7):
+                answer["resource"] = {
+                    "type": callback_type,
+                    "message": self.message_payload(message),
+                }
+        return _json_response(answer)
+
+    @staticmethod
+    def _response_message_type(interaction: FakeInteraction) -> int:
+        if interaction.type == APPLICATION_COMMAND:
+            command_type = int((interaction.payload.get("data") or {}).get("type", 1))
+            return 20 if command_type == 1 else 23
+        return 19
+
+    def _webhook_interaction(self, req: _Request) -> FakeInteraction:
+        """The interaction behind /webhooks/{app}/{token}, with Discord's errors."""
+        if req.params["app_id"] != self.application_id:
+            raise ApiError(404, 10015, "Unknown Webhook")
+        interaction = next(
+            (i for i in self.interactions.values() if i.token == req.params["token"]), None
+        )
+        if (
+            interaction is None
+            or self.clock() - interaction.created_at > self.interaction_token_ttl
+        ):
+            raise ApiError(401, 50027, "Invalid Webhook Token")
+        if interaction.callback_type is None:
+            raise ApiError(404, 10015, "Unknown Webhook")
+        return interaction
+
+    def _webhook_message(self, interaction: FakeInteraction, message_id: str) -> FakeMessage:
+        if message_id == "@original":
+            if interaction.original_message_id is None:
+                raise ApiError(404, 10008, "Unknown Message")
+            message_id = interaction.original_message_id
+        message = self.messages.get(message_id)
+        ours = message is not None and (
+            message.interaction_id == interaction.id
+            or message.id == interaction.original_message_id
+        )
+        if message is None or message.deleted or not ours:
+            raise ApiError(404, 10008, "Unknown Message")
+        return message
+
+    async def _followup(self, req: _Request) -> web.Response:
+        interaction = self._webhook_interaction(req)
+        body = self._validate_message(
+            req.body,
+            _request_validator("/webhooks/{webhook_id}/{webhook_token}", "post"),
+            req.files,
+        )
+        original = self.messages.get(interaction.original_message_id or "")
+        if original is not None and original.is_loading and interaction.callback_type == 5:
+            # The first followup after a deferred (type 5) answer fills the 'thinking' message.
+            message = original
+            self._apply_body(message, body, req.files, creating=False)
+            self._record_edit(message, body, budgeted=False)
+            interaction.followup_ids.append(message.id)
+            await self._announce(message, "MESSAGE_UPDATE")
+        else:
+            message = self._new_message(
+                channel_id=interaction.channel_id or "",
+                author_id=self.bot_user["id"],
+                content="",
+                body=body,
+                files=req.files,
+                message_type=0,
+                interaction_id=interaction.id,
+                webhook_id=self.application_id,
+            )
+            interaction.followup_ids.append(message.id)
+            await self._announce(message, "MESSAGE_CREATE")
+        self._notify()
+        if not _truthy(req.query.get("wait")):
+            return web.Response(status=204)
+        return _json_response(self.message_payload(message))
+
+    async def _get_webhook_message(self, req: _Request) -> web.Response:
+        interaction = self._webhook_interaction(req)
+        message = self._webhook_message(interaction, req.params["message_id"])
+        return _json_response(self.message_payload(message))
+
+    async def _edit_webhook_message(self, req: _Request) -> web.Response:
+        interaction = self._webhook_interaction(req)
+        message = self._webhook_message(interaction, req.params["message_id"])
+        self._check_edit_budget(message.id, req.bucket)
+        spec_path = "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}"
+        body = self._validate_message(
+            req.body, _request_validator(spec_path, "patch"), req.files, existing=message
+        )
+        self._apply_body(message, body, req.files, creating=False)
+        self._record_edit(message, body)
+        await self._announce(message, "MESSAGE_UPDATE")
+        return _json_response(self.message_payload(message))
+
+    async def _delete_webhook_message(self, req: _Request) -> web.Response:
+        interaction = self._webhook_interaction(req)
+        message = self._webhook_message(interaction, req.params["message_id"])
+        message.deleted = True
+        self._notify()
+        await self._announce_delete(message)
+        return web.Response(status=204)
+
+    # ------------------------------------------------------------------ driving the bot
+
+    def _user(self, user: str) -> dict[str, Any]:
+        try:
+            return self.users[user]
+        except KeyError:
+            raise KeyError(f"unknown user {user!r}; known: {sorted(self.users)}") from None
+
+    def _new_interaction_payload(
+        self, interaction_type: int, data: dict[str, Any], user: str, channel_id: str | None
+    ) -> tuple[FakeInteraction, dict[str, Any]]:
+        channel_id = channel_id or self.channel_ids[0]
+        channel = self._channel(channel_id)
+        user_obj = self._user(user)
+        interaction_id = self._ids.next()
+        token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(96)
+        payload: dict[str, Any] = {
+            "id": interaction_id,
+            "application_id": self.application_id,
+            "type": interaction_type,
+            "token": token,
+            "version": 1,
+            "data": data,
+            "channel_id": channel_id,
+            "locale": "en-US",
+            "entitlements": [],
+            "entitlement_sku_ids": [],
+            "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
+        }
+        if channel.get("guild_id"):
+            permissions = self.permissions_of(user_obj["id"])
+            payload.update(
+                {
+                    "guild_id": self.guild_id,
+                    "guild": {"id": self.guild_id, "locale": "en-US", "features": []},
+                    "guild_locale": "en-US",
+                    "channel": {
+                        **self._channel_payload(channel_id),
+                        "permissions": str(permissions),
+                    },
+                    "member": {**self._member(user_obj["id"]), "permissions": str(permissions)},
+                    "app_permissions": str(self.permissions_of(self.bot_user["id"])),
+                    "authorizing_integration_owners": {"0": self.guild_id},
+                    "context": 0,
+                }
+            )
+        else:
+            payload.update(
+                {
+                    "channel": {
+                        **self._channel_payload(channel_id),
+                        "permissions": str(EVERYONE_PERMISSIONS),
+                    },
+                    "user": copy.deepcopy(user_obj),
+                    "app_permissions": str(EVERYONE_PERMISSIONS),
+                    "authorizing_integration_owners": {"0": "0"},
+                    "context": 1,
+                }
+            )
+        interaction = FakeInteraction(
+            id=interaction_id,
+            token=token,
+            type=interaction_type,
+            created_at=self.clock(),
+            channel_id=channel_id,
+            user_id=user_obj["id"],
+            payload=payload,
+        )
+        return interaction, payload
+
+    async def _send_interaction(self, interaction: FakeInteraction) -> FakeInteraction:
+        await self.wait_ready()
+        self.interactions[interaction.id] = interaction
+        interaction.created_at = self.clock()
+        await self._emit("INTERACTION_CREATE", interaction.payload)
+        return interaction
+
+    def _command_id(self, name: str, command_type: int) -> tuple[str, str | None]:
+        for guild_id, commands in [(None, self.commands), *self.guild_commands.items()]:
+            for command in commands:
+                if command["name"] == name and int(command.get("type", 1)) == command_type:
+                    return str(command["id"]), guild_id
+        key = f"unsynced:{command_type}:{name}"
+        return self._command_ids.setdefault(key, self._ids.next()), None
+
+    def _build_options(
+        self,
+        options: dict[str, Any] | None,
+        attachments: dict[str, tuple[str, bytes, str]] | None,
+        channel_id: str,
+        focused: str | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        built: list[dict[str, Any]] = []
+        resolved: dict[str, Any] = {}
+        for name, value in (options or {}).items():
+            if isinstance(value, dict) and "type" in value:
+                option = {"name": name, **value}
+                if option["type"] == 6 and option["value"] in self.users:  # a user by short name
+                    user = self.users[option["value"]]
+                    option["value"] = user["id"]
+                    resolved.setdefault("users", {})[user["id"]] = copy.deepcopy(user)
+                    resolved.setdefault("members", {})[user["id"]] = {
+                        **self._member(user["id"], with_user=False),
+                        "permissions": str(self.permissions_of(user["id"])),
+                    }
+            else:
+                option = {"name": name, "type": _option_type(value), "value": value}
+            if name == focused:
+                option["focused"] = True
+            built.append(option)
+        for name, (filename, data, content_type) in (attachments or {}).items():
+            payload = self._attachment_payload(
+                channel_id, filename, data, content_type, ephemeral=True
+            )
+            resolved.setdefault("attachments", {})[payload["id"]] = payload
+            built.append({"name": name, "type": 11, "value": payload["id"]})
+        return built, resolved
+
+    def _command_data(
+        self,
+        name: str,
+        options: dict[str, Any] | None,
+        *,
+        channel_id: str,
+        subcommand: str | None,
+        attachments: dict[str, tuple[str, bytes, str]] | None = None,
+        focused: str | None = None,
+    ) -> dict[str, Any]:
+        built, resolved = self._build_options(options, attachments, channel_id, focused)
+        if subcommand:
+            parts = subcommand.split()
+            if len(parts) == 2:  # "group sub"
+                built = [
+                    {
+                        "type": 2,
+                        "name": parts[0],
+                        "options": [{"type": 1, "name": parts[1], "options": built}],
+                    }
+                ]
+            else:
+                built = [{"type": 1, "name": parts[0], "options": built}]
+        command_id, guild_id = self._command_id(name, 1)
+        data: dict[str, Any] = {"id": command_id, "name": name, "type": 1}
+        if built:
+            data["options"] = built
+        if resolved:
+            data["resolved"] = resolved
+        if guild_id:
+            data["guild_id"] = guild_id
+        return data
+
+    async def slash_command(
+        self,
+        name: str,
+        options: dict[str, Any] | None = None,
+        *,
+        user: str = "alice",
+        channel_id: str | None = None,
+        subcommand: str | None = None,
+        attachments: dict[str, tuple[str, bytes, str]] | None = None,
+    ) -> FakeInteraction:
+        """Run a slash command as ``user``: sends INTERACTION_CREATE (type 2, data.type 1)."""
+        channel_id = channel_id or self.channel_ids[0]
+        data = self._command_data(
+            name, options, channel_id=channel_id, subcommand=subcommand, attachments=attachments
+        )
+        interaction, _ = self._new_interaction_payload(APPLICATION_COMMAND, data, user, channel_id)
+        return await self._send_interaction(interaction)
+
+    async def autocomplete(
+        self,
+        name: str,
+        options: dict[str, Any],
+        focused: str,
+        *,
+        user: str = "alice",
+        channel_id: str | None = None,
+        subcommand: str | None = None,
+    ) -> FakeInteraction:
+        """Type into option ``focused`` of a slash command: an autocomplete interaction (type 4)."""
+        if focused not in options:
+            raise ValueError(f"focused option {focused!r} must be one of options {sorted(options)}")
+        channel_id = channel_id or self.channel_ids[0]
+        data = self._command_data(
+            name, options, channel_id=channel_id, subcommand=subcommand, focused=focused
+        )
+        interaction, _ = self._new_interaction_payload(AUTOCOMPLETE, data, user, channel_id)
+        return await self._send_interaction(interaction)
+
+    async def message_command(
+        self, name: str, target_message_id: str, *, user: str = "alice"
+    ) -> FakeInteraction:
+        """Run a message context-menu command on a message (type 2, data.type 3)."""
+        target = self.messages.get(target_message_id)
+        if target is None or target.deleted:
+            raise KeyError(f"no message {target_message_id}")
+        command_id, guild_id = self._command_id(name, 3)
+        data: dict[str, Any] = {
+            "id": command_id,
+            "name": name,
+            "type": 3,
+            "target_id": target.id,
+            "resolved": {"messages": {target.id: self.message_payload(target, exempt=True)}},
+        }
+        if guild_id:
+            data["guild_id"] = guild_id
+        interaction, _ = self._new_interaction_payload(
+            APPLICATION_COMMAND, data, user, target.channel_id
+        )
+        return await self._send_interaction(interaction)
+
+    async def click_button(
+        self,
+        message_id: str,
+        custom_id: str,
+        *,
+        user: str = "alice",
+        values: list[str] | None = None,
+    ) -> FakeInteraction:
+        """Click a button (or pick ``values`` in a select) on a bot message: type 3 interaction."""
+        message = self.messages.get(message_id)
+        if message is None or message.deleted:
+            raise KeyError(f"no message {message_id}")
+        component = next(
+            (c for c in _walk_components(message.components) if c.get("custom_id") == custom_id),
+            None,
+        )
+        if component is None:
+            ids = [
+                c.get("custom_id")
+                for c in _walk_components(message.components)
+                if c.get("custom_id")
+            ]
+            raise ValueError(f"message {message_id} has no component {custom_id!r}; it has {ids}")
+        if component.get("disabled"):
+            raise ValueError(
+                f"component {custom_id!r} is disabled; Discord clients cannot click it"
+            )
+        data: dict[str, Any] = {"custom_id": custom_id, "component_type": int(component["type"])}
+        if component.get("id") is not None:
+            data["id"] = component["id"]
+        if component["type"] != 2:
+            data["values"] = list(values or [])
+        interaction, payload = self._new_interaction_payload(
+            MESSAGE_COMPONENT, data, user, message.channel_id
+        )
+        payload["message"] = self.message_payload(message, exempt=True)
+        interaction.message_id = message.id
+        return await self._send_interaction(interaction)
+
+    async def submit_modal(
+        self,
+        custom_id: str,
+        values: dict[str, str],
+        *,
+        user: str = "alice",
+        channel_id: str | None = None,
+    ) -> FakeInteraction:
+        """Submit a modal the bot opened (type 5): ``values`` maps text input custom_id -> text."""
+        modal = next(
+            (
+                i.modal
+                for i in reversed(list(self.interactions.values()))
+                if i.modal and i.modal.get("custom_id") == custom_id
+            ),
+            None,
+        )
+        components: list[dict[str, Any]] = []
+        if modal is None:
+            components = [
+                {"type": 1, "components": [{"type": 4, "custom_id": key, "value": value}]}
+                for key, value in values.items()
+            ]
+        else:
+            known = [
+                c.get("custom_id")
+                for c in _walk_components(modal.get("components") or [])
+                if c.get("custom_id")
+            ]
+            unknown = set(values) - set(known)
+            if unknown:
+                raise ValueError(
+                    f"modal {custom_id!r} has no inputs {sorted(unknown)}; it has {known}"
+                )
+            for top in modal.get("components") or []:
+                components.append(self._submitted_component(top, values))
+        data = {"custom_id": custom_id, "components": components}
+        interaction, _ = self._new_interaction_payload(MODAL_SUBMIT, data, user, channel_id)
+        return await self._send_interaction(interaction)
+
+    def _submitted_component(
+        self, component: dict[str, Any], values: dict[str, str]
+    ) -> dict[str, Any]:
+        submitted: dict[str, Any] = {"type": component["type"]}
+        if component.get("id") is not None:
+            submitted["id"] = component["id"]
+        if component["type"] == 1:
+            submitted["components"] = [
+                self._submitted_component(c, values) for c in component.get("components", [])
+            ]
+        elif component["type"] == 18:
+            submitted["component"] = self._submitted_component(component["component"], values)
+        elif component.get("custom_id"):
+            submitted["custom_id"] = component["custom_id"]
+            if component["type"] == 4:
+                submitted["value"] = values.get(
+                    component["custom_id"], component.get("value") or ""
+                )
+            else:
+                submitted["values"] = (
+                    [values[component["custom_id"]]] if component["custom_id"] in values else []
+                )
+        return submitted
+
+    async def user_message(
+        self,
+        content: str,
+        *,
+        user: str = "alice",
+        channel_id: str | None = None,
+        mention_bot: bool = False,
+        reply_to: str | None = None,
+        reply_ping: bool = True,
+        mention_everyone: bool = False,
+        attachments: list[tuple[str, bytes, str]] | None = None,
+    ) -> FakeMessage:
+        """``user`` posts a message; MESSAGE_CREATE is dispatched (content blanked like Discord)."""
+        await self.wait_ready()
+        channel_id = channel_id or self.channel_ids[0]
+        self._channel(channel_id)
+        author = self._user(user)
+        if mention_everyone and "@everyone" not in content:
+            content = f"@everyone {content}"
+        if mention_bot:
+            content = f"<@{self.bot_user['id']}> {content}"
+        mentions = [uid for uid in re.findall(r"<@!?(\d+)>", content) if uid in self._member_roles]
+        reference: dict[str, Any] | None = None
+        if reply_to is not None:
+            referenced = self.messages.get(reply_to)
+            if referenced is None or referenced.deleted:
+                raise KeyError(f"no message {reply_to} to reply to")
+            reference = {
+                "type": 0,
+                "channel_id": referenced.channel_id,
+                "message_id": referenced.id,
+                **({"guild_id": referenced.guild_id} if referenced.guild_id else {}),
+            }
+            if reply_ping and referenced.author_id != author["id"]:
+                mentions.append(referenced.author_id)
+        message = self._new_message(
+            channel_id=channel_id,
+            author_id=author["id"],
+            content=content,
+            message_type=19 if reference else 0,
+            message_reference=reference,
+        )
+        message.mention_everyone = mention_everyone
+        message.mentions = list(dict.fromkeys(mentions))
+        for filename, data, content_type in attachments or []:
+            message.attachment_payloads.append(
+                self._attachment_payload(channel_id, filename, data, content_type)
+            )
+            message.attachments.append((filename, data))
+        self._notify()
+        await self._announce(message, "MESSAGE_CREATE")
+        return message
+
+
+@functools.cache
+def _bucket_hash(key: str) -> str:
+    """A stable, opaque bucket id like Discord's X-RateLimit-Bucket."""
+    return hashlib.sha1(key.encode()).hexdigest()[:32]
+
+
+__all__ = [
+    "ApiError",
+    "FakeDiscord",
+    "FakeInteraction",
+    "FakeMessage",
+    "RecordedRequest",
+]

@@ -1,0 +1,449 @@
+"""Proves `FakeDiscord` with a real, minimal discord.py bot (not the project's bot)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import discord
+import pytest
+import yarl
+from discord import app_commands
+from discord.ext import commands
+
+from tests.doubles.fake_discord import FakeDiscord
+
+NO_PINGS: dict[str, list[str]] = {"parse": []}
+
+
+class PanelView(discord.ui.View):
+    """A button that edits its own message (callback type 7)."""
+
+    def __init__(self) -> None:
+        super().__init__(timeout=None)
+
+    @discord.ui.button(label="Press", custom_id="panel:press")
+    async def press(self, interaction: discord.Interaction, button: discord.ui.Button[Any]) -> None:
+        await interaction.response.edit_message(content="pressed", view=None)
+
+
+class NameModal(discord.ui.Modal, title="Your name"):
+    """A one-field modal (callback type 9, then a type 5 submit)."""
+
+    name: discord.ui.TextInput[Any] = discord.ui.TextInput(label="Name", custom_id="name")
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(f"hello {self.name.value}")
+
+
+class DoubleBot(commands.Bot):
+    """A tiny slash-command bot; it records what it saw so the tests can check."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            command_prefix="!",
+            intents=discord.Intents.default(),
+            guild_ready_timeout=0.05,
+            chunk_guilds_at_startup=False,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.seen: list[discord.Message] = []
+        self.errors: list[Exception] = []
+
+    async def on_message(self, message: discord.Message) -> None:
+        self.seen.append(message)
+
+    async def setup_hook(self) -> None:
+        tree = self.tree
+
+        @tree.command(description="Ask something")
+        async def ask(interaction: discord.Interaction, prompt: str) -> None:
+            await interaction.response.defer(thinking=True)
+            await interaction.edit_original_response(content=f"thinking about {prompt}")
+            await interaction.edit_original_response(content=f"answer to {prompt}")
+
+        @tree.command(description="Send files")
+        async def files(interaction: discord.Interaction, upload: discord.Attachment) -> None:
+            await interaction.response.defer()
+            data = await upload.read()
+            await interaction.followup.send("first", file=discord.File(io.BytesIO(data), "a.txt"))
+            await interaction.followup.send("second", file=discord.File(io.BytesIO(b"B"), "b.txt"))
+
+        @tree.command(description="Streams edits")
+        async def stream(interaction: discord.Interaction) -> None:
+            await interaction.response.defer()
+            for i in range(4):
+                await interaction.edit_original_response(content=f"part {i}")
+
+        history = app_commands.Group(name="history", description="Conversation history")
+
+        @history.command(description="Show the history")
+        async def show(interaction: discord.Interaction, count: int) -> None:
+            await interaction.response.send_message(f"showing {count}")
+
+        tree.add_command(history)
+
+        @tree.command(description="Answers too late")
+        async def late(interaction: discord.Interaction) -> None:
+            await asyncio.sleep(0.3)
+            try:
+                await interaction.response.send_message("too late")
+            except discord.HTTPException as exc:
+                self.errors.append(exc)
+
+        @tree.command(description="Shows a button")
+        async def panel(interaction: discord.Interaction) -> None:
+            await interaction.response.send_message("panel", view=PanelView())
+
+        @tree.command(description="Opens a modal")
+        async def name(interaction: discord.Interaction) -> None:
+            await interaction.response.send_modal(NameModal())
+
+        @tree.command(description="Picks a model")
+        async def model(interaction: discord.Interaction, choice: str) -> None:
+            await interaction.response.send_message(choice, ephemeral=True)
+
+        @model.autocomplete("choice")
+        async def model_choices(
+            interaction: discord.Interaction, current: str
+        ) -> list[app_commands.Choice[str]]:
+            names = ["llama3", "llava", "mistral"]
+            return [app_commands.Choice(name=n, value=n) for n in names if n.startswith(current)]
+
+        @tree.context_menu(name="Quote")
+        async def quote(interaction: discord.Interaction, message: discord.Message) -> None:
+            await interaction.response.send_message(f"> {message.content}")
+
+
+@pytest.fixture
+def fake_options() -> dict[str, Any]:
+    """FakeDiscord keyword arguments; override with @pytest.mark.parametrize("fake_options")."""
+    return {}
+
+
+@pytest.fixture
+async def fake(fake_options: dict[str, Any]) -> AsyncIterator[FakeDiscord]:
+    double = FakeDiscord(**fake_options)
+    await double.start()
+    yield double
+    await double.close()
+    assert not double.server_errors, double.server_errors[-1]
+
+
+@pytest.fixture
+async def bot(fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[DoubleBot]:
+    monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
+    monkeypatch.setattr(
+        discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url)
+    )
+    client = DoubleBot()
+    task = asyncio.create_task(client.start(fake.token))
+    await fake.wait_ready()
+    await asyncio.wait_for(client.wait_until_ready(), 5)
+    yield client
+    await client.close()
+    await asyncio.wait_for(task, 5)
+
+
+def text_channel(bot: DoubleBot, channel_id: str) -> discord.TextChannel:
+    channel = bot.get_channel(int(channel_id))
+    assert isinstance(channel, discord.TextChannel)
+    return channel
+
+
+async def test_login_ready_and_sync(fake: FakeDiscord, bot: DoubleBot) -> None:
+    assert bot.user is not None and str(bot.user.id) == fake.bot_user["id"]
+    assert bot.application_id == int(fake.application_id)
+    guild = bot.get_guild(int(fake.guild_id))
+    assert guild is not None and guild.name == "Test Guild"
+    assert {c.name for c in guild.text_channels} >= {"general", "random", "other"}
+    assert fake.identify is not None and not fake.message_content_intent
+    assert guild.me.guild_permissions.send_messages
+
+    synced = await bot.tree.sync()
+    assert {c.name for c in synced} == {c["name"] for c in fake.commands}
+    assert {"ask", "files", "late", "Quote"} <= {c["name"] for c in fake.commands}
+    assert [r.path for r in fake.requests[:2]] == ["/users/@me", "/oauth2/applications/@me"]
+
+
+async def test_bad_token_is_a_login_failure(
+    fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
+    client = discord.Client(intents=discord.Intents.default())
+    with pytest.raises(discord.LoginFailure):
+        await client.login("not-the-token")
+    await client.close()
+    assert fake.requests[-1].status == 401
+
+
+async def test_deferred_answer_then_edits(fake: FakeDiscord, bot: DoubleBot) -> None:
+    interaction = await fake.slash_command("ask", {"prompt": "sky"})
+    await fake.wait_until(
+        lambda: (
+            interaction.original_message_id is not None
+            and len(fake.messages[interaction.original_message_id].edits) == 2
+        )
+    )
+    assert interaction.callback_type == 5 and interaction.deferred
+    original = fake.messages[interaction.original_message_id or ""]
+    assert original.content == "answer to sky"
+    assert [content for _, content in original.edits] == ["thinking about sky", "answer to sky"]
+    assert not original.is_loading and not original.is_ephemeral
+    assert original.interaction_id == interaction.id
+    assert all(body["allowed_mentions"] == NO_PINGS for body in original.history)
+
+
+async def test_followups_with_files(fake: FakeDiscord, bot: DoubleBot) -> None:
+    upload = {"upload": ("notes.txt", b"hello file", "text/plain")}
+    interaction = await fake.slash_command("files", attachments=upload)
+    await fake.wait_until(lambda: len(interaction.followup_ids) == 2)
+    first, second = (fake.messages[i] for i in interaction.followup_ids)
+    # The first followup after a deferral fills the 'thinking' original, as on Discord.
+    assert first.id == interaction.original_message_id
+    assert first.content == "first" and first.attachments == [("a.txt", b"hello file")]
+    assert second.content == "second" and second.attachments == [("b.txt", b"B")]
+    multipart = [r for r in fake.requests if r.files]
+    assert [r.files for r in multipart] == [[("a.txt", b"hello file")], [("b.txt", b"B")]]
+    assert multipart[0].json["content"] == "first"
+    assert [r.path for r in fake.cdn_requests if r.status == 200]  # the bot downloaded it
+
+
+async def test_channel_send_and_edit(fake: FakeDiscord, bot: DoubleBot) -> None:
+    channel = text_channel(bot, fake.channel_ids[1])
+    sent = await channel.send("hello")
+    await sent.edit(content="bye")
+    stored = fake.messages[str(sent.id)]
+    assert stored.content == "bye" and [c for _, c in stored.edits] == ["bye"]
+    assert fake.bot_messages(fake.channel_ids[1]) == [stored]
+    assert all(body["allowed_mentions"] == NO_PINGS for body in stored.history)
+    await fake.wait_until(lambda: any(m.id == sent.id for m in bot.seen))  # own MESSAGE_CREATE
+
+
+async def test_message_limits(fake: FakeDiscord, bot: DoubleBot) -> None:
+    channel = text_channel(bot, fake.channel_ids[0])
+    with pytest.raises(discord.HTTPException) as too_long:
+        await channel.send("x" * 2001)
+    assert too_long.value.status == 400 and too_long.value.code == 50035
+    errors = fake.requests[-1].response["errors"]
+    assert errors["content"]["_errors"][0]["code"] == "BASE_TYPE_MAX_LENGTH"
+
+    sent = await channel.send("x" * 2000)
+    with pytest.raises(discord.HTTPException) as empty:
+        await sent.edit(content="")
+    assert empty.value.code == 50006
+
+    with pytest.raises(discord.HTTPException) as embed:
+        await channel.send(embed=discord.Embed(title="t" * 257))
+    assert embed.value.code == 50035
+    assert "embeds" in fake.requests[-1].response["errors"]
+
+
+@pytest.mark.parametrize("fake_options", [{"edit_budget": (2, 0.5)}])
+async def test_edit_rate_limit_is_retried(fake: FakeDiscord, bot: DoubleBot) -> None:
+    sent = await text_channel(bot, fake.channel_ids[0]).send("0")
+    for i in range(1, 9):
+        await sent.edit(content=str(i))
+    stored = fake.messages[str(sent.id)]
+    assert stored.content == "8" and len(stored.edits) == 8
+    assert fake.rate_limited, "expected at least one 429"
+    assert all(r.response["retry_after"] > 0 for r in fake.rate_limited)
+    times = [t for t, _ in stored.edits]
+    for i in range(2, len(times)):  # never more than 2 edits in any 0.5 s window
+        assert times[i] - times[i - 2] >= 0.5 - 1e-3
+
+
+@pytest.mark.parametrize("fake_options", [{"edit_budget": (2, 0.5)}])
+async def test_webhook_edit_rate_limit_is_retried(fake: FakeDiscord, bot: DoubleBot) -> None:
+    interaction = await fake.slash_command("stream")
+    await fake.wait_until(
+        lambda: (
+            interaction.original_message_id is not None
+            and len(fake.messages[interaction.original_message_id].edits) == 4
+        )
+    )
+    assert fake.messages[interaction.original_message_id or ""].content == "part 3"
+    assert any(r.path.startswith("/webhooks/") for r in fake.rate_limited)
+
+
+@pytest.mark.parametrize("fake_options", [{"ack_timeout": 0.2}])
+async def test_late_callback_is_unknown_interaction(fake: FakeDiscord, bot: DoubleBot) -> None:
+    interaction = await fake.slash_command("late")
+    await fake.wait_until(lambda: bool(bot.errors))
+    error = bot.errors[0]
+    assert isinstance(error, discord.NotFound) and error.code == 10062
+    assert interaction.callback_type is None and interaction.original_message_id is None
+
+
+async def test_message_content_is_blanked_without_the_intent(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
+    async def seen(message_id: str) -> discord.Message:
+        await fake.wait_until(lambda: any(str(m.id) == message_id for m in bot.seen))
+        return next(m for m in bot.seen if str(m.id) == message_id)
+
+    plain = await fake.user_message("hello there", attachments=[("a.txt", b"x", "text/plain")])
+    assert (await seen(plain.id)).content == ""
+    assert (await seen(plain.id)).attachments == []
+    assert plain.content == "hello there"  # the double keeps the real content
+
+    mention = await fake.user_message("hi bot", mention_bot=True)
+    received = await seen(mention.id)
+    assert received.content == f"<@{fake.bot_user['id']}> hi bot"
+    assert isinstance(received.author, discord.Member)
+
+    own = await text_channel(bot, fake.channel_ids[0]).send("bot says")
+    reply = await fake.user_message("reply with ping", reply_to=str(own.id))
+    assert (await seen(reply.id)).content == "reply with ping"
+    quiet = await fake.user_message("reply without ping", reply_to=str(own.id), reply_ping=False)
+    assert (await seen(quiet.id)).content == ""
+
+    dm = await fake.user_message("in a dm", channel_id=fake.add_dm_channel("bob"))
+    assert (await seen(dm.id)).content == "in a dm"
+
+
+async def test_reconnect_resumes_and_events_still_arrive(fake: FakeDiscord, bot: DoubleBot) -> None:
+    await fake.reconnect_gateway()
+    assert any(frame.get("op") == 6 for frame in fake.gateway_received)
+    message = await fake.user_message("still there?", mention_bot=True)
+    await fake.wait_until(lambda: any(str(m.id) == message.id for m in bot.seen))
+
+
+async def test_a_new_bot_can_connect_to_the_same_double(fake: FakeDiscord, bot: DoubleBot) -> None:
+    await bot.close()
+    second = DoubleBot()
+    task = asyncio.create_task(second.start(fake.token))
+    try:
+        await fake.wait_ready()
+        await asyncio.wait_for(second.wait_until_ready(), 5)
+        interaction = await fake.slash_command("history", {"count": 3}, subcommand="show")
+        await fake.wait_until(lambda: interaction.original_message_id is not None)
+        assert fake.messages[interaction.original_message_id or ""].content == "showing 3"
+        assert sum(1 for frame in fake.gateway_received if frame.get("op") == 2) == 2
+    finally:
+        await second.close()
+        await asyncio.wait_for(task, 5)
+
+
+async def test_threads(fake: FakeDiscord, bot: DoubleBot) -> None:
+    channel = text_channel(bot, fake.channel_ids[0])
+    starter = await channel.send("start")
+    from_message = await starter.create_thread(name="from message")
+    assert str(from_message.id) == str(starter.id)  # Discord reuses the message id
+    private = await channel.create_thread(name="private")
+    assert private.type is discord.ChannelType.private_thread
+    await fake.wait_until(lambda: bot.get_channel(private.id) is not None)
+    await private.send("inside")
+    assert [m.content for m in fake.channel_messages(str(private.id))] == ["inside"]
+    assert fake.channels[str(from_message.id)]["parent_id"] == fake.channel_ids[0]
+
+
+async def test_components_autocomplete_modal_and_context_menu(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
+    panel = await fake.slash_command("panel")
+    await fake.wait_until(lambda: panel.original_message_id is not None)
+    assert panel.original_message_id is not None
+    click = await fake.click_button(panel.original_message_id, "panel:press")
+    await fake.wait_until(lambda: click.callback_type == 7)
+    assert fake.messages[panel.original_message_id].content == "pressed"
+
+    typing = await fake.autocomplete("model", {"choice": "ll"}, focused="choice")
+    await fake.wait_until(lambda: typing.choices is not None)
+    assert [c["name"] for c in typing.choices or []] == ["llama3", "llava"]
+
+    opened = await fake.slash_command("name")
+    await fake.wait_until(lambda: opened.modal is not None)
+    assert opened.modal is not None and opened.modal["title"] == "Your name"
+    submitted = await fake.submit_modal(opened.modal["custom_id"], {"name": "Ann"})
+    await fake.wait_until(lambda: submitted.original_message_id is not None)
+    assert fake.messages[submitted.original_message_id or ""].content == "hello Ann"
+
+    dm = fake.add_dm_channel("bob")
+    in_dm = await fake.slash_command("history", {"count": 1}, subcommand="show", channel_id=dm)
+    await fake.wait_until(lambda: in_dm.original_message_id is not None)
+    assert fake.channel_messages(dm)[-1].content == "showing 1"
+    assert in_dm.payload["context"] == 1 and "member" not in in_dm.payload
+
+    by_admin = await fake.slash_command("history", {"count": 2}, subcommand="show", user="admin")
+    assert int(by_admin.payload["member"]["permissions"]) & 0x8  # ADMINISTRATOR
+
+    target = await fake.user_message("quotable")
+    quoted = await fake.message_command("Quote", target.id)
+    await fake.wait_until(lambda: quoted.original_message_id is not None)
+    assert fake.messages[quoted.original_message_id or ""].content == "> quotable"
+
+
+@pytest.mark.parametrize("fake_options", [{"ack_timeout": 60, "interaction_token_ttl": 60}])
+async def test_rest_errors_without_a_bot(fake: FakeDiscord, fake_options: dict[str, Any]) -> None:
+    """Discord's error answers for raw requests: auth, routes, callbacks, tokens."""
+    now = [0.0]
+    fake.clock = lambda: now[0]
+    api = fake.api_base
+    auth = {"Authorization": f"Bot {fake.token}"}
+    async with aiohttp.ClientSession() as http:
+
+        async def call(method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+            async with http.request(method, api + path, **kwargs) as response:
+                if response.status == 204:
+                    return 204, None
+                assert response.headers["Content-Type"] == "application/json"
+                return response.status, await response.json()
+
+        assert await call("GET", "/users/@me") == (401, {"message": "401: Unauthorized", "code": 0})
+        assert await call("GET", "/nope", headers=auth) == (
+            404,
+            {"message": "404: Not Found", "code": 0},
+        )
+        channel = fake.channel_ids[0]
+        assert (await call("POST", f"/channels/{channel}/messages", headers=auth, json={}))[1][
+            "code"
+        ] == 50006
+
+        # Interactions: callback twice, followups before/after, expired token.
+        interaction, _ = fake._new_interaction_payload(2, {"name": "x"}, "alice", None)
+        fake.interactions[interaction.id] = interaction
+        base = f"/interactions/{interaction.id}/{interaction.token}/callback"
+        webhook = f"/webhooks/{fake.application_id}/{interaction.token}"
+        status, body = await call("POST", webhook, json={"content": "early"})
+        assert (status, body["code"]) == (404, 10015)
+        assert await call("POST", base, json={"type": 4, "data": {"content": "hi"}}) == (204, None)
+        status, body = await call("POST", base, json={"type": 4, "data": {"content": "hi"}})
+        assert (status, body["code"]) == (400, 40060)
+        status, body = await call("PATCH", f"{webhook}/messages/@original", json={"content": "ok"})
+        assert status == 200 and body["content"] == "ok"
+        now[0] = 61.0
+        status, body = await call("PATCH", f"{webhook}/messages/@original", json={"content": "x"})
+        assert (status, body["code"]) == (401, 50027)
+
+        async def callback(interaction_type: int, body: dict[str, Any]) -> tuple[int, Any]:
+            interaction, _ = fake._new_interaction_payload(interaction_type, {}, "bob", None)
+            fake.interactions[interaction.id] = interaction
+            path = f"/interactions/{interaction.id}/{interaction.token}/callback"
+            return await call("POST", path, json=body)
+
+        status, body = await callback(2, {"type": 4, "data": {"content": "x" * 2001}})
+        assert status == 400 and body["errors"]["data"]["content"]["_errors"][0]["message"] == (
+            "Must be 2000 or fewer in length."
+        )
+        many = [{"name": str(i), "value": str(i)} for i in range(26)]
+        status, body = await callback(4, {"type": 8, "data": {"choices": many}})
+        assert (status, body["code"]) == (400, 50035)
+        status, body = await callback(
+            4, {"type": 8, "data": {"choices": [{"name": "", "value": "v"}]}}
+        )
+        assert (status, body["code"]) == (400, 50035)
+        modal = {
+            "custom_id": "m",
+            "title": "t" * 46,
+            "components": [{"type": 1, "components": [{"type": 4, "custom_id": "a", "style": 1}]}],
+        }
+        status, body = await callback(2, {"type": 9, "data": modal})
+        assert status == 400 and "title" in body["errors"]["data"]
+        status, body = await callback(4, {"type": 4, "data": {"content": "no"}})
+        assert status == 400  # autocomplete interactions only take type 8
+        status, body = await callback(2, {"type": 5, "data": {"flags": 64}})
+        assert status == 204
