@@ -3,7 +3,11 @@
 The model's stream is read by the caller, who hands each piece to `feed()` (which never waits).
 A writer task beside it turns the text into messages: the first text goes out at once, later edits
 of one message are at least `interval` seconds apart, the final edit goes out as soon as the
-reply is complete, and text past Discord's 2,000 characters continues in new messages."""
+reply is complete, and text past Discord's 2,000 characters continues in new messages.
+
+Discord allows about five edits of one message in five seconds. Edits while streaming are spaced
+so that they use at most four of those five, which keeps one free for the final edit: it never
+has to wait, and never draws a 429."""
 
 from __future__ import annotations
 
@@ -11,13 +15,19 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from bot.conversation.splitter import DISCORD_LIMIT, split_message, split_once
 
 log = logging.getLogger(__name__)
+
+DISCORD_EDIT_BUDGET = (5, 5.0)
+"""Edits of one message that Discord accepts per window of seconds."""
+BUDGET_MARGIN = 0.05
+"""Seconds added to the budget window, for clocks that disagree by a little."""
 
 H = TypeVar("H")
 T = TypeVar("T")
@@ -35,7 +45,7 @@ class ReplyTarget(Protocol[H]):
 class _Drawn(Generic[T]):
     handle: T
     content: str
-    edited_at: float
+    writes: deque[float] = field(default_factory=deque)  # when it was sent or edited, newest last
 
 
 class StreamingReply(Generic[T]):
@@ -49,9 +59,14 @@ class StreamingReply(Generic[T]):
         limit: int = DISCORD_LIMIT,
         clock: Callable[[], float] = time.monotonic,
         prefix: str = "",
+        budget: tuple[int, float] = DISCORD_EDIT_BUDGET,
     ) -> None:
         self._target = target
-        self._interval = interval
+        count, window = budget
+        self._budget_count = count
+        self._budget_window = window + BUDGET_MARGIN
+        # Streaming edits use at most count - 1 slots of a window: one is kept for the final edit.
+        self._spacing = max(interval, self._budget_window / max(count - 1, 1))
         self._limit = limit
         self._clock = clock
         self._frozen: list[str] = []  # pieces cut off the text; they never change again
@@ -88,7 +103,7 @@ class StreamingReply(Generic[T]):
             self.feed(empty)
         pieces = self._pieces_so_far() or [empty]
         if footer:
-            joined = f"{pieces[-1]}\n{footer}"
+            joined = f"{pieces[-1].rstrip()}\n{footer}"
             if len(joined) <= self._limit:
                 pieces[-1] = joined
             else:
@@ -99,7 +114,7 @@ class StreamingReply(Generic[T]):
         """Show the text so far, then the error, and wait until shown."""
         note = f"⚠️ {message}"
         pieces = self._pieces_so_far() or [self._tail]
-        joined = f"{pieces[-1]}\n\n{note}" if pieces[-1].strip() else pieces[-1] + note
+        joined = f"{pieces[-1].rstrip()}\n\n{note}" if pieces[-1].strip() else pieces[-1] + note
         if len(joined) <= self._limit:
             pieces[-1] = joined
         else:
@@ -132,15 +147,18 @@ class StreamingReply(Generic[T]):
 
     async def _write(self) -> None:
         while True:
-            wanted = self._wanted()
             final = self._final is not None
-            delay = await self._draw_next(wanted, final)
+            delay = await self._draw_next(self._wanted(), final)
+            if delay == 0:
+                continue
             if delay is None:
                 if final:
                     return
                 await self._wake.wait()
                 self._wake.clear()
-            elif delay > 0:
+            elif final:
+                await asyncio.sleep(delay)  # only when Discord's budget is spent
+            else:
                 # Too early to edit again: wait, but wake at once if the reply is finished.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
@@ -154,13 +172,15 @@ class StreamingReply(Generic[T]):
         for index, content in enumerate(wanted):
             if index == len(self._drawn):
                 handle = await self._target.send(index, content)
-                self._drawn.append(_Drawn(handle, content, self._clock()))
+                self._drawn.append(_Drawn(handle, content, deque([self._clock()])))
                 return 0
             drawn = self._drawn[index]
             if drawn.content == content:
                 continue
-            wait = drawn.edited_at + self._interval - self._clock()
-            if wait > 0 and not final:
+            # A message's last edit: the reply is complete, or this piece was cut off for good.
+            last_edit = final or index < len(self._frozen)
+            wait = self._wait_before_edit(drawn, last_edit)
+            if wait > 0:
                 return wait
             try:
                 drawn.handle = await self._target.edit(drawn.handle, content)
@@ -168,7 +188,18 @@ class StreamingReply(Generic[T]):
                 # The message may be gone (deleted by a moderator); carry on with the rest.
                 log.warning("could not edit a reply message", exc_info=True)
             drawn.content = content
-            drawn.edited_at = self._clock()
+            drawn.writes.append(self._clock())
             self.edits += 1
             return 0
         return None
+
+    def _wait_before_edit(self, drawn: _Drawn[T], last_edit: bool) -> float:
+        now = self._clock()
+        writes = drawn.writes
+        while writes and writes[0] <= now - self._budget_window:
+            writes.popleft()
+        if last_edit:
+            if len(writes) < self._budget_count:
+                return 0.0
+            return writes[0] + self._budget_window - now
+        return max(writes[-1] + self._spacing - now if writes else 0.0, 0.0)

@@ -840,6 +840,8 @@ class RecordedRequest:
     t: float
     status: int
     headers: dict[str, str]
+    sent: list[float] = field(default_factory=list)
+    """time.monotonic() at which each streamed line was written (for benchmarks)."""
 
 
 @dataclass
@@ -962,6 +964,7 @@ class _NdjsonStream:
             self.record.status = 200
             self.response = response
         await self.response.write((go_json(obj) + "\n").encode())
+        self.record.sent.append(time.monotonic())
 
     async def finish(self) -> web.StreamResponse:
         assert self.response is not None

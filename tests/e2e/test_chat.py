@@ -71,7 +71,7 @@ async def test_slash_chat_streams_the_reply_and_stores_the_turns(
     assert turns[1].content == "The sky is blue because of Rayleigh scattering."
     assert turns[1].model == "llama3.2"
     assert turns[1].completion_tokens and turns[1].eval_duration_ns
-    assert turns[0].author_name == "alice"
+    assert turns[0].author_name == "Alice"  # the display name
     assert_pings_no_one(fake_discord)
 
 

@@ -27,7 +27,7 @@ async def test_history_show_lists_the_last_turns_privately(
     await fake_discord.wait_until(lambda: interaction.original_message_id is not None)
     message = fake_discord.messages[interaction.original_message_id or ""]
     assert message.is_ephemeral
-    assert "**alice**: What is the answer?" in message.content
+    assert "**Alice**: What is the answer?" in message.content
     assert "Forty-two." in message.content
     assert "Last 2 of 2 turns" in message.content
 
