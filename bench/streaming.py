@@ -63,8 +63,10 @@ async def main(tokens: int, rate: float, interval: float) -> None:
             )
             _, stack, fresh = await start(settings)
             await stack.aclose()
-            bot, stack, warm = await start(settings)
-            print(f"start-up to on_ready: fresh database {fresh * 1000:.0f} ms, existing {warm * 1000:.0f} ms")
+            _, stack, warm = await start(settings)
+            print(
+                f"start-up to on_ready: fresh database {fresh * 1000:.0f} ms, existing {warm * 1000:.0f} ms"
+            )
 
             reply = [f"tok{n} " for n in range(tokens)]
             ollama.script(Script(reply=reply, token_interval=1 / rate))
@@ -88,7 +90,9 @@ async def main(tokens: int, rate: float, interval: float) -> None:
             await fake.close()
 
     print(f"reply: {tokens} tokens at {rate:g} tokens/s, edit interval {interval:g} s")
-    print(f"messages: {len(messages)}; edits per message: {edits} (mean {statistics.mean(edits):.1f})")
+    print(
+        f"messages: {len(messages)}; edits per message: {edits} (mean {statistics.mean(edits):.1f})"
+    )
     print(f"429s from Discord: {len(fake.rate_limited)}")
     print(f"first text after first token: {(first_text - first_token) * 1000:.1f} ms")
     print(f"final edit after last token: {(final_edit - last_token) * 1000:.1f} ms")

@@ -33,9 +33,9 @@ mark, ZWJ, variation selector, skin-tone modifier, inside a flag pair or inside 
 
 What is dropped. At a boundary the whole whitespace run (spaces, tabs, ``\\r``, ``\\n``) is dropped,
 except the indentation that follows its last newline, which stays with the rest (it matters for
-code and nested lists). So a head never ends with whitespace and a rest starts with whitespace only
-when it is indentation or when the run reaches past the window. Hard cuts and ``。！？`` cuts drop
-nothing. Nothing else is ever removed: ``head + dropped + rest`` is the text, once the fence lines
+code and nested lists). So a head cut at a boundary never ends with whitespace, and a rest starts
+with whitespace only when it is indentation or when the run reaches past the window. Hard cuts and
+``。！？`` cuts drop nothing. Nothing else is ever removed: ``head + dropped + rest`` is the text, once the fence lines
 added by the splitter are taken off.
 
 Code fences. A line whose text, after leading spaces/tabs, starts with three or more backticks and
@@ -47,16 +47,18 @@ reserved) and the rest starts with ``reopen + "\\n"``, where ``reopen`` is the (
 fence line, e.g. ``"```python"``, or plain ``"```"`` when that line is longer than ``limit // 4``.
 The splitter never cuts inside a fence line, never cuts a code block right after its opening line
 (it would be empty), and never lets the rest's first line start with a fence unless the original
-line did. So every head renders with all code blocks closed, and the rest
-continues in the same state as the original text. Only in degenerate texts -- a fence line, a run of
-backticks or of whitespace about as long as a message -- may the splitter cut a fence line or let
-a rest start with a fence (it cuts at ``limit``, or at ``limit - 1 - limit // 4`` when it must
-close a block); heads are still balanced then.
+line did. So every head renders with all code blocks closed, and the rest continues in the same
+state as the original text: the last piece leaves a block open only if the text does (the bot can
+use `open_fence` to close it while the reply is still streaming). Only in degenerate texts -- a
+fence line, or a run of backticks or of whitespace, longer than about half a message -- may the
+splitter have to cut a fence line or let a rest start with a fence (it then cuts at ``limit``, or
+at ``limit - 1 - limit // 4`` when it must close a block); heads are still balanced then.
 
 Other guarantees: pieces are never empty; every rest is strictly shorter than its text, so
-`split_message` terminates; each call is O(limit). Pieces can be whitespace-only only when the
-text has a run of whitespace longer than a message (Discord rejects blank messages: skip such
-pieces when sending). Limits below `MIN_LIMIT` raise `ValueError`.
+`split_message` terminates; each call is O(limit). A piece can be blank (whitespace only) when the
+text holds a whitespace run about as long as a message, and the last piece when the text ends with
+whitespace the last cut did not reach: Discord rejects blank messages, so skip blank pieces when
+sending. Limits below `MIN_LIMIT` raise `ValueError`.
 """
 
 from __future__ import annotations

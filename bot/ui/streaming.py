@@ -82,10 +82,6 @@ class StreamingReply(Generic[T]):
     def messages(self) -> list[T]:
         return [drawn.handle for drawn in self._drawn]
 
-    @property
-    def text(self) -> str:
-        return "".join(self._frozen) + self._tail
-
     def feed(self, text: str) -> None:
         """Add text to the reply. Never waits: the writer catches up on its own schedule."""
         if self._final is not None or not text:
