@@ -24,6 +24,7 @@ from bot.errors import BotError
 from bot.ollama_gateway import OllamaGateway
 from bot.settings import Settings
 from bot.storage import migrate
+from bot.storage.channels import ChannelStore
 from bot.storage.engine import create_engine, session_factory
 from bot.storage.history import Author, HistoryStore
 from bot.ui.errors import reply_with_error
@@ -58,6 +59,7 @@ class OllamaBot(commands.Bot):
         settings: Settings,
         gateway: OllamaGateway,
         history: HistoryStore,
+        channels: ChannelStore,
         engine: AsyncEngine,
         **options: Any,
     ) -> None:
@@ -73,6 +75,7 @@ class OllamaBot(commands.Bot):
         self.settings = settings
         self.gateway = gateway
         self.history = history
+        self.channels = channels
         self.engine = engine
         self.started_at = time.monotonic()
         self._chat: ChatService | None = None
@@ -89,6 +92,7 @@ class OllamaBot(commands.Bot):
         self._chat = ChatService(
             gateway=self.gateway,
             history=self.history,
+            channels=self.channels,
             limits=ChatLimits(
                 default_model=settings.chat_model,
                 context_cap=settings.context_tokens_max,
@@ -161,7 +165,9 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
     engine = create_engine(settings.database_url)
     try:
         await prepare_database(engine, auto_migrate=settings.auto_migrate)
-        history = HistoryStore(session_factory(engine))
+        sessions = session_factory(engine)
+        history = HistoryStore(sessions)
+        channels = ChannelStore(sessions)
         interrupted = await history.mark_interrupted()
         if interrupted:
             log.warning(
@@ -170,7 +176,12 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
         gateway = OllamaGateway(settings.ollama_host, show_ttl=settings.model_info_ttl)
         try:
             bot = OllamaBot(
-                settings=settings, gateway=gateway, history=history, engine=engine, **bot_options
+                settings=settings,
+                gateway=gateway,
+                history=history,
+                channels=channels,
+                engine=engine,
+                **bot_options,
             )
             async with bot:
                 yield bot

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     between_tokens_timeout: float = Field(default=60.0, gt=0)
     total_timeout: float = Field(default=600.0, gt=0)
 
+    admin_role_ids: list[int] = Field(default_factory=list)
+    """Members with one of these roles count as bot admins, besides those with Manage Server."""
+
     history_show_turns: int = Field(default=10, ge=1, le=50)
 
     dev_guild_id: int | None = None

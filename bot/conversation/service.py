@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from bot.conversation import context
 from bot.errors import BotError, GenerationTimeout, InputError
 from bot.ollama_gateway import ChatDelta, ChatMessage, ChatStats, OllamaGateway
+from bot.storage.channels import ChannelStore
 from bot.storage.history import Author, HistoryStore, TurnResult
 from bot.storage.models import TurnStatus
 
@@ -63,19 +64,25 @@ class ChatService:
         *,
         gateway: OllamaGateway,
         history: HistoryStore,
+        channels: ChannelStore,
         limits: ChatLimits,
         assistant: Author,
     ) -> None:
         self._gateway = gateway
         self._history = history
+        self._channels = channels
         self._limits = limits
         self._assistant = assistant
         self._channel_locks: dict[int, asyncio.Lock] = {}
         self.active = 0
         self.waiting = 0
 
-    def model_for(self, request: ChatRequest) -> str:
-        return request.model or self._limits.default_model
+    async def model_for(self, request: ChatRequest) -> str:
+        """The request's model, else the channel's (`/model use`), else the configured one."""
+        if request.model:
+            return request.model
+        channel = await self._channels.get(request.channel_id)
+        return channel.model or self._limits.default_model
 
     async def respond(self, request: ChatRequest) -> AsyncIterator[TextDelta | ReplyFinished]:
         """Store the user's turn, stream the model's reply, store how it ended.
@@ -87,7 +94,7 @@ class ChatService:
         if not text:
             raise InputError("Your message is empty. Write something for the model to answer.")
         async with self._channel_turn(request.channel_id):
-            model = self.model_for(request)
+            model = await self.model_for(request)
             user_turn, reply_turn = await self._history.begin_exchange(
                 channel_id=request.channel_id,
                 guild_id=request.guild_id,

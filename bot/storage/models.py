@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, func
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text, false, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -58,6 +58,34 @@ class Turn(Base):
     request_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=_utcnow, server_default=func.now()
+    )
+
+
+class Channel(Base):
+    """Per-channel settings. A channel without a row uses the defaults."""
+
+    __tablename__ = "channels"
+
+    channel_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    guild_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    """The channel's default model (`/model use`); None means the configured chat model."""
+    autoreply: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+    """Answer every message in this channel, no mention needed (`/channel autoreply`)."""
+    bot_thread: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+    """A thread the bot started (`/thread start`): every message in it is answered."""
+    parent_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """For a thread: the channel it belongs to."""
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True),
+        nullable=False,
+        default=_utcnow,
+        server_default=func.now(),
+        onupdate=_utcnow,
     )
 
 

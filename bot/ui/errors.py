@@ -9,6 +9,7 @@ import discord
 from discord import app_commands
 
 from bot.errors import BotError
+from bot.ui.checks import NotAllowed
 from bot.ui.targets import NO_PINGS
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ def user_message(error: BaseException) -> str:
     if isinstance(error, app_commands.MissingPermissions):
         names = ", ".join(PERMISSION_NAMES.get(p, p) for p in error.missing_permissions)
         return f"You need the {names} permission for this."
+    if isinstance(error, NotAllowed):
+        return error.user_message
     if isinstance(error, app_commands.NoPrivateMessage):
         return "This command works in a server channel, not in direct messages."
     if isinstance(error, app_commands.CheckFailure):

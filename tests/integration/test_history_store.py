@@ -145,3 +145,16 @@ async def test_start_refuses_an_old_schema_when_told_not_to_migrate(tmp_path: Pa
         assert await migrate.is_current(engine)
     finally:
         await engine.dispose()
+
+
+async def test_channel_settings_default_and_update(engine: AsyncEngine) -> None:
+    from bot.storage.channels import ChannelConfig, ChannelStore
+
+    channels = ChannelStore(session_factory(engine))
+    assert await channels.get(5) == ChannelConfig(5)
+    assert (await channels.update(5, 1, model="qwen3")).model == "qwen3"
+    updated = await channels.update(5, 1, autoreply=True)
+    assert (updated.model, updated.autoreply) == ("qwen3", True)
+    assert (await channels.update(5, 1, model=None)).model is None
+    with pytest.raises(TypeError):
+        await channels.update(5, 1, colour="red")
