@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.cogs.chat import ChatCog
 from bot.cogs.history import HistoryCog
 from bot.cogs.status import StatusCog
+from bot.cogs.threads import ThreadsCog
 from bot.conversation.service import ChatLimits, ChatService
 from bot.errors import BotError
 from bot.ollama_gateway import OllamaGateway
@@ -36,6 +37,13 @@ TOKEN_HELP = (
     "No Discord bot token. Set DISCORD_TOKEN to your bot's token: create an application at "
     "https://discord.com/developers/applications, open Bot, press Reset Token and copy it. "
     "The README explains the whole set-up."
+)
+
+
+INTENT_REFUSED = (
+    "Discord refused the Message Content intent. Either switch it on in the developer portal "
+    "(your application → Bot → Privileged Gateway Intents → Message Content Intent) or set "
+    "message_content_intent = false (BOT_MESSAGE_CONTENT_INTENT=false)."
 )
 
 
@@ -64,6 +72,7 @@ class OllamaBot(commands.Bot):
         **options: Any,
     ) -> None:
         intents = discord.Intents.default()  # no privileged intents: mention chat works without
+        intents.message_content = settings.message_content_intent
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
@@ -103,7 +112,9 @@ class OllamaBot(commands.Bot):
             ),
             assistant=Author(self.user.id, self.user.name),
         )
-        await self.add_cog(ChatCog(self, self._chat))
+        chat_cog = ChatCog(self, self._chat, self.channels)
+        await self.add_cog(chat_cog)
+        await self.add_cog(ThreadsCog(self, chat_cog, self.channels))
         await self.add_cog(HistoryCog(self, self.history))
         await self.add_cog(StatusCog(self))
         if settings.sync_commands_on_start:
@@ -196,4 +207,12 @@ async def run(settings: Settings) -> None:
     if settings.discord_token is None:
         raise ConfigurationError(TOKEN_HELP)
     async with assemble(settings) as bot:
-        await bot.start(settings.discord_token.get_secret_value())
+        try:
+            await bot.start(settings.discord_token.get_secret_value())
+        except discord.PrivilegedIntentsRequired as exc:
+            raise ConfigurationError(INTENT_REFUSED) from exc
+        except discord.LoginFailure as exc:
+            raise ConfigurationError(
+                "Discord refused the token. Copy it again from the developer portal "
+                "(Bot → Reset Token) into DISCORD_TOKEN."
+            ) from exc

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     between_tokens_timeout: float = Field(default=60.0, gt=0)
     total_timeout: float = Field(default=600.0, gt=0)
 
+    message_content_intent: bool = False
+    """Ask Discord for the privileged Message Content intent (switch it on in the developer portal
+    too). Needed only to answer without a mention: auto-reply channels and the bot's threads."""
+
     admin_role_ids: list[int] = Field(default_factory=list)
     """Members with one of these roles count as bot admins, besides those with Manage Server."""
 

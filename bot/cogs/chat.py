@@ -13,6 +13,7 @@ from discord.ext import commands
 
 from bot.conversation.service import ChatRequest, ChatService, ReplyFinished, TextDelta
 from bot.errors import BotError
+from bot.storage.channels import ChannelStore
 from bot.storage.history import Author
 from bot.ui.streaming import ReplyTarget, StreamingReply
 from bot.ui.targets import NO_PINGS, InteractionTarget, MessageTarget
@@ -55,6 +56,13 @@ def prompt_from_message(
     return text.strip()
 
 
+def is_from_a_person(message: discord.Message) -> bool:
+    """Other bots, webhooks and system messages (joins, pins, thread notices) are never answered."""
+    if message.author.bot or message.webhook_id is not None:
+        return False
+    return message.type in (discord.MessageType.default, discord.MessageType.reply)
+
+
 def footer(finished: ReplyFinished) -> str:
     parts = [finished.stats.model]
     speed = finished.stats.tokens_per_second
@@ -74,9 +82,10 @@ def echo(text: str) -> str:
 
 
 class ChatCog(commands.Cog):
-    def __init__(self, bot: OllamaBot, chat: ChatService) -> None:
+    def __init__(self, bot: OllamaBot, chat: ChatService, channels: ChannelStore) -> None:
         self.bot = bot
         self.chat = chat
+        self.channels = channels
 
     @app_commands.command(name="chat", description="Talk to the model in this channel.")
     @app_commands.describe(
@@ -101,16 +110,15 @@ class ChatCog(commands.Cog):
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         me = self.bot.user
-        if me is None or message.author.bot or message.guild is None:
-            return
-        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
+        if me is None or message.guild is None or not is_from_a_person(message):
             return
         bot_role = message.guild.self_role
         mentioned = any(user.id == me.id for user in message.mentions) or (
             bot_role is not None and bot_role in message.role_mentions
         )
         replied = _replies_to(message, me.id)
-        if not (mentioned or replied):
+        addressed = mentioned or replied
+        if not addressed and not await self._answers_unprompted(message):
             return
         text = prompt_from_message(
             message.content,
@@ -120,7 +128,8 @@ class ChatCog(commands.Cog):
             roles={role.id: role.name for role in message.role_mentions},
         )
         if not text:
-            await self._explain_empty(message, mentioned=mentioned)
+            if addressed:
+                await self._explain_empty(message, mentioned=mentioned)
             return
         request = ChatRequest(
             channel_id=message.channel.id,
@@ -131,6 +140,17 @@ class ChatCog(commands.Cog):
         with contextlib.suppress(discord.HTTPException):  # the typing dots are a courtesy
             await message.channel.typing()
         await self.reply(request, MessageTarget(message))
+
+    async def _answers_unprompted(self, message: discord.Message) -> bool:
+        """Whether a message that does not address the bot is still for it: every message in an
+        auto-reply channel or a thread the bot started, unless it mentions others (then it is
+        for them). Without the message content intent such messages arrive without text."""
+        if not self.bot.settings.message_content_intent:
+            return False
+        if message.mention_everyone or message.mentions or message.role_mentions:
+            return False
+        config = await self.channels.get(message.channel.id)
+        return config.autoreply or config.bot_thread
 
     async def reply(
         self, request: ChatRequest, target: ReplyTarget[discord.Message], *, prefix: str = ""

@@ -20,12 +20,30 @@ class ChannelConfig:
     parent_id: int | None = None
 
 
+CACHE_SIZE = 10_000
+
+
 class ChannelStore:
+    """Channel settings, read through a bounded cache: with auto-reply, the bot consults them for
+    every message it sees. Each channel belongs to one guild, and each guild to one bot process
+    (shard), so the process that changes a setting is the one that reads it."""
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        self._cache: dict[int, ChannelConfig] = {}
 
     async def get(self, channel_id: int) -> ChannelConfig:
         """The channel's settings; the defaults when it has none stored."""
+        cached = self._cache.get(channel_id)
+        if cached is not None:
+            return cached
+        config = await self._load(channel_id)
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.pop(next(iter(self._cache)))  # the oldest entry
+        self._cache[channel_id] = config
+        return config
+
+    async def _load(self, channel_id: int) -> ChannelConfig:
         async with self._sessions() as session:
             row = await session.scalar(select(Channel).where(Channel.channel_id == channel_id))
             if row is None:
@@ -50,4 +68,5 @@ class ChannelStore:
                 session.add(row)
             for key, value in values.items():
                 setattr(row, key, value)
+        self._cache.pop(channel_id, None)
         return await self.get(channel_id)

@@ -42,3 +42,16 @@ class MessageTarget:
 
     async def edit(self, handle: discord.Message, content: str) -> discord.Message:
         return await handle.edit(content=content, allowed_mentions=NO_PINGS)
+
+
+class ChannelTarget:
+    """Plain messages in a channel or thread (the first answer in a new thread)."""
+
+    def __init__(self, channel: discord.abc.Messageable) -> None:
+        self._channel = channel
+
+    async def send(self, index: int, content: str) -> discord.Message:
+        return await self._channel.send(content, allowed_mentions=NO_PINGS)
+
+    async def edit(self, handle: discord.Message, content: str) -> discord.Message:
+        return await handle.edit(content=content, allowed_mentions=NO_PINGS)
