@@ -20,6 +20,7 @@ from bot.cogs.chat import ChatCog
 from bot.cogs.history import HistoryCog
 from bot.cogs.status import StatusCog
 from bot.cogs.threads import ThreadsCog
+from bot.conversation.fairness import Scheduler, UserRateLimit
 from bot.conversation.service import ChatLimits, ChatService
 from bot.errors import BotError
 from bot.ollama_gateway import OllamaGateway
@@ -28,6 +29,7 @@ from bot.storage import migrate
 from bot.storage.channels import ChannelStore
 from bot.storage.engine import create_engine, session_factory
 from bot.storage.history import Author, HistoryStore
+from bot.ui.controls import RegenerateButton, StopButton
 from bot.ui.errors import reply_with_error
 from bot.ui.targets import NO_PINGS
 
@@ -111,7 +113,12 @@ class OllamaBot(commands.Bot):
                 total_timeout=settings.total_timeout,
             ),
             assistant=Author(self.user.id, self.user.name),
+            scheduler=Scheduler(
+                parallel=settings.max_parallel_generations, queue_size=settings.max_queue
+            ),
+            rate_limit=UserRateLimit(settings.user_requests_per_minute),
         )
+        self.add_dynamic_items(StopButton, RegenerateButton)
         chat_cog = ChatCog(self, self._chat, self.channels)
         await self.add_cog(chat_cog)
         await self.add_cog(ThreadsCog(self, chat_cog, self.channels))

@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     admin_role_ids: list[int] = Field(default_factory=list)
     """Members with one of these roles count as bot admins, besides those with Manage Server."""
 
+    # --- Fairness -------------------------------------------------------------------------
+    user_requests_per_minute: int = Field(default=10, ge=0)
+    """Requests one user may make per minute (0: no limit)."""
+    max_parallel_generations: int = Field(default=2, ge=1)
+    """Generations at once; match Ollama's OLLAMA_NUM_PARALLEL (times the number of hosts)."""
+    max_queue: int = Field(default=50, ge=0)
+    """Requests that may wait for a free slot; one more is refused at once."""
+    shutdown_grace: float = Field(default=20.0, ge=0)
+    """Seconds replies in progress get to finish when the bot is asked to stop."""
+
     history_show_turns: int = Field(default=10, ge=1, le=50)
 
     dev_guild_id: int | None = None

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.conversation.service import ChatRequest, ChatService, ReplyFinished, TextDelta
+from bot.conversation.service import (
+    ChatRequest,
+    ChatService,
+    ReplyFinished,
+    ReplyStarted,
+    TextDelta,
+)
 from bot.errors import BotError
 from bot.storage.channels import ChannelStore
 from bot.storage.history import Author
+from bot.ui.checks import is_admin
+from bot.ui.controls import RegenerateButton, StopButton, controls
 from bot.ui.streaming import ReplyTarget, StreamingReply
-from bot.ui.targets import NO_PINGS, InteractionTarget, MessageTarget
+from bot.ui.targets import NO_PINGS, FollowupTarget, InteractionTarget, MessageTarget
 
 if TYPE_CHECKING:
     from bot.app import OllamaBot
@@ -86,6 +96,7 @@ class ChatCog(commands.Cog):
         self.bot = bot
         self.chat = chat
         self.channels = channels
+        self._running: dict[str, _Running] = {}
 
     @app_commands.command(name="chat", description="Talk to the model in this channel.")
     @app_commands.describe(
@@ -155,21 +166,80 @@ class ChatCog(commands.Cog):
     async def reply(
         self, request: ChatRequest, target: ReplyTarget[discord.Message], *, prefix: str = ""
     ) -> None:
-        """Stream the answer to `request` into `target`; failures end up in the same message."""
-        drawing = StreamingReply(target, interval=self.bot.settings.edit_interval, prefix=prefix)
+        """Stream the answer to `request` into `target`, with a Stop button while it streams and
+        a Regenerate button when done; failures end up in the same message."""
+        drawing = StreamingReply(
+            target,
+            interval=self.bot.settings.edit_interval,
+            prefix=prefix,
+            stop_view=controls(StopButton(request.request_id)),
+        )
+        running = _Running(requester=request.user.id)
+        running.task = asyncio.create_task(self._consume(request, drawing, running))
+        self._running[request.request_id] = running
         try:
-            finished: ReplyFinished | None = None
-            async for event in self.chat.respond(request):
-                if isinstance(event, TextDelta):
-                    drawing.feed(event.text)
-                else:
-                    finished = event
-            await drawing.finish(footer(finished) if finished else None)
+            finished = await running.task
+            await drawing.finish(footer(finished), view=self._again(running))
+        except asyncio.CancelledError:
+            if running.stopped_by is None or _cancelling():
+                await drawing.cancel()
+                raise
+            await drawing.finish(f"-# ⏹️ stopped by {running.stopped_by}", view=self._again(running))
         except BotError as exc:
-            await drawing.fail(exc.user_message)
+            await drawing.fail(exc.user_message, view=self._again(running))
         except BaseException:
             await drawing.cancel()
             raise
+        finally:
+            self._running.pop(request.request_id, None)
+
+    async def _consume(
+        self, request: ChatRequest, drawing: StreamingReply[discord.Message], running: _Running
+    ) -> ReplyFinished:
+        finished: ReplyFinished | None = None
+        async for event in self.chat.respond(
+            request, on_position=lambda place: drawing.set_status(waiting_text(place))
+        ):
+            if isinstance(event, TextDelta):
+                drawing.feed(event.text)
+            elif isinstance(event, ReplyStarted):
+                running.turn_id = event.turn_id
+            else:
+                finished = event
+        assert finished is not None  # respond() ends with ReplyFinished or raises
+        return finished
+
+    @staticmethod
+    def _again(running: _Running) -> discord.ui.View | None:
+        return controls(RegenerateButton(running.turn_id)) if running.turn_id else None
+
+    async def stop(self, interaction: discord.Interaction, request_id: str) -> None:
+        """The Stop button: ends the Ollama request; the turn is stored as stopped."""
+        running = self._running.get(request_id)
+        if running is None or running.task is None or running.task.done():
+            await _tell(interaction, "This reply has already finished.")
+        elif interaction.user.id != running.requester and not is_admin(interaction):
+            await _tell(interaction, "Only the person who asked (or an admin) can stop this reply.")
+        else:
+            running.stopped_by = interaction.user.display_name
+            running.task.cancel()
+            await interaction.response.defer()  # the reply's own final edit shows it stopped
+
+    async def regenerate(self, interaction: discord.Interaction, turn_id: int) -> None:
+        """The Regenerate button: the latest answer is replaced by a new one."""
+        try:
+            request = await self.chat.regenerate(
+                channel_id=_channel_id(interaction),
+                guild_id=interaction.guild_id,
+                turn_id=turn_id,
+                requester=Author(interaction.user.id, interaction.user.display_name),
+                admin=is_admin(interaction),
+            )
+        except BotError as exc:
+            await _tell(interaction, exc.user_message)
+            return
+        await interaction.response.edit_message(view=None)  # the old answer keeps its text
+        await self.reply(request, FollowupTarget(interaction))
 
     async def _explain_empty(self, message: discord.Message, *, mentioned: bool) -> None:
         if mentioned:
@@ -182,6 +252,29 @@ class ChatCog(commands.Cog):
                 "when you reply, or use `/chat`."
             )
         await message.reply(text, mention_author=False, allowed_mentions=NO_PINGS)
+
+
+@dataclass(slots=True)
+class _Running:
+    """A reply being generated, for the Stop button."""
+
+    requester: int
+    task: asyncio.Task[ReplyFinished] | None = None
+    turn_id: int | None = None
+    stopped_by: str | None = None
+
+
+def waiting_text(place: int) -> str:
+    return f"⏳ Waiting for the model: you are number {place} in line."
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _tell(interaction: discord.Interaction, text: str) -> None:
+    await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
 
 def _replies_to(message: discord.Message, user_id: int) -> bool:

@@ -1012,6 +1012,8 @@ class FakeOllama:
         self.down = False
         self.requests: list[RecordedRequest] = []
         self.active_generations = 0
+        self.max_active_generations = 0
+        """The most generations that ran at the same time."""
         self.cancelled = 0
         self.url = ""
         self._scripts: list[Script] = []
@@ -1529,6 +1531,7 @@ class FakeOllama:
         first_token_at: float | None = None
         sent = content_sent = 0
         self.active_generations += 1
+        self.max_active_generations = max(self.max_active_generations, self.active_generations)
         try:
             if script.first_token_delay:
                 await asyncio.sleep(script.first_token_delay)

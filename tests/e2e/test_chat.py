@@ -219,8 +219,9 @@ async def test_each_channel_has_its_own_conversation(
 
 
 async def test_context_keeps_the_newest_turns_that_fit_the_model_window(
-    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
+    bot = await bots.start(user_requests_per_minute=0)  # twelve questions in a row
     fake_ollama.models["llama3.2:latest"].parameters["num_ctx"] = 1024
     bot.gateway.forget("llama3.2")
     for n in range(12):
