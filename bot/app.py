@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -127,6 +130,20 @@ class OllamaBot(commands.Bot):
         if settings.sync_commands_on_start:
             await self.sync_commands(only_if_changed=True)
 
+    async def shutdown(self, grace: float) -> None:
+        """Stop taking requests, let replies finish for up to `grace` seconds, cut the rest
+        short, then disconnect."""
+        cog = self.get_cog("ChatCog")
+        if self._chat is not None and isinstance(cog, ChatCog):
+            self._chat.close()
+            replies = cog.replies_in_progress()
+            if replies:
+                await asyncio.wait(replies, timeout=grace)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await cog.cut_short()
+        await self.close()
+
     async def on_message(self, message: discord.Message) -> None:
         """No prefix commands: the chat cog's listener handles mentions and replies."""
 
@@ -210,12 +227,24 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
 
 
 async def run(settings: Settings) -> None:
-    """`python -m bot run`: start and serve until stopped."""
+    """`python -m bot run`: serve until stopped. SIGTERM or SIGINT stops taking new requests,
+    gives replies in progress `shutdown_grace` seconds, cuts the rest short (stored as
+    incomplete, with a note in Discord) and exits cleanly."""
     if settings.discord_token is None:
         raise ConfigurationError(TOKEN_HELP)
     async with assemble(settings) as bot:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        serving = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
+        stopping = asyncio.create_task(stop.wait())
         try:
-            await bot.start(settings.discord_token.get_secret_value())
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stopping.done():
+                log.info("stop requested; finishing the replies in progress")
+                await bot.shutdown(settings.shutdown_grace)
+            await serving
         except discord.PrivilegedIntentsRequired as exc:
             raise ConfigurationError(INTENT_REFUSED) from exc
         except discord.LoginFailure as exc:
@@ -223,3 +252,7 @@ async def run(settings: Settings) -> None:
                 "Discord refused the token. Copy it again from the developer portal "
                 "(Bot → Reset Token) into DISCORD_TOKEN."
             ) from exc
+        finally:
+            stopping.cancel()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)

@@ -7,12 +7,13 @@ import contextlib
 import logging
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.conversation.fairness import ShuttingDown
 from bot.conversation.service import (
     ChatRequest,
     ChatService,
@@ -174,7 +175,7 @@ class ChatCog(commands.Cog):
             prefix=prefix,
             stop_view=controls(StopButton(request.request_id)),
         )
-        running = _Running(requester=request.user.id)
+        running = _Running(requester=request.user.id, reply=asyncio.current_task())
         running.task = asyncio.create_task(self._consume(request, drawing, running))
         self._running[request.request_id] = running
         try:
@@ -184,7 +185,12 @@ class ChatCog(commands.Cog):
             if running.stopped_by is None or _cancelling():
                 await drawing.cancel()
                 raise
-            await drawing.finish(f"-# ⏹️ stopped by {running.stopped_by}", view=self._again(running))
+            if running.stopped_by == SHUTDOWN:
+                await drawing.fail(ShuttingDown.user_message + " This reply was cut short.")
+            else:
+                await drawing.finish(
+                    f"-# ⏹️ stopped by {running.stopped_by}", view=self._again(running)
+                )
         except BotError as exc:
             await drawing.fail(exc.user_message, view=self._again(running))
         except BaseException:
@@ -225,6 +231,20 @@ class ChatCog(commands.Cog):
             running.task.cancel()
             await interaction.response.defer()  # the reply's own final edit shows it stopped
 
+    def replies_in_progress(self) -> set[asyncio.Task[Any]]:
+        return {r.reply for r in self._running.values() if r.reply is not None}
+
+    async def cut_short(self) -> None:
+        """At shutdown: stop every reply still running or waiting, and wait until each has said
+        so in Discord."""
+        replies = self.replies_in_progress()
+        for running in self._running.values():
+            if running.task is not None and not running.task.done():
+                running.stopped_by = SHUTDOWN
+                running.task.cancel()
+        if replies:
+            await asyncio.wait(replies)
+
     async def regenerate(self, interaction: discord.Interaction, turn_id: int) -> None:
         """The Regenerate button: the latest answer is replaced by a new one."""
         try:
@@ -254,12 +274,16 @@ class ChatCog(commands.Cog):
         await message.reply(text, mention_author=False, allowed_mentions=NO_PINGS)
 
 
+SHUTDOWN = "\x00shutdown"  # a `stopped_by` that no display name can be
+
+
 @dataclass(slots=True)
 class _Running:
     """A reply being generated, for the Stop button."""
 
     requester: int
-    task: asyncio.Task[ReplyFinished] | None = None
+    reply: asyncio.Task[Any] | None = None  # the task drawing the reply
+    task: asyncio.Task[ReplyFinished] | None = None  # the task reading the model's stream
     turn_id: int | None = None
     stopped_by: str | None = None
 
