@@ -19,6 +19,7 @@ from discord.ext import commands
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.access import AccessRules
 from bot.cogs.chat import ChatCog
 from bot.cogs.history import HistoryCog
 from bot.cogs.status import StatusCog
@@ -32,6 +33,7 @@ from bot.storage import migrate
 from bot.storage.channels import ChannelStore
 from bot.storage.engine import create_engine, session_factory
 from bot.storage.history import Author, HistoryStore
+from bot.ui.checks import refusal_for
 from bot.ui.controls import RegenerateButton, StopButton
 from bot.ui.errors import reply_with_error
 from bot.ui.targets import NO_PINGS
@@ -57,6 +59,16 @@ class ConfigurationError(BotError):
 
 
 class CommandTree(app_commands.CommandTree[Any]):
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        """The access rules (allow/deny lists, DMs) apply to every command."""
+        if interaction.type is discord.InteractionType.autocomplete:
+            return True
+        reason = refusal_for(interaction)
+        if reason is None:
+            return True
+        await interaction.response.send_message(reason, ephemeral=True, allowed_mentions=NO_PINGS)
+        return False
+
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
@@ -87,6 +99,7 @@ class OllamaBot(commands.Bot):
             **options,
         )
         self.settings = settings
+        self.access = AccessRules.from_settings(settings)
         self.gateway = gateway
         self.history = history
         self.channels = channels

@@ -69,6 +69,18 @@ class Settings(BaseSettings):
     """Ask Discord for the privileged Message Content intent (switch it on in the developer portal
     too). Needed only to answer without a mention: auto-reply channels and the bot's threads."""
 
+    # --- Access -------------------------------------------------------------------------
+    allow_dms: bool = False
+    """Answer direct messages (and slash commands in DMs)."""
+    allowed_user_ids: list[int] = Field(default_factory=list)
+    """If set, only these users (or members of allowed_role_ids) may use the bot."""
+    denied_user_ids: list[int] = Field(default_factory=list)
+    allowed_role_ids: list[int] = Field(default_factory=list)
+    denied_role_ids: list[int] = Field(default_factory=list)
+    allowed_channel_ids: list[int] = Field(default_factory=list)
+    """If set, the bot answers only in these channels (and their threads)."""
+    denied_channel_ids: list[int] = Field(default_factory=list)
+
     admin_role_ids: list[int] = Field(default_factory=list)
     """Members with one of these roles count as bot admins, besides those with Manage Server."""
 

@@ -24,7 +24,7 @@ from bot.conversation.service import (
 from bot.errors import BotError
 from bot.storage.channels import ChannelStore
 from bot.storage.history import Author
-from bot.ui.checks import is_admin
+from bot.ui.checks import is_admin, member_is_admin, place_ids
 from bot.ui.controls import RegenerateButton, StopButton, controls
 from bot.ui.streaming import ReplyTarget, StreamingReply
 from bot.ui.targets import NO_PINGS, FollowupTarget, InteractionTarget, MessageTarget
@@ -122,7 +122,20 @@ class ChatCog(commands.Cog):
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         me = self.bot.user
-        if me is None or message.guild is None or not is_from_a_person(message):
+        if me is None or not is_from_a_person(message):
+            return
+        settings = self.bot.settings
+        refusal = self.bot.access.refusal(
+            user_id=message.author.id,
+            role_ids=[role.id for role in getattr(message.author, "roles", [])],
+            channel_ids=place_ids(message.channel),
+            dm=message.guild is None,
+            admin=member_is_admin(message.author, settings.admin_role_ids),
+        )
+        if refusal is not None:
+            return  # quietly: answering every message of a shut-out user would be noise
+        if message.guild is None:  # a direct message, which the rules allow: all of it is for us
+            await self._answer(message, message.content.strip(), addressed=True, mentioned=False)
             return
         bot_role = message.guild.self_role
         mentioned = any(user.id == me.id for user in message.mentions) or (
@@ -139,13 +152,18 @@ class ChatCog(commands.Cog):
             names={user.id: user.display_name for user in message.mentions},
             roles={role.id: role.name for role in message.role_mentions},
         )
+        await self._answer(message, text, addressed=addressed, mentioned=mentioned)
+
+    async def _answer(
+        self, message: discord.Message, text: str, *, addressed: bool, mentioned: bool
+    ) -> None:
         if not text:
             if addressed:
                 await self._explain_empty(message, mentioned=mentioned)
             return
         request = ChatRequest(
             channel_id=message.channel.id,
-            guild_id=message.guild.id,
+            guild_id=message.guild.id if message.guild else None,
             user=Author(message.author.id, message.author.display_name),
             text=text,
         )
