@@ -11,6 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.cogs.models import model_choices
 from bot.conversation.service import ChatRequest, ChatService, ReplyFinished, TextDelta
 from bot.errors import BotError
 from bot.storage.history import Author
@@ -97,6 +98,12 @@ class ChatCog(commands.Cog):
             model=model,
         )
         await self.reply(request, InteractionTarget(interaction), prefix=echo(message))
+
+    @chat_command.autocomplete("model")
+    async def _model_names(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await model_choices(self.bot.models, current)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
