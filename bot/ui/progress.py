@@ -14,8 +14,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-import discord
-
 from bot.ui.streaming import BUDGET_MARGIN, DISCORD_EDIT_BUDGET
 
 log = logging.getLogger(__name__)
@@ -91,8 +89,9 @@ class PacedEdits:
                 continue
             try:
                 await self._write_text(text)
-            except discord.HTTPException:
-                # The message is gone or its interaction token expired (after 15 minutes).
+            except Exception:
+                # The message is gone, its interaction token expired (after 15 minutes), or the
+                # bot is shutting down: a progress display never takes its command down with it.
                 log.warning("could not edit a progress message; leaving it", exc_info=True)
                 self.broken = True
                 return

@@ -12,6 +12,7 @@ from tests.conftest import BotRunner
 from tests.doubles.fake_discord import FakeDiscord, FakeInteraction, FakeMessage
 from tests.doubles.fake_ollama import FakeModel, FakeOllama
 from tests.e2e.test_chat import assert_pings_no_one, chat
+from tests.e2e.test_failures import closed_port
 
 
 async def model(
@@ -367,6 +368,24 @@ async def test_a_pull_that_stalls_is_given_up(
     assert message.content == "⚠️ Pulling `stuck` failed: no progress for 0.3 s"
 
 
+async def test_stopping_the_bot_stops_its_pulls(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    bot = await bots.start()
+    add_slow_model(fake_ollama, seconds=5.0)
+    interaction = await model(fake_discord, "pull", {"name": "mistral"}, user="admin")
+    await fake_discord.wait_until(lambda: bot.models.pulling("mistral") is not None)
+    job = bot.models.pulling("mistral")
+    assert job is not None and job.task is not None
+    await answer(fake_discord, interaction)
+
+    await bots.stop(bot)
+    assert job.task.done()
+    assert job.state.finished and job.state.error is not None
+    assert "shut down during the pull" in job.state.error
+    assert "mistral:latest" not in fake_ollama.models
+
+
 async def test_model_pull_needs_an_admin(
     bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
@@ -463,6 +482,24 @@ async def test_model_delete_refuses_a_persona_base(
     assert requests_to(fake_ollama, "/api/delete") == 0
 
 
+async def test_model_delete_waits_for_a_pull_of_the_same_model(
+    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    newer = FakeModel(name="llava", size=2_000_000)
+    fake_ollama.add_pullable(
+        newer, layers=[(layer(5), 2_000_000)], bytes_per_second=2_000_000, progress_interval=0.05
+    )
+    pull = await model(fake_discord, "pull", {"name": "llava"}, user="admin")
+    await fake_ollama.wait_until(lambda: requests_to(fake_ollama, "/api/pull") == 1)
+    refused = await answer(
+        fake_discord, await model(fake_discord, "delete", {"name": "llava"}, user="admin")
+    )
+    assert refused.is_ephemeral
+    assert refused.content == "`llava:latest` is being pulled right now. Wait until it is done."
+    await pulled(fake_discord, pull)
+    assert requests_to(fake_ollama, "/api/delete") == 0
+
+
 async def test_model_delete_of_a_model_that_is_not_installed(
     bot: OllamaBot, fake_discord: FakeDiscord
 ) -> None:
@@ -519,3 +556,16 @@ async def test_autocomplete_offers_at_most_25_and_caches_the_list(
     await fake_discord.wait_until(lambda: chat.choices is not None)
     assert [c["value"] for c in chat.choices or []] == ["qwen3:latest"]
     assert requests_to(fake_ollama, "/api/tags") == 1  # one list, cached for 30 s
+
+
+async def test_model_commands_when_ollama_is_down(
+    bots: BotRunner, fake_discord: FakeDiscord
+) -> None:
+    await bots.start(ollama_host=f"http://127.0.0.1:{closed_port()}")
+    listed = await answer(fake_discord, await model(fake_discord, "list"))
+    assert listed.is_ephemeral and "can't reach the Ollama server" in listed.content
+    typing = await fake_discord.autocomplete(
+        "model", {"name": "ll"}, focused="name", subcommand="info"
+    )
+    await fake_discord.wait_until(lambda: typing.choices is not None)
+    assert typing.choices == []  # autocomplete cannot show an error; the command will
