@@ -22,11 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.access import AccessRules
 from bot.cogs.chat import ChatCog
 from bot.cogs.history import HistoryCog
+from bot.cogs.models import ModelCog
 from bot.cogs.status import StatusCog
 from bot.cogs.threads import ThreadsCog
 from bot.conversation.fairness import Scheduler, UserRateLimit
 from bot.conversation.service import ChatLimits, ChatService
 from bot.errors import BotError
+from bot.models.service import ModelService
 from bot.ollama_gateway import OllamaGateway
 from bot.settings import Settings
 from bot.storage import migrate
@@ -106,12 +108,19 @@ class OllamaBot(commands.Bot):
         self.engine = engine
         self.started_at = time.monotonic()
         self._chat: ChatService | None = None
+        self._models: ModelService | None = None
 
     @property
     def chat(self) -> ChatService:
         if self._chat is None:
             raise RuntimeError("the chat service exists once the bot has logged in")
         return self._chat
+
+    @property
+    def models(self) -> ModelService:
+        if self._models is None:
+            raise RuntimeError("the model service exists once the bot has logged in")
+        return self._models
 
     async def setup_hook(self) -> None:
         assert self.user is not None  # setup_hook runs after login
@@ -134,10 +143,18 @@ class OllamaBot(commands.Bot):
             ),
             rate_limit=UserRateLimit(settings.user_requests_per_minute),
         )
+        self._models = ModelService(
+            gateway=self.gateway,
+            channels=self.channels,
+            bases_in_use=_no_persona_bases,  # the persona store answers once personas exist
+            names_ttl=settings.model_names_ttl,
+            pull_stall_timeout=settings.pull_stall_timeout,
+        )
         self.add_dynamic_items(StopButton, RegenerateButton)
         chat_cog = ChatCog(self, self._chat, self.channels)
         await self.add_cog(chat_cog)
         await self.add_cog(ThreadsCog(self, chat_cog, self.channels))
+        await self.add_cog(ModelCog(self, self._models))
         await self.add_cog(HistoryCog(self, self.history))
         await self.add_cog(StatusCog(self))
         if settings.sync_commands_on_start:
@@ -156,6 +173,11 @@ class OllamaBot(commands.Bot):
                 async with asyncio.timeout(5.0):
                     await cog.cut_short()
         await self.close()
+
+    async def close(self) -> None:
+        if self._models is not None:
+            await self._models.close()  # pulls in progress stop with the bot
+        await super().close()
 
     async def on_message(self, message: discord.Message) -> None:
         """No prefix commands: the chat cog's listener handles mentions and replies."""
@@ -192,6 +214,11 @@ class OllamaBot(commands.Bot):
             log.warning("database check failed", exc_info=True)
             return False
         return True
+
+
+async def _no_persona_bases(model: str) -> list[str]:
+    """No persona is built on any model (until the persona store exists)."""
+    return []
 
 
 async def prepare_database(engine: AsyncEngine, *, auto_migrate: bool) -> None:

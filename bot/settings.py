@@ -96,6 +96,18 @@ class Settings(BaseSettings):
 
     history_show_turns: int = Field(default=10, ge=1, le=50)
 
+    # ---- model management (/model) ----
+    model_list_page_size: int = Field(default=10, ge=1, le=10)
+    """Models per page of /model list (one line each; ten always fit in one message)."""
+    model_names_ttl: float = Field(default=30.0, ge=0)
+    """Seconds that the installed models' names are cached for autocomplete."""
+    pull_progress_interval: float = Field(default=1.0, gt=0)
+    """Seconds between edits of a pull's progress message (the final edit is never held back)."""
+    pull_stall_timeout: float = Field(default=300.0, gt=0)
+    """A pull that reports no progress for this many seconds is given up."""
+    model_delete_confirm_timeout: float = Field(default=60.0, gt=0)
+    """Seconds the Confirm/Cancel buttons of /model delete wait for an answer."""
+
     dev_guild_id: int | None = None
     """Commands are synced to this guild instantly (development); others get global sync."""
 

@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.cogs.models import model_choices
 from bot.conversation.fairness import ShuttingDown
 from bot.conversation.service import (
     ChatRequest,
@@ -118,6 +119,12 @@ class ChatCog(commands.Cog):
             model=model,
         )
         await self.reply(request, InteractionTarget(interaction), prefix=echo(message))
+
+    @chat_command.autocomplete("model")
+    async def _model_names(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await model_choices(self.bot.models, current)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:

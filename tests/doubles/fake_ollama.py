@@ -1010,6 +1010,9 @@ class FakeOllama:
         }
         self.busy = False
         self.down = False
+        # /api/tags entries carry `capabilities` only since Ollama 0.30; False answers like the
+        # older servers do (clients then read them from /api/show).
+        self.tags_capabilities = True
         self.requests: list[RecordedRequest] = []
         self.active_generations = 0
         self.max_active_generations = 0
@@ -1240,7 +1243,9 @@ class FakeOllama:
                         "size": m.size,
                         "digest": m.digest,
                         "details": m.details(),
-                        "capabilities": list(m.capabilities),
+                        **(
+                            {"capabilities": list(m.capabilities)} if self.tags_capabilities else {}
+                        ),
                     }
                     for m in models
                 ]
