@@ -18,10 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.cogs.chat import ChatCog
 from bot.cogs.history import HistoryCog
+from bot.cogs.sentiment import SentimentCog
 from bot.cogs.status import StatusCog
+from bot.cogs.vision import VisionCog
 from bot.conversation.service import ChatLimits, ChatService
 from bot.errors import BotError
 from bot.ollama_gateway import OllamaGateway
+from bot.sentiment.service import SentimentService
 from bot.settings import Settings
 from bot.storage import migrate
 from bot.storage.channels import ChannelStore
@@ -29,6 +32,8 @@ from bot.storage.engine import create_engine, session_factory
 from bot.storage.history import Author, HistoryStore
 from bot.ui.errors import reply_with_error
 from bot.ui.targets import NO_PINGS
+from bot.vision.images import ImageLimits, ImagePreparer
+from bot.vision.routing import VisionRouter
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +94,21 @@ class OllamaBot(commands.Bot):
     async def setup_hook(self) -> None:
         assert self.user is not None  # setup_hook runs after login
         settings = self.settings
+        images = ImagePreparer(
+            ImageLimits(
+                max_bytes=settings.image_max_bytes,
+                max_pixels=settings.image_max_pixels,
+                max_side=settings.image_max_side,
+                max_images=settings.images_per_turn,
+            )
+        )
+        vision = VisionRouter(
+            gateway=self.gateway,
+            history=self.history,
+            vision_model=settings.vision_model,
+            max_images=settings.images_per_turn,
+            followup_turns=settings.image_followup_turns,
+        )
         self._chat = ChatService(
             gateway=self.gateway,
             history=self.history,
@@ -102,8 +122,17 @@ class OllamaBot(commands.Bot):
                 total_timeout=settings.total_timeout,
             ),
             assistant=Author(self.user.id, self.user.name),
+            vision=vision,
         )
-        await self.add_cog(ChatCog(self, self._chat))
+        chat_cog = ChatCog(self, self._chat, images)
+        await self.add_cog(chat_cog)
+        await self.add_cog(VisionCog(self, chat_cog))
+        sentiment = SentimentService(
+            self.gateway,
+            model=settings.sentiment_model or settings.chat_model,
+            timeout=settings.total_timeout,
+        )
+        await self.add_cog(SentimentCog(self, sentiment))
         await self.add_cog(HistoryCog(self, self.history))
         await self.add_cog(StatusCog(self))
         if settings.sync_commands_on_start:

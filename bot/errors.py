@@ -71,6 +71,10 @@ class PermissionDenied(BotError):
     pass
 
 
+class VisionUnavailable(BotError):
+    """An image turn has no model that can see images; the message says what to change."""
+
+
 def _short(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import discord
@@ -14,8 +16,10 @@ from discord.ext import commands
 from bot.conversation.service import ChatRequest, ChatService, ReplyFinished, TextDelta
 from bot.errors import BotError
 from bot.storage.history import Author
+from bot.ui.images import before_ack, check_route, defer, image_attachments, read_images
 from bot.ui.streaming import ReplyTarget, StreamingReply
 from bot.ui.targets import NO_PINGS, InteractionTarget, MessageTarget
+from bot.vision.images import CheckedImage, ImagePreparer
 
 if TYPE_CHECKING:
     from bot.app import OllamaBot
@@ -74,21 +78,24 @@ def echo(text: str) -> str:
 
 
 class ChatCog(commands.Cog):
-    def __init__(self, bot: OllamaBot, chat: ChatService) -> None:
+    def __init__(self, bot: OllamaBot, chat: ChatService, images: ImagePreparer) -> None:
         self.bot = bot
         self.chat = chat
+        self.images = images
 
     @app_commands.command(name="chat", description="Talk to the model in this channel.")
     @app_commands.describe(
-        message="What you want to say", model="Use this model for this message only"
+        message="What you want to say",
+        image="An image for the model to look at (PNG, JPEG, WebP or GIF)",
+        model="Use this model for this message only",
     )
     async def chat_command(
         self,
         interaction: discord.Interaction,
         message: app_commands.Range[str, 1, 4000],
+        image: discord.Attachment | None = None,
         model: app_commands.Range[str, 1, 200] | None = None,
     ) -> None:
-        await interaction.response.defer(thinking=True)
         request = ChatRequest(
             channel_id=_channel_id(interaction),
             guild_id=interaction.guild_id,
@@ -96,7 +103,21 @@ class ChatCog(commands.Cog):
             text=message,
             model=model,
         )
-        await self.reply(request, InteractionTarget(interaction), prefix=echo(message))
+        checked: tuple[CheckedImage, ...] = ()
+        if image is not None:  # refusals come before anything public is shown
+            checked = await before_ack(interaction, self.checked_images(request, [image]))
+        await defer(interaction)
+        await self.reply(
+            request, InteractionTarget(interaction), prefix=echo(message), images=checked
+        )
+
+    async def checked_images(
+        self, request: ChatRequest, attachments: Sequence[discord.Attachment]
+    ) -> tuple[CheckedImage, ...]:
+        """Read and check the images, and whether a model can see them."""
+        checked = await read_images(self.images, attachments)
+        await check_route(self.chat, request)
+        return checked
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -112,6 +133,7 @@ class ChatCog(commands.Cog):
         replied = _replies_to(message, me.id)
         if not (mentioned or replied):
             return
+        attachments = image_attachments(message)
         text = prompt_from_message(
             message.content,
             bot_id=me.id,
@@ -119,25 +141,42 @@ class ChatCog(commands.Cog):
             names={user.id: user.display_name for user in message.mentions},
             roles={role.id: role.name for role in message.role_mentions},
         )
-        if not text:
+        if not text and not attachments:
             await self._explain_empty(message, mentioned=mentioned)
             return
         request = ChatRequest(
             channel_id=message.channel.id,
             guild_id=message.guild.id,
             user=Author(message.author.id, message.author.display_name),
-            text=text,
+            text=text or self.bot.settings.caption_prompt,  # a picture alone: describe it
         )
+        checked: tuple[CheckedImage, ...] = ()
+        if attachments:
+            try:
+                checked = await read_images(self.images, attachments)
+            except BotError as exc:
+                await message.reply(
+                    f"⚠️ {exc.user_message}", mention_author=False, allowed_mentions=NO_PINGS
+                )
+                return
         with contextlib.suppress(discord.HTTPException):  # the typing dots are a courtesy
             await message.channel.typing()
-        await self.reply(request, MessageTarget(message))
+        await self.reply(request, MessageTarget(message), images=checked)
 
     async def reply(
-        self, request: ChatRequest, target: ReplyTarget[discord.Message], *, prefix: str = ""
+        self,
+        request: ChatRequest,
+        target: ReplyTarget[discord.Message],
+        *,
+        prefix: str = "",
+        images: Sequence[CheckedImage] = (),
     ) -> None:
-        """Stream the answer to `request` into `target`; failures end up in the same message."""
+        """Stream the answer to `request` into `target`; failures end up in the same message.
+        Checked `images` are decoded and downscaled here, off the event loop."""
         drawing = StreamingReply(target, interval=self.bot.settings.edit_interval, prefix=prefix)
         try:
+            if images:
+                request = dataclasses.replace(request, images=await self.images.prepare(images))
             finished: ReplyFinished | None = None
             async for event in self.chat.respond(request):
                 if isinstance(event, TextDelta):
