@@ -196,7 +196,7 @@ def prepare(image: CheckedImage, limits: ImageLimits) -> PreparedImage:
     except _BOMB_ERRORS as exc:
         raise _bomb(image.name, limits) from exc
     except _DECODE_ERRORS as exc:
-        log.info("could not decode %s (%s): %r", image.name, image.format, exc)
+        log.info("could not decode %s (%s)", image.name, image.format, exc_info=True)
         raise _damaged(image.name, image.format) from exc
     return _encode(_flattened(picture), limits.encoded_max_bytes)
 

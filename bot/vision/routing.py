@@ -140,30 +140,47 @@ class VisionRouter:
         plan: ImagePlan,
         spare_tokens: int,
     ) -> list[ChatMessage]:
-        """The context as messages: the current turn with its images, earlier turns with theirs
-        while they fit (newest first; count and tokens)."""
-        left = self._max_images - len(current_images)
-        attached: dict[int, tuple[str, ...]] = {}
-        for turn in reversed(chosen):
-            stored = plan.earlier.get(turn.id)
-            if turn.id == current_id or not stored:
-                continue
-            count = min(len(stored), left, max(spare_tokens, 0) // IMAGE_TOKENS)
-            if count <= 0:
-                break
-            attached[turn.id] = tuple(_base64(image) for image in stored[:count])
-            left -= count
-            spare_tokens -= count * IMAGE_TOKENS
-        return [
-            ChatMessage(
-                role=turn.role,
-                content=turn.content,
-                images=tuple(current_images)
-                if turn.id == current_id
-                else attached.get(turn.id, ()),
-            )
-            for turn in chosen
-        ]
+        return with_images(
+            chosen,
+            current_id=current_id,
+            current_images=current_images,
+            earlier=plan.earlier,
+            spare_tokens=spare_tokens,
+            max_images=self._max_images,
+        )
+
+
+def with_images(
+    chosen: Sequence[StoredTurn],
+    *,
+    current_id: int,
+    current_images: Sequence[str],
+    earlier: Mapping[int, Sequence[ImageRecord]],
+    spare_tokens: int,
+    max_images: int,
+) -> list[ChatMessage]:
+    """The context as messages: the current turn with its images, earlier turns with theirs
+    while they fit (newest first; at most `max_images` in all, and `spare_tokens`)."""
+    left = max_images - len(current_images)
+    attached: dict[int, tuple[str, ...]] = {}
+    for turn in reversed(chosen):
+        stored = earlier.get(turn.id)
+        if turn.id == current_id or not stored:
+            continue
+        count = min(len(stored), left, max(spare_tokens, 0) // IMAGE_TOKENS)
+        if count <= 0:
+            break
+        attached[turn.id] = tuple(_base64(image) for image in stored[:count])
+        left -= count
+        spare_tokens -= count * IMAGE_TOKENS
+    return [
+        ChatMessage(
+            role=turn.role,
+            content=turn.content,
+            images=tuple(current_images) if turn.id == current_id else attached.get(turn.id, ()),
+        )
+        for turn in chosen
+    ]
 
 
 def _base64(image: ImageRecord) -> str:
