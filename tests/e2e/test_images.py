@@ -9,7 +9,7 @@ import pytest
 from bot.app import OllamaBot
 from tests.conftest import BotRunner
 from tests.doubles.fake_discord import FakeDiscord, FakeInteraction, FakeMessage
-from tests.doubles.fake_ollama import FakeModel, FakeOllama, Script
+from tests.doubles.fake_ollama import VISION_ERROR, FakeModel, FakeOllama, Script
 from tests.e2e.test_chat import assert_pings_no_one
 from tests.imagefiles import decoded, jpeg, png, png_bomb
 
@@ -289,3 +289,16 @@ async def test_five_images_are_refused_with_no_ollama_request(
     assert fake_ollama.chat_requests() == []
     assert fake_discord.cdn_requests == []  # counted before anything was downloaded
     assert_pings_no_one(fake_discord)
+
+
+async def test_a_runner_that_cannot_read_images_after_all_is_explained(
+    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    # Capabilities said vision, but the runner refuses the image the way Ollama's engine does.
+    fake_ollama.script(Script(status=500, error_message=VISION_ERROR, model="llava"))
+    interaction = await fake_discord.slash_command("caption", attachments={"image": a_png()})
+    message = await streamed(fake_discord, interaction)
+    assert "⚠️ The model `llava` cannot read images." in message.content
+    assert "BOT_VISION_MODEL" in message.content
+    turns = await bot.history.all(int(fake_discord.channel_ids[0]))
+    assert turns[1].status == "failed" and turns[1].error and "cannot read images" in turns[1].error
