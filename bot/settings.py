@@ -119,6 +119,31 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # --- Images, captions and sentiment (issue 4) -------------------------------------------
+    vision_model: str | None = "llava"
+    """Answers image turns (and /caption) when the chat model has no `vision` capability in
+    /api/show. Empty: none; image turns on a text-only model are then refused."""
+    sentiment_model: str | None = None
+    """Model for /sentiment; empty means the chat model (`chat_model`)."""
+    caption_prompt: str = Field(default="Describe this image.", min_length=1)
+    """What /caption (and an image sent with no text) asks the vision model."""
+    image_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    """Largest image file accepted, in bytes."""
+    image_max_pixels: int = Field(default=50_000_000, ge=10_000)
+    """Images with more pixels are refused unread (decompression bombs)."""
+    image_max_side: int = Field(default=1024, ge=64, le=4096)
+    """Images are downscaled to this longest side (pixels) before they are sent and stored."""
+    images_per_turn: int = Field(default=4, ge=1, le=10)
+    """Most images per message, and per context sent to the model."""
+    image_followup_turns: int = Field(default=3, ge=0, le=20)
+    """How many of the channel's latest questions keep their images in the context, so that a
+    follow-up about a picture lets the model see it again (0: never re-sent)."""
+
+    @field_validator("vision_model", "sentiment_model")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
+
     @field_validator("ollama_host")
     @classmethod
     def _normalise_host(cls, value: str) -> str:

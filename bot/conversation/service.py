@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 
 from bot.conversation import context
 from bot.conversation.fairness import PositionCallback, Scheduler, UserRateLimit
-from bot.errors import BotError, GenerationTimeout, InputError, PermissionDenied
+from bot.errors import BotError, GenerationTimeout, InputError, PermissionDenied, VisionUnavailable
 from bot.ollama_gateway import ChatDelta, ChatMessage, ChatStats, OllamaGateway
 from bot.storage.channels import ChannelStore
-from bot.storage.history import Author, HistoryStore, TurnResult
+from bot.storage.history import Author, HistoryStore, ImageRecord, TurnResult
 from bot.storage.models import Role, TurnStatus
+from bot.vision.images import PreparedImage
+from bot.vision.routing import IMAGE_TOKENS, ImagePlan, VisionRouter
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ class ChatRequest:
     text: str
     model: str | None = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    images: tuple[PreparedImage, ...] = ()
+    caption: bool = False
+    """A /caption: the vision model answers even when the chat model could see."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +83,14 @@ class ChatService:
         assistant: Author,
         scheduler: Scheduler,
         rate_limit: UserRateLimit,
+        vision: VisionRouter | None = None,
     ) -> None:
         self._gateway = gateway
         self._history = history
         self._channels = channels
         self._limits = limits
         self._assistant = assistant
+        self._vision = vision
         self._scheduler = scheduler
         self._rate_limit = rate_limit
         self.closing = False
@@ -124,6 +131,8 @@ class ChatService:
         self._rate_limit.hit(request.user.id)
         async with self._scheduler.turn(request.channel_id, on_position):
             model = await self.model_for(request)
+            plan = await self._plan_images(request, model)
+            model = plan.model if plan else model
             user_turn, reply_turn = await self._history.begin_exchange(
                 channel_id=request.channel_id,
                 guild_id=request.guild_id,
@@ -132,6 +141,7 @@ class ChatService:
                 assistant=self._assistant,
                 model=model,
                 request_id=request.request_id,
+                images=[ImageRecord(i.mime, i.width, i.height, i.data) for i in request.images],
             )
             log.info(
                 "generation start request=%s guild=%s channel=%s model=%s",
@@ -144,7 +154,7 @@ class ChatService:
             result: TurnResult | None = None
             try:
                 yield ReplyStarted(reply_turn)
-                messages = await self._context(request.channel_id, user_turn, reply_turn, model)
+                messages = await self._context(request, user_turn, reply_turn, model, plan)
                 stats: ChatStats | None = None
                 async for item in self._timed(self._gateway.chat_stream(model, messages)):
                     if isinstance(item, ChatStats):
@@ -217,17 +227,49 @@ class ChatService:
             raise InputError("This answer is still being written.")
         if requester.id != question.author_id and not admin:
             raise PermissionDenied("Only the person who asked (or an admin) can regenerate this.")
+        stored = (await self._history.images_for([question.id])).get(question.id, [])
         await self._history.delete_turns([question.id, answer.id])
         return ChatRequest(
             channel_id=channel_id,
             guild_id=guild_id,
             user=Author(question.author_id, question.author_name),
             text=question.content,
+            images=tuple(PreparedImage.from_jpeg(i.data, i.width, i.height) for i in stored),
+        )
+
+    async def image_model(self, request: ChatRequest) -> str:
+        """The model that would answer `request`'s images; VisionUnavailable if none can.
+        Lets a command refuse early, before it shows anything."""
+        if self._vision is None:
+            raise VisionUnavailable("This bot is not set up to read images.")
+        return await self._vision.model_for_images(
+            requested=request.model,
+            chat_model=await self.model_for(request),
+            caption=request.caption,
+        )
+
+    async def _plan_images(self, request: ChatRequest, model: str) -> ImagePlan | None:
+        if self._vision is None:
+            if request.images:
+                raise VisionUnavailable("This bot is not set up to read images.")
+            return None
+        return await self._vision.plan(
+            channel_id=request.channel_id,
+            chat_model=model,
+            requested=request.model,
+            caption=request.caption,
+            with_images=bool(request.images),
         )
 
     async def _context(
-        self, channel_id: int, user_turn: int, reply_turn: int, model: str
+        self,
+        request: ChatRequest,
+        user_turn: int,
+        reply_turn: int,
+        model: str,
+        plan: ImagePlan | None,
     ) -> list[ChatMessage]:
+        channel_id = request.channel_id
         info = await self._gateway.show(model)
         limits = context.budget(
             info.effective_context,
@@ -237,15 +279,26 @@ class ChatService:
         turns = await self._history.newest(channel_id, HISTORY_SCAN_TURNS)
         current = next(t for t in turns if t.id == user_turn)
         earlier = [t for t in turns if t.id not in (user_turn, reply_turn)]
-        room = limits.for_history - context.turn_tokens(current)
+        room = (
+            limits.for_history - context.turn_tokens(current) - IMAGE_TOKENS * len(request.images)
+        )
         if room < 0:
             raise InputError(
                 f"Your message is too long for `{model}`: about "
                 f"{context.turn_tokens(current)} tokens, and the model's window leaves room for "
                 f"{limits.for_history}. Shorten it or split it up."
             )
-        chosen = [*context.window(context.usable(earlier), room), current]
-        return [ChatMessage(role=t.role, content=t.content) for t in chosen]
+        before = context.window(context.usable(earlier), room)
+        chosen = [*before, current]
+        if self._vision is None or plan is None:
+            return [ChatMessage(role=t.role, content=t.content) for t in chosen]
+        return self._vision.messages(
+            chosen,
+            current_id=current.id,
+            current_images=[image.b64 for image in request.images],
+            plan=plan,
+            spare_tokens=room - sum(context.turn_tokens(t) for t in before),
+        )
 
     async def _timed(
         self, stream: AsyncGenerator[ChatDelta | ChatStats]

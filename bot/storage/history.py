@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.storage.models import Meta, Role, Turn, TurnStatus
+from bot.storage.models import Meta, Role, Turn, TurnImage, TurnStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,16 @@ class StoredTurn:
 class Author:
     id: int
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    """An image of a user turn, in the bounded form it is stored (and sent) in."""
+
+    mime: str
+    width: int
+    height: int
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +99,10 @@ class HistoryStore:
         assistant: Author,
         model: str,
         request_id: str,
+        images: Sequence[ImageRecord] = (),
     ) -> tuple[int, int]:
-        """Store the user's turn and a `streaming` assistant turn in one transaction.
+        """Store the user's turn (with its images) and a `streaming` assistant turn in one
+        transaction.
 
         Returns (user turn id, assistant turn id). If the bot dies before `finish_turn`, the
         assistant turn is found at the next start and marked incomplete."""
@@ -106,6 +119,17 @@ class HistoryStore:
             )
             session.add(user_turn)
             await session.flush()
+            session.add_all(
+                TurnImage(
+                    turn_id=user_turn.id,
+                    position=position,
+                    mime=image.mime,
+                    width=image.width,
+                    height=image.height,
+                    data=image.data,
+                )
+                for position, image in enumerate(images)
+            )
             reply = Turn(
                 channel_id=channel_id,
                 guild_id=guild_id,
@@ -153,6 +177,22 @@ class HistoryStore:
             )
             return [_stored(turn) for turn in reversed(rows.all())]
 
+    async def images_for(self, turn_ids: Collection[int]) -> dict[int, list[ImageRecord]]:
+        """The images of these turns, in their order; turns without images are left out."""
+        if not turn_ids:
+            return {}
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(TurnImage)
+                .where(TurnImage.turn_id.in_(list(turn_ids)))
+                .order_by(TurnImage.turn_id, TurnImage.position)
+            )
+            found: dict[int, list[ImageRecord]] = {}
+            for row in rows:
+                record = ImageRecord(row.mime, row.width, row.height, row.data)
+                found.setdefault(row.turn_id, []).append(record)
+            return found
+
     async def all(self, channel_id: int) -> list[StoredTurn]:
         async with self._sessions() as session:
             rows = await session.scalars(
@@ -169,11 +209,16 @@ class HistoryStore:
 
     async def delete_turns(self, turn_ids: list[int]) -> None:
         async with self._sessions.begin() as session:
+            await session.execute(delete(TurnImage).where(TurnImage.turn_id.in_(turn_ids)))
             await session.execute(delete(Turn).where(Turn.id.in_(turn_ids)))
 
     async def clear(self, channel_id: int) -> int:
         """Delete the channel's turns (not hide them). Returns how many were deleted."""
         async with self._sessions.begin() as session:
+            # The foreign key cascades too; deleting the images first does not depend on it
+            # (SQLite enforces foreign keys only when a connection asks for it).
+            channel_turns = select(Turn.id).where(Turn.channel_id == channel_id)
+            await session.execute(delete(TurnImage).where(TurnImage.turn_id.in_(channel_turns)))
             result = await session.execute(delete(Turn).where(Turn.channel_id == channel_id))
             return int(getattr(result, "rowcount", 0) or 0)
 
