@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.access import AccessRules
 from bot.cogs.chat import ChatCog
 from bot.cogs.history import HistoryCog
+from bot.cogs.maintenance import RetentionCog
 from bot.cogs.models import ModelCog
 from bot.cogs.sentiment import SentimentCog
 from bot.cogs.status import StatusCog
@@ -184,6 +185,7 @@ class OllamaBot(commands.Bot):
         )
         await self.add_cog(SentimentCog(self, sentiment))
         await self.add_cog(HistoryCog(self, self.history))
+        await self.add_cog(RetentionCog(self, self.history))
         await self.add_cog(StatusCog(self))
         if settings.sync_commands_on_start:
             await self.sync_commands(only_if_changed=True)

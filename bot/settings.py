@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(default=20.0, ge=0)
     """Seconds replies in progress get to finish when the bot is asked to stop."""
 
+    # --- Retention ------------------------------------------------------------------------
+    retention_days: float | None = Field(default=None, gt=0)
+    """Delete turns older than this many days (unset: keep them)."""
+    retention_max_turns: int | None = Field(default=None, ge=1)
+    """Keep at most this many turns per channel, the newest (unset: no limit)."""
+    retention_interval: float = Field(default=3600.0, gt=0)
+    """Seconds between two retention runs in the background."""
+
     history_show_turns: int = Field(default=10, ge=1, le=50)
 
     # ---- model management (/model) ----

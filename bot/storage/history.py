@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.storage.models import Meta, Role, Turn, TurnImage, TurnStatus
@@ -221,6 +222,32 @@ class HistoryStore:
             await session.execute(delete(TurnImage).where(TurnImage.turn_id.in_(channel_turns)))
             result = await session.execute(delete(Turn).where(Turn.channel_id == channel_id))
             return int(getattr(result, "rowcount", 0) or 0)
+
+    async def prune(self, *, older_than: datetime | None, keep_per_channel: int | None) -> int:
+        """Retention: delete turns older than `older_than` and, in each channel, all but the
+        newest `keep_per_channel` turns (with their images). Replies being written are kept.
+        Returns how many turns were deleted."""
+        doomed: list[Any] = []
+        if older_than is not None:
+            doomed.append(Turn.created_at < older_than)
+        if keep_per_channel is not None:
+            ranked = select(
+                Turn.id,
+                func.row_number()
+                .over(partition_by=Turn.channel_id, order_by=Turn.id.desc())
+                .label("rank"),
+            ).subquery()
+            doomed.append(Turn.id.in_(select(ranked.c.id).where(ranked.c.rank > keep_per_channel)))
+        if not doomed:
+            return 0
+        victims = select(Turn.id).where(or_(*doomed), Turn.status != TurnStatus.STREAMING)
+        async with self._sessions.begin() as session:
+            ids = list((await session.scalars(victims)).all())
+            for start in range(0, len(ids), 500):  # bounded statements on huge histories
+                chunk = ids[start : start + 500]
+                await session.execute(delete(TurnImage).where(TurnImage.turn_id.in_(chunk)))
+                await session.execute(delete(Turn).where(Turn.id.in_(chunk)))
+            return len(ids)
 
     async def mark_interrupted(self) -> int:
         """Turns left `streaming` by a bot that died become `incomplete`; returns the count."""
