@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(default=20.0, ge=0)
     """Seconds replies in progress get to finish when the bot is asked to stop."""
 
+    interaction_token_ttl: float = Field(default=900.0, gt=0)
+    """Seconds a slash command's token works (Discord: 15 minutes); after that a reply carries
+    on through the channel. Only tests change it."""
+
     # --- Retention ------------------------------------------------------------------------
     retention_days: float | None = Field(default=None, gt=0)
     """Delete turns older than this many days (unset: keep them)."""

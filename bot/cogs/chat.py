@@ -132,7 +132,10 @@ class ChatCog(commands.Cog):
             checked = await before_ack(interaction, self.checked_images(request, [image]))
         await defer(interaction)
         await self.reply(
-            request, InteractionTarget(interaction), prefix=echo(message), images=checked
+            request,
+            InteractionTarget(interaction, token_ttl=self.bot.settings.interaction_token_ttl),
+            prefix=echo(message),
+            images=checked,
         )
 
     async def checked_images(
