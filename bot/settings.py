@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     edit_interval: float = Field(default=1.0, gt=0)
     """Seconds between edits of one streaming message (the final edit is never held back)."""
 
+    edits_per_second: float = Field(default=25.0, gt=0)
+    """Streaming edits of all replies together per second (Discord allows a bot about 50
+    requests a second in all); with many replies at once each is updated less often."""
+
     reply_reserve_tokens: int = Field(default=1024, ge=64)
     """Room kept free in the context window for the model's reply."""
 

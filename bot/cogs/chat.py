@@ -30,7 +30,7 @@ from bot.storage.history import Author
 from bot.ui.checks import is_admin, member_is_admin, place_ids
 from bot.ui.controls import RegenerateButton, StopButton, controls
 from bot.ui.images import before_ack, check_route, defer, image_attachments, read_images
-from bot.ui.streaming import ReplyTarget, StreamingReply
+from bot.ui.streaming import EditPacer, ReplyTarget, StreamingReply
 from bot.ui.targets import NO_PINGS, FollowupTarget, InteractionTarget, MessageTarget
 from bot.vision.images import CheckedImage, ImagePreparer
 
@@ -106,6 +106,7 @@ class ChatCog(commands.Cog):
         self.channels = channels
         self.images = images
         self._running: dict[str, _Running] = {}
+        self._pacer = EditPacer(bot.settings.edits_per_second)
 
     @app_commands.command(name="chat", description="Talk to the model in this channel.")
     @app_commands.describe(
@@ -241,6 +242,7 @@ class ChatCog(commands.Cog):
             interval=self.bot.settings.edit_interval,
             prefix=prefix,
             stop_view=controls(StopButton(request.request_id)),
+            pacer=self._pacer,
         )
         running = _Running(requester=request.user.id, reply=asyncio.current_task())
         self._running[request.request_id] = running
