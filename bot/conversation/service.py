@@ -17,7 +17,7 @@ from bot.conversation.fairness import PositionCallback, Scheduler, UserRateLimit
 from bot.errors import BotError, GenerationTimeout, InputError, PermissionDenied, VisionUnavailable
 from bot.ollama_gateway import ChatDelta, ChatMessage, ChatStats, OllamaGateway
 from bot.storage.channels import ChannelStore
-from bot.storage.history import Author, HistoryStore, ImageRecord, TurnResult
+from bot.storage.history import Author, HistoryStore, ImageRecord, StoredTurn, TurnResult
 from bot.storage.models import Role, TurnStatus
 from bot.vision.images import PreparedImage
 from bot.vision.routing import IMAGE_TOKENS, ImagePlan, VisionRouter
@@ -25,7 +25,28 @@ from bot.vision.routing import IMAGE_TOKENS, ImagePlan, VisionRouter
 log = logging.getLogger(__name__)
 
 HISTORY_SCAN_TURNS = 400
-"""How many of the newest turns are read to fill a context window."""
+"""How many of the newest turns are read at most to fill a context window."""
+HISTORY_FIRST_PAGE = 64
+"""How many are read first; most windows are full before that."""
+
+
+async def recent_turns(history: HistoryStore, channel_id: int, tokens: int) -> list[StoredTurn]:
+    """The channel's newest turns, oldest first: enough that the ones fit for a context hold
+    more than `tokens`, else all of them, but at most HISTORY_SCAN_TURNS. Read back in growing
+    pages, because a window is usually full after a few dozen turns and reading hundreds cost
+    more than all the rest of a turn (bench/README.md). Older turns than these could never be
+    chosen: a window takes the newest turns up to the first that does not fit."""
+    turns = await history.newest(channel_id, HISTORY_FIRST_PAGE)
+    asked = HISTORY_FIRST_PAGE
+    while (
+        len(turns) == asked
+        and asked < HISTORY_SCAN_TURNS
+        and sum(context.turn_tokens(t) for t in context.usable(turns)) <= tokens
+    ):
+        more = min(asked, HISTORY_SCAN_TURNS - asked)
+        turns = [*await history.newest(channel_id, more, before=turns[0].id), *turns]
+        asked += more
+    return turns
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +297,7 @@ class ChatService:
             cap=self._limits.context_cap,
             reply_reserve=self._limits.reply_reserve,
         )
-        turns = await self._history.newest(channel_id, HISTORY_SCAN_TURNS)
+        turns = await recent_turns(self._history, channel_id, limits.for_history)
         current = next(t for t in turns if t.id == user_turn)
         earlier = [t for t in turns if t.id not in (user_turn, reply_turn)]
         room = (

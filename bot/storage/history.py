@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.storage.models import Meta, Role, Turn, TurnImage, TurnStatus
@@ -82,6 +82,17 @@ def _stored(turn: Turn) -> StoredTurn:
         eval_duration_ns=turn.eval_duration_ns,
         created_at=turn.created_at,
     )
+
+
+_STORED_COLUMNS = [getattr(Turn, name) for name in StoredTurn.__dataclass_fields__]
+# Built once: composing a statement costs more than running it on a small table.
+_NEWEST = (
+    select(*_STORED_COLUMNS)
+    .where(Turn.channel_id == bindparam("channel_id"))
+    .order_by(Turn.id.desc())
+    .limit(bindparam("limit"))
+)
+_NEWEST_BEFORE = _NEWEST.where(Turn.id < bindparam("before"))
 
 
 class HistoryStore:
@@ -167,16 +178,18 @@ class HistoryStore:
                 )
             )
 
-    async def newest(self, channel_id: int, limit: int) -> list[StoredTurn]:
-        """The channel's newest `limit` turns, oldest first."""
+    async def newest(
+        self, channel_id: int, limit: int, *, before: int | None = None
+    ) -> list[StoredTurn]:
+        """The channel's newest `limit` turns (older than turn `before`, if given), oldest
+        first. Read as plain rows: every reply reads its context this way, and ORM objects
+        cost several times more to build than the rows themselves."""
+        statement = _NEWEST if before is None else _NEWEST_BEFORE
         async with self._sessions() as session:
-            rows = await session.scalars(
-                select(Turn)
-                .where(Turn.channel_id == channel_id)
-                .order_by(Turn.id.desc())
-                .limit(limit)
+            rows = await session.execute(
+                statement, {"channel_id": channel_id, "limit": limit, "before": before}
             )
-            return [_stored(turn) for turn in reversed(rows.all())]
+            return [StoredTurn(*row) for row in reversed(rows.all())]
 
     async def images_for(self, turn_ids: Collection[int]) -> dict[int, list[ImageRecord]]:
         """The images of these turns, in their order; turns without images are left out."""
