@@ -30,6 +30,7 @@ from bot.cogs.threads import ThreadsCog
 from bot.cogs.vision import VisionCog
 from bot.conversation.fairness import Scheduler, UserRateLimit
 from bot.conversation.service import ChatLimits, ChatService
+from bot.diagnostics import LoopLagMonitor
 from bot.errors import BotError
 from bot.models.service import ModelService
 from bot.ollama_gateway import OllamaGateway
@@ -115,6 +116,7 @@ class OllamaBot(commands.Bot):
         self.started_at = time.monotonic()
         self._chat: ChatService | None = None
         self._models: ModelService | None = None
+        self._loop_lag: LoopLagMonitor | None = None
 
     @property
     def chat(self) -> ChatService:
@@ -187,6 +189,9 @@ class OllamaBot(commands.Bot):
         await self.add_cog(HistoryCog(self, self.history))
         await self.add_cog(RetentionCog(self, self.history))
         await self.add_cog(StatusCog(self))
+        if settings.loop_lag_log_interval > 0:
+            self._loop_lag = LoopLagMonitor(settings.loop_lag_log_interval)
+            self._loop_lag.start()
         if settings.sync_commands_on_start:
             await self.sync_commands(only_if_changed=True)
 
@@ -205,6 +210,8 @@ class OllamaBot(commands.Bot):
         await self.close()
 
     async def close(self) -> None:
+        if self._loop_lag is not None:
+            await self._loop_lag.stop()
         if self._models is not None:
             await self._models.close()  # pulls in progress stop with the bot
         await super().close()

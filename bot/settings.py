@@ -155,6 +155,11 @@ class Settings(BaseSettings):
     """How many of the channel's latest questions keep their images in the context, so that a
     follow-up about a picture lets the model see it again (0: never re-sent)."""
 
+    # --- Diagnostics (issue 8) -------------------------------------------------------------
+    loop_lag_log_interval: float = Field(default=0.0, ge=0)
+    """Seconds between INFO log lines with the event loop's lag (p50/p99/max); 0: off. For
+    benchmarks and for finding what slows a busy bot down."""
+
     @field_validator("vision_model", "sentiment_model")
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
