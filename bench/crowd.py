@@ -1,0 +1,171 @@
+"""Scenario 3: many conversations streaming at once; the bot's event loop and memory.
+
+N members each send a /chat in a channel of their own, all at once, and the Ollama double
+streams every reply at the same pace. The bot runs with one generation slot per conversation
+(BOT_MAX_PARALLEL_GENERATIONS = N, BOT_MAX_QUEUE = N), the per-user rate limit off, and its
+loop-lag monitor on (BOT_LOOP_LAG_LOG_INTERVAL=1: each second it logs the p50/p99/max lag of
+100 samples taken every 10 ms). The figures cover the time from the first request to the last
+final edit: the worst one-second window's p99 lag, and the bot's resident memory (VmRSS from
+/proc, sampled every 0.25 s, and the kernel's peak VmHWM)."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.harness import (
+    BotProcess,
+    Doubles,
+    Watcher,
+    database,
+    doubles,
+    failed,
+    final_edit,
+    profiled,
+    sample_while,
+)
+from bench.report import Figure, percentile
+from bench.streams import reply
+from tests.doubles.fake_discord import FakeInteraction
+from tests.doubles.fake_ollama import Script
+
+
+@dataclass(frozen=True)
+class CrowdOptions:
+    conversations: int = 200
+    tokens: int = 400
+    rate: float = 20.0
+
+
+async def run(options: CrowdOptions, profile: Path | None = None) -> list[Figure]:
+    async with doubles(channels=options.conversations, users=options.conversations) as world:
+        with database() as url:
+            bot = await BotProcess.start(
+                world,
+                url,
+                user_requests_per_minute=0,
+                max_parallel_generations=options.conversations,
+                max_queue=options.conversations,
+                loop_lag_log_interval=1.0,
+            )
+            try:
+                return await _measure(world, bot, options, profile)
+            finally:
+                await bot.stop()
+
+
+async def _measure(
+    world: Doubles, bot: BotProcess, options: CrowdOptions, profile: Path | None
+) -> list[Figure]:
+    fake, ollama_double = world.discord, world.ollama
+    scenario = f"{options.conversations} at once"
+    async with Watcher(fake) as watcher:
+        warmup = await fake.slash_command("chat", {"message": "hello"})
+        await asyncio.wait_for(watcher.watch(warmup), 30)
+        await asyncio.sleep(2.5)  # a lag window of the quiet bot, for comparison
+        idle_rss = bot.status("VmRSS")
+        ollama_double.script(
+            *[
+                Script(reply=reply(options.tokens), token_interval=1 / options.rate)
+                for _ in range(options.conversations)
+            ]
+        )
+        limited_before = len(fake.rate_limited)
+        sampling = asyncio.Event()
+        sampling.set()
+        rss = asyncio.create_task(sample_while(lambda: bot.status("VmRSS"), sampling))
+        cpu_before = bot.cpu_seconds()
+
+        async def one(n: int) -> FakeInteraction:
+            interaction = await fake.slash_command(
+                "chat",
+                {"message": f"conversation {n}: tell me a story"},
+                user=world.users[n],
+                channel_id=world.channels[n],
+            )
+            await asyncio.wait_for(watcher.watch(interaction), options.tokens / options.rate + 120)
+            return interaction
+
+        began = time.monotonic()
+        async with profiled(bot, profile, "crowd"):
+            asked = await asyncio.gather(
+                *(one(n) for n in range(options.conversations)), return_exceptions=True
+            )
+        ended = time.monotonic()
+        cpu = bot.cpu_seconds() - cpu_before
+        sampling.clear()
+        rss_values = await rss
+        peak = bot.status("VmHWM")
+        await asyncio.sleep(1.2)  # the lag line of the last second comes out
+    replies = [a for a in asked if isinstance(a, FakeInteraction)]
+    failures = options.conversations - len(replies) + sum(failed(fake, i) for i in replies)
+    windows = bot.lag_windows(began + 1.0, ended + 1.0)
+    quiet = bot.lag_windows(0, began)
+    finals = [
+        (final_edit(fake, i) - request.sent[-1]) * 1000
+        for i, request in zip(replies, streamed(ollama_double, replies), strict=True)
+    ]
+    return [
+        Figure(
+            scenario,
+            "event-loop lag p99 (worst second)",
+            max((w.p99 for w in windows), default=None),
+            "ms",
+            limit=50,
+            note=f"median of the seconds' p99 {statistics.median([w.p99 for w in windows]):.1f} ms, "
+            f"worst single lag {max(w.worst for w in windows):.1f} ms, {len(windows)} s; "
+            f"quiet bot p99 {quiet[-1].p99 if quiet else float('nan'):.1f} ms"
+            if windows
+            else "no lag lines read",
+        ),
+        Figure(
+            scenario,
+            "resident memory (peak)",
+            max(max(rss_values, default=0), peak) / 1024,
+            "MB",
+            limit=200,
+            note=f"{idle_rss / 1024:.0f} MB before; sampled max {max(rss_values) / 1024:.0f} MB",
+        ),
+        Figure(
+            scenario,
+            "final edit after the last token, p99",
+            percentile(finals, 0.99),
+            "ms",
+            limit=100,
+            note=f"median {statistics.median(finals):.0f} ms (product.md: within 100 ms)",
+        ),
+        Figure(
+            scenario,
+            "bot CPU while streaming",
+            cpu / (ended - began) * 100,
+            "%",
+            digits=0,
+            note=f"{options.tokens} tokens each at {options.rate:g}/s, "
+            f"{ended - began:.1f} s; Ollama double's most at once: "
+            f"{ollama_double.max_active_generations}",
+        ),
+        Figure(
+            scenario,
+            "failed replies and 429s",
+            failures + len(fake.rate_limited) - limited_before,
+            "",
+            limit=0,
+            inclusive=True,
+            digits=0,
+            note=f"{failures} failed, {len(fake.rate_limited) - limited_before} 429s",
+        ),
+    ]
+
+
+def streamed(ollama_double, replies: list[FakeInteraction]) -> list:
+    """The /api/chat request behind each reply (matched by the question's text)."""
+    found = {}
+    for request in ollama_double.requests:
+        body = request.json if isinstance(request.json, dict) else {}
+        messages = body.get("messages") or [{}]
+        if request.path == "/api/chat":
+            found[messages[-1].get("content", "")] = request
+    return [found[i.payload["data"]["options"][0]["value"]] for i in replies]
