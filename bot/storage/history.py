@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.storage.models import Meta, Role, Turn, TurnImage, TurnStatus
@@ -93,6 +93,31 @@ _NEWEST = (
     .limit(bindparam("limit"))
 )
 _NEWEST_BEFORE = _NEWEST.where(Turn.id < bindparam("before"))
+# Every reply writes its exchange with these; run on the session's connection, they skip the
+# ORM's unit of work and its bookkeeping, which cost more than the SQL (bench/README.md).
+_INSERT_TURN = insert(Turn).returning(Turn.id)
+_FINISHED_FIELDS = (
+    "status",
+    "content",
+    "error",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_duration_ns",
+    "load_duration_ns",
+    "prompt_duration_ns",
+    "eval_duration_ns",
+    "discord_message_id",
+)
+_FINISH_TURN = (
+    update(Turn)
+    .where(Turn.id == bindparam("turn"))
+    .values({name: bindparam(f"new_{name}") for name in _FINISHED_FIELDS})
+)
+_IMAGES_OF = (
+    select(TurnImage.turn_id, TurnImage.mime, TurnImage.width, TurnImage.height, TurnImage.data)
+    .where(TurnImage.turn_id.in_(bindparam("turn_ids", expanding=True)))
+    .order_by(TurnImage.turn_id, TurnImage.position)
+)
 
 
 class HistoryStore:
@@ -118,64 +143,64 @@ class HistoryStore:
 
         Returns (user turn id, assistant turn id). If the bot dies before `finish_turn`, the
         assistant turn is found at the next start and marked incomplete."""
+        common = {"channel_id": channel_id, "guild_id": guild_id, "request_id": request_id}
         async with self._sessions.begin() as session:
-            user_turn = Turn(
-                channel_id=channel_id,
-                guild_id=guild_id,
-                role=Role.USER,
-                author_id=user.id,
-                author_name=user.name,
-                content=text,
-                status=TurnStatus.COMPLETE,
-                request_id=request_id,
-            )
-            session.add(user_turn)
-            await session.flush()
-            session.add_all(
-                TurnImage(
-                    turn_id=user_turn.id,
-                    position=position,
-                    mime=image.mime,
-                    width=image.width,
-                    height=image.height,
-                    data=image.data,
+            conn = await session.connection()
+            user_turn: int = (
+                await conn.execute(
+                    _INSERT_TURN,
+                    {
+                        **common,
+                        "role": Role.USER,
+                        "author_id": user.id,
+                        "author_name": user.name,
+                        "content": text,
+                        "status": TurnStatus.COMPLETE,
+                    },
                 )
-                for position, image in enumerate(images)
-            )
-            reply = Turn(
-                channel_id=channel_id,
-                guild_id=guild_id,
-                role=Role.ASSISTANT,
-                author_id=assistant.id,
-                author_name=assistant.name,
-                content="",
-                model=model,
-                status=TurnStatus.STREAMING,
-                reply_to_id=user_turn.id,
-                request_id=request_id,
-            )
-            session.add(reply)
-            await session.flush()
-            return user_turn.id, reply.id
+            ).scalar_one()
+            if images:
+                await conn.execute(
+                    insert(TurnImage),
+                    [
+                        {
+                            "turn_id": user_turn,
+                            "position": position,
+                            "mime": image.mime,
+                            "width": image.width,
+                            "height": image.height,
+                            "data": image.data,
+                        }
+                        for position, image in enumerate(images)
+                    ],
+                )
+            reply: int = (
+                await conn.execute(
+                    _INSERT_TURN,
+                    {
+                        **common,
+                        "role": Role.ASSISTANT,
+                        "author_id": assistant.id,
+                        "author_name": assistant.name,
+                        "content": "",
+                        "model": model,
+                        "status": TurnStatus.STREAMING,
+                        "reply_to_id": user_turn,
+                    },
+                )
+            ).scalar_one()
+            return user_turn, reply
 
     async def finish_turn(self, turn_id: int, result: TurnResult) -> None:
         """Write the assistant turn's final text, metrics and status in one statement."""
         async with self._sessions.begin() as session:
-            await session.execute(
-                update(Turn)
-                .where(Turn.id == turn_id)
-                .values(
-                    status=result.status,
-                    content=result.content,
-                    error=result.error,
-                    prompt_tokens=result.prompt_tokens,
-                    completion_tokens=result.completion_tokens,
-                    total_duration_ns=result.total_duration_ns,
-                    load_duration_ns=result.load_duration_ns,
-                    prompt_duration_ns=result.prompt_duration_ns,
-                    eval_duration_ns=result.eval_duration_ns,
-                    discord_message_id=result.discord_message_id,
-                )
+            conn = await session.connection()
+            await conn.execute(
+                _FINISH_TURN,
+                {
+                    "turn": turn_id,
+                    **{f"new_{name}": getattr(result, name) for name in _FINISHED_FIELDS},
+                },
             )
 
     async def newest(
@@ -196,15 +221,11 @@ class HistoryStore:
         if not turn_ids:
             return {}
         async with self._sessions() as session:
-            rows = await session.scalars(
-                select(TurnImage)
-                .where(TurnImage.turn_id.in_(list(turn_ids)))
-                .order_by(TurnImage.turn_id, TurnImage.position)
-            )
+            conn = await session.connection()
+            rows = await conn.execute(_IMAGES_OF, {"turn_ids": list(turn_ids)})
             found: dict[int, list[ImageRecord]] = {}
-            for row in rows:
-                record = ImageRecord(row.mime, row.width, row.height, row.data)
-                found.setdefault(row.turn_id, []).append(record)
+            for turn, mime, width, height, data in rows:
+                found.setdefault(turn, []).append(ImageRecord(mime, width, height, data))
             return found
 
     async def all(self, channel_id: int) -> list[StoredTurn]:
