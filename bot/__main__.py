@@ -6,7 +6,8 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(settings)
     try:
         if args.command == "run":
-            asyncio.run(run(settings))
+            serve(run(settings))
         elif args.command == "check":
             return asyncio.run(check(settings))
         elif args.command == "db":
@@ -54,6 +55,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def serve(main: Coroutine[Any, Any, None]) -> None:
+    """Run the bot on uvloop when it is installed (a dependency except on Windows): the same
+    asyncio API with a faster loop, which cut the bot's CPU per chat turn by about a quarter
+    (bench/README.md)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 def setup_logging(settings: Settings) -> None:
