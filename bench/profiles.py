@@ -10,14 +10,12 @@ FRAME = re.compile(r"^(?P<function>.*) \((?P<path>[^():]*)(?::\d+)?\)$")
 
 
 def owner(frame: str) -> str:
-    """The package (or stdlib module) a frame belongs to."""
+    """The package (or module) a frame belongs to: bot, asyncio, sqlalchemy, ..."""
     match = FRAME.match(frame)
     path = match.group("path") if match else frame
-    if "site-packages/" in path:
-        return path.split("site-packages/")[1].split("/")[0]
-    if path.startswith("bot/"):
-        return "bot"
-    return "stdlib " + path.rsplit("/", 1)[-1]
+    if "site-packages/" in path:  # py-spy shortens most paths to the package's own
+        path = path.split("site-packages/")[1]
+    return path.split("/")[0] if "/" in path else path
 
 
 def summary(path: Path, top: int = 12) -> str:
