@@ -88,8 +88,10 @@ def texts(rng: random.Random, low: int, high: int, count: int = 997) -> list[str
     for _ in range(count):
         length = rng.randint(low, high)
         words: list[str] = []
-        while sum(len(w) + 1 for w in words) < length:
+        size = 0
+        while size < length:
             words.append(rng.choice(WORDS))
+            size += len(words[-1]) + 1
         made.append(" ".join(words)[:length])
     return made
 
