@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +45,13 @@ class LoopLagMonitor:
             self._task = None
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        # perf_counter, not loop.time(): uvloop's clock moves in whole milliseconds.
         samples: list[float] = []
-        window_end = loop.time() + self._log_interval
+        window_end = time.perf_counter() + self._log_interval
         while True:
-            asked = loop.time() + self._period
+            asked = time.perf_counter() + self._period
             await asyncio.sleep(self._period)
-            now = loop.time()
+            now = time.perf_counter()
             samples.append(max(now - asked, 0.0))
             if now >= window_end:
                 log.info(

@@ -170,7 +170,10 @@ class OllamaGateway:
         # No read timeout on the client: generations are timed by the chat service, which knows
         # the first-token, between-tokens and total limits. Connecting is bounded here.
         timeout = httpx.Timeout(None, connect=10.0)
-        self._client = ollama.AsyncClient(host=host, timeout=timeout)
+        # No connection cap either: the scheduler bounds generations (max_parallel_generations),
+        # and httpx's default of 100 connections made the 101st reply wait, unseen.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
+        self._client = ollama.AsyncClient(host=host, timeout=timeout, limits=limits)
         self._http = httpx.AsyncClient(base_url=host, timeout=REQUEST_TIMEOUT)
         self._show_ttl = show_ttl
         self._show_cache: dict[str, tuple[float, ModelInfo]] = {}

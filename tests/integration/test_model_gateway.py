@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
 from bot.errors import InvalidModelName, ModelNotFound, ModelNotInLibrary, OllamaUnavailable
-from bot.ollama_gateway import ChatMessage, OllamaGateway, PullProgress
-from tests.doubles.fake_ollama import FakeModel, FakeOllama
+from bot.ollama_gateway import ChatDelta, ChatMessage, OllamaGateway, PullProgress
+from tests.doubles.fake_ollama import FakeModel, FakeOllama, Script
 
 
 @pytest.fixture
@@ -116,3 +117,24 @@ async def test_model_management_when_ollama_is_down(fake_ollama: FakeOllama) -> 
                 pass
     finally:
         await gateway.close()
+
+
+async def test_more_than_a_hundred_replies_stream_at_once(
+    gateway: OllamaGateway, fake_ollama: FakeOllama
+) -> None:
+    """The gateway sets no connection cap of its own (the scheduler bounds generations):
+    httpx's default of 100 made the 101st reply wait for a free connection."""
+    replies = 120
+    fake_ollama.script(
+        *[Script(reply=["a ", "b ", "c"], token_interval=0.3) for _ in range(replies)]
+    )
+
+    async def read() -> str:
+        parts = []
+        async for item in gateway.chat_stream("llama3.2", [ChatMessage("user", "hi")]):
+            if isinstance(item, ChatDelta):
+                parts.append(item.content)
+        return "".join(parts)
+
+    assert await asyncio.gather(*(read() for _ in range(replies))) == ["a b c"] * replies
+    assert fake_ollama.max_active_generations == replies
