@@ -31,7 +31,7 @@ from bot.conversation.fairness import Scheduler, UserRateLimit
 from bot.conversation.service import ChatLimits, ChatService
 from bot.errors import BotError
 from bot.models.service import ModelService
-from bot.ollama_gateway import OllamaGateway
+from bot.ollama_pool import OllamaPool
 from bot.sentiment.service import SentimentService
 from bot.settings import Settings
 from bot.storage import migrate
@@ -82,14 +82,17 @@ class CommandTree(app_commands.CommandTree[Any]):
         await reply_with_error(interaction, error)
 
 
-class OllamaBot(commands.Bot):
-    """The Discord client. It receives every part it needs; it builds none of them."""
+class OllamaBot(commands.AutoShardedBot):
+    """The Discord client. It receives every part it needs; it builds none of them.
+
+    Sharded like discord.py's AutoShardedBot: `shard_count` shards in all (unset: as many as
+    Discord recommends), of which this process runs `shard_ids` (unset: all)."""
 
     def __init__(
         self,
         *,
         settings: Settings,
-        gateway: OllamaGateway,
+        gateway: OllamaPool,
         history: HistoryStore,
         channels: ChannelStore,
         engine: AsyncEngine,
@@ -97,12 +100,15 @@ class OllamaBot(commands.Bot):
     ) -> None:
         intents = discord.Intents.default()  # no privileged intents: mention chat works without
         intents.message_content = settings.message_content_intent
+        if settings.shard_ids is not None:
+            options["shard_ids"] = settings.shard_ids
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
             intents=intents,
             allowed_mentions=NO_PINGS,
             tree_cls=CommandTree,
+            shard_count=settings.shard_count,
             **options,
         )
         self.settings = settings
@@ -185,8 +191,8 @@ class OllamaBot(commands.Bot):
         await self.add_cog(SentimentCog(self, sentiment))
         await self.add_cog(HistoryCog(self, self.history))
         await self.add_cog(StatusCog(self))
-        if settings.sync_commands_on_start:
-            await self.sync_commands(only_if_changed=True)
+        if settings.sync_commands_on_start and (not settings.shard_ids or 0 in settings.shard_ids):
+            await self.sync_commands(only_if_changed=True)  # one process (shard 0's) syncs
 
     async def shutdown(self, grace: float) -> None:
         """Stop taking requests, let replies finish for up to `grace` seconds, cut the rest
@@ -211,7 +217,13 @@ class OllamaBot(commands.Bot):
         """No prefix commands: the chat cog's listener handles mentions and replies."""
 
     async def on_ready(self) -> None:
-        log.info("connected as %s to %d guilds", self.user, len(self.guilds))
+        log.info(
+            "connected as %s to %d guilds on shards %s of %s",
+            self.user,
+            len(self.guilds),
+            sorted(self.shards),
+            self.shard_count,
+        )
 
     async def sync_commands(self, *, only_if_changed: bool) -> bool:
         """Send the command tree to Discord, globally or to the development guild. Discord limits
@@ -271,12 +283,19 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
         sessions = session_factory(engine)
         history = HistoryStore(sessions)
         channels = ChannelStore(sessions)
-        interrupted = await history.mark_interrupted()
+        interrupted = await history.mark_interrupted(
+            shard_ids=settings.shard_ids, shard_count=settings.shard_count or 1
+        )
         if interrupted:
             log.warning(
                 "marked %d replies interrupted by the last shutdown as incomplete", interrupted
             )
-        gateway = OllamaGateway(settings.ollama_host, show_ttl=settings.model_info_ttl)
+        gateway = OllamaPool(
+            settings.ollama_urls,
+            show_ttl=settings.model_info_ttl,
+            tags_ttl=settings.ollama_tags_ttl,
+            retry_after=settings.ollama_host_retry,
+        )
         try:
             bot = OllamaBot(
                 settings=settings,

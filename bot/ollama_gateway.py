@@ -119,6 +119,8 @@ class InstalledModel:
     capabilities: tuple[str, ...]
     """In the server's order, e.g. ("completion", "tools")."""
     modified_at: datetime | None = None
+    hosts: tuple[str, ...] = ()
+    """With several Ollama hosts: the ones that have the model (see OllamaPool)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,8 @@ class LoadedModel:
     """Of which in GPU memory."""
     expires_at: datetime | None
     context_length: int | None
+    host: str | None = None
+    """With several Ollama hosts: the one it is loaded on (see OllamaPool)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +253,16 @@ class OllamaGateway:
                     capabilities = tuple(sorted(info.capabilities))
                     models[index] = dataclasses.replace(models[index], capabilities=capabilities)
         return models
+
+    async def model_names(self) -> list[str]:
+        """The installed models' names (`/api/tags`), nothing else: what routing needs."""
+        try:
+            response = await self._http.get("/api/tags")
+            response.raise_for_status()
+            entries = response.json().get("models") or []
+        except (httpx.TransportError, httpx.HTTPStatusError, ValueError, AttributeError) as exc:
+            raise OllamaUnavailable(self.host) from exc
+        return [str(e.get("name") or e.get("model")) for e in entries if isinstance(e, dict)]
 
     async def ps(self) -> list[LoadedModel]:
         """The models in memory (`/api/ps`)."""

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from bot.conversation import context
 from bot.conversation.fairness import PositionCallback, Scheduler, UserRateLimit
 from bot.errors import BotError, GenerationTimeout, InputError, PermissionDenied, VisionUnavailable
-from bot.ollama_gateway import ChatDelta, ChatMessage, ChatStats, OllamaGateway
+from bot.ollama_gateway import ChatDelta, ChatMessage, ChatStats
+from bot.ollama_pool import OllamaPool
 from bot.storage.channels import ChannelStore
 from bot.storage.history import Author, HistoryStore, ImageRecord, TurnResult
 from bot.storage.models import Role, TurnStatus
@@ -76,7 +77,7 @@ class ChatService:
     def __init__(
         self,
         *,
-        gateway: OllamaGateway,
+        gateway: OllamaPool,
         history: HistoryStore,
         channels: ChannelStore,
         limits: ChatLimits,

@@ -24,7 +24,8 @@ from bot.errors import (
     PullFailed,
 )
 from bot.models.names import canonical_name
-from bot.ollama_gateway import InstalledModel, LoadedModel, ModelCard, OllamaGateway, PullProgress
+from bot.ollama_gateway import InstalledModel, LoadedModel, ModelCard, PullProgress
+from bot.ollama_pool import OllamaPool
 from bot.storage.channels import ChannelStore
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ class ModelService:
     def __init__(
         self,
         *,
-        gateway: OllamaGateway,
+        gateway: OllamaPool,
         channels: ChannelStore,
         bases_in_use: BasesInUse,
         names_ttl: float = 30.0,

@@ -6,8 +6,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from bot.storage.models import Meta, Role, Turn, TurnImage, TurnStatus
 
@@ -222,13 +223,24 @@ class HistoryStore:
             result = await session.execute(delete(Turn).where(Turn.channel_id == channel_id))
             return int(getattr(result, "rowcount", 0) or 0)
 
-    async def mark_interrupted(self) -> int:
-        """Turns left `streaming` by a bot that died become `incomplete`; returns the count."""
+    async def mark_interrupted(
+        self, *, shard_ids: Collection[int] | None = None, shard_count: int = 1
+    ) -> int:
+        """Turns left `streaming` by a bot that died become `incomplete`; returns the count.
+
+        With `shard_ids`, only the turns of guilds on those shards (of `shard_count`, by
+        Discord's `(guild_id >> 22) % shard_count`; direct messages are shard 0's): the other
+        shards' processes may be streaming into the same database right now."""
+        condition: ColumnElement[bool] = Turn.status == TurnStatus.STREAMING
+        if shard_ids is not None:
+            shard = Turn.guild_id.op(">>")(literal_column("22")) % shard_count
+            owned: ColumnElement[bool] = shard.in_(list(shard_ids))
+            if 0 in shard_ids:
+                owned = or_(owned, Turn.guild_id.is_(None))
+            condition = and_(condition, owned)
         async with self._sessions.begin() as session:
             result = await session.execute(
-                update(Turn)
-                .where(Turn.status == TurnStatus.STREAMING)
-                .values(status=TurnStatus.INCOMPLETE)
+                update(Turn).where(condition).values(status=TurnStatus.INCOMPLETE)
             )
             return int(getattr(result, "rowcount", 0) or 0)
 
