@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from bot.app import TOKEN_HELP, ConfigurationError, assemble, run
 from bot.errors import OllamaUnavailable
+from bot.logs import JsonFormatter
 from bot.ollama_pool import OllamaPool
 from bot.settings import ConfigFileError, Settings, load_settings
 from bot.storage import migrate
@@ -57,10 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLogger().level))
     logging.getLogger("httpx").setLevel(logging.WARNING)
 

@@ -30,6 +30,7 @@ from bot.cogs.vision import VisionCog
 from bot.conversation.fairness import Scheduler, UserRateLimit
 from bot.conversation.service import ChatLimits, ChatService
 from bot.errors import BotError
+from bot.metrics import Metrics, serve_metrics
 from bot.models.service import ModelService
 from bot.ollama_pool import OllamaPool
 from bot.sentiment.service import SentimentService
@@ -79,6 +80,8 @@ class CommandTree(app_commands.CommandTree[Any]):
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
+        if isinstance(self.client, OllamaBot):
+            self.client.metrics.error(error)
         await reply_with_error(interaction, error)
 
 
@@ -96,6 +99,7 @@ class OllamaBot(commands.AutoShardedBot):
         history: HistoryStore,
         channels: ChannelStore,
         engine: AsyncEngine,
+        metrics: Metrics,
         **options: Any,
     ) -> None:
         intents = discord.Intents.default()  # no privileged intents: mention chat works without
@@ -117,6 +121,7 @@ class OllamaBot(commands.AutoShardedBot):
         self.history = history
         self.channels = channels
         self.engine = engine
+        self.metrics = metrics
         self.started_at = time.monotonic()
         self._chat: ChatService | None = None
         self._models: ModelService | None = None
@@ -169,7 +174,10 @@ class OllamaBot(commands.AutoShardedBot):
             ),
             rate_limit=UserRateLimit(settings.user_requests_per_minute),
             vision=vision,
+            metrics=self.metrics,
         )
+        chat = self._chat
+        self.metrics.watch_queue(waiting=lambda: chat.waiting, active=lambda: chat.active)
         self._models = ModelService(
             gateway=self.gateway,
             channels=self.channels,
@@ -297,15 +305,23 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
             retry_after=settings.ollama_host_retry,
         )
         try:
+            metrics = Metrics()
+            metrics.watch_ollama(gateway)
             bot = OllamaBot(
                 settings=settings,
                 gateway=gateway,
                 history=history,
                 channels=channels,
                 engine=engine,
+                metrics=metrics,
                 **bot_options,
             )
-            async with bot:
+            async with contextlib.AsyncExitStack() as stack:
+                if settings.metrics_port is not None:
+                    await stack.enter_async_context(
+                        serve_metrics(metrics, settings.metrics_host, settings.metrics_port)
+                    )
+                await stack.enter_async_context(bot)
                 yield bot
         finally:
             await gateway.close()

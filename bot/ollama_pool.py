@@ -58,6 +58,8 @@ class HostState:
     """Generations sent to it since the bot started."""
     failures: int
     """Times it could not be reached."""
+    retry_in: float
+    """While it is down: seconds between the latest probe and the next."""
 
 
 class _Host:
@@ -79,7 +81,9 @@ class _Host:
         return self.gateway.host
 
     def state(self) -> HostState:
-        return HostState(self.url, not self.down, self.in_flight, self.generations, self.failures)
+        return HostState(
+            self.url, not self.down, self.in_flight, self.generations, self.failures, self.retry_in
+        )
 
 
 class OllamaPool:
@@ -135,7 +139,9 @@ class OllamaPool:
         host.failures += 1
         host.names = None
         if not host.down:
-            log.warning("ollama host %s is down (%s); trying the others", host.url, exc)
+            log.warning(
+                "ollama host %s is down (%r); trying the others", host.url, exc.__cause__ or exc
+            )
             host.down = True
             host.retry_in = self._retry_after
         else:
@@ -191,8 +197,9 @@ class OllamaPool:
         up = [h for h in self._hosts if not h.down]
         found = await asyncio.gather(*(self._names(h) for h in up))
         wanted = canonical_name(model)
-        up = [h for h, names in zip(up, found, strict=True) if names is not None]
-        having = [h for h, names in zip(up, found, strict=True) if names and wanted in names]
+        checked = list(zip(up, found, strict=True))
+        up = [h for h, names in checked if names is not None]
+        having = [h for h, names in checked if names is not None and wanted in names]
         down = sorted((h for h in self._hosts if h.down), key=lambda h: h.retry_at)
         return sorted(having or up, key=lambda h: (h.in_flight, h.last_chosen)) + down
 

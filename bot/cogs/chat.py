@@ -258,6 +258,7 @@ class ChatCog(commands.Cog):
                     f"-# ⏹️ stopped by {running.stopped_by}", view=self._again(running)
                 )
         except BotError as exc:
+            self.bot.metrics.error(exc)
             await drawing.fail(exc.user_message, view=self._again(running))
         except BaseException:
             await drawing.cancel()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from bot.conversation import context
 from bot.conversation.fairness import PositionCallback, Scheduler, UserRateLimit
 from bot.errors import BotError, GenerationTimeout, InputError, PermissionDenied, VisionUnavailable
+from bot.metrics import Metrics
 from bot.ollama_gateway import ChatDelta, ChatMessage, ChatStats
 from bot.ollama_pool import OllamaPool
 from bot.storage.channels import ChannelStore
@@ -85,8 +86,10 @@ class ChatService:
         scheduler: Scheduler,
         rate_limit: UserRateLimit,
         vision: VisionRouter | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._gateway = gateway
+        self._metrics = metrics
         self._history = history
         self._channels = channels
         self._limits = limits
@@ -157,7 +160,10 @@ class ChatService:
                 yield ReplyStarted(reply_turn)
                 messages = await self._context(request, user_turn, reply_turn, model, plan)
                 stats: ChatStats | None = None
-                async for item in self._timed(self._gateway.chat_stream(model, messages)):
+                stream = self._gateway.chat_stream(model, messages)
+                if self._metrics is not None:
+                    stream = self._metrics.observe(stream)
+                async for item in self._timed(stream):
                     if isinstance(item, ChatStats):
                         stats = item
                     elif item.content:
@@ -203,10 +209,12 @@ class ChatService:
                 if result is None:
                     # Stopped by the reader (Stop button, shutdown): keep what was received.
                     status = TurnStatus.INCOMPLETE if self.closing else TurnStatus.STOPPED
-                    stopped = TurnResult(status=status, content="".join(received).strip())
+                    result = TurnResult(status=status, content="".join(received).strip())
                     with contextlib.suppress(Exception):
-                        await asyncio.shield(self._history.finish_turn(reply_turn, stopped))
+                        await asyncio.shield(self._history.finish_turn(reply_turn, result))
                     log.info("generation stopped request=%s", request.request_id)
+                if self._metrics is not None:
+                    self._metrics.generation_ended(result.status)
 
     async def regenerate(
         self, *, channel_id: int, guild_id: int | None, turn_id: int, requester: Author, admin: bool
