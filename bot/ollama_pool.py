@@ -140,7 +140,10 @@ class OllamaPool:
         host.names = None
         if not host.down:
             log.warning(
-                "ollama host %s is down (%r); trying the others", host.url, exc.__cause__ or exc
+                "ollama host %s is down (%r)%s",
+                host.url,
+                exc.__cause__ or exc,
+                "; trying the others" if self.several else "",
             )
             host.down = True
             host.retry_in = self._retry_after
