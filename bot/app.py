@@ -318,9 +318,14 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
             )
             async with contextlib.AsyncExitStack() as stack:
                 if settings.metrics_port is not None:
-                    await stack.enter_async_context(
-                        serve_metrics(metrics, settings.metrics_host, settings.metrics_port)
-                    )
+                    host, port = settings.metrics_host, settings.metrics_port
+                    try:
+                        await stack.enter_async_context(serve_metrics(metrics, host, port))
+                    except OSError as exc:
+                        raise ConfigurationError(
+                            f"Cannot serve metrics on {host}:{port} ({exc.strerror or exc}). "
+                            "Choose another metrics_port (BOT_METRICS_PORT) or free that one."
+                        ) from exc
                 await stack.enter_async_context(bot)
                 yield bot
         finally:

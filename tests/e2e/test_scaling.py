@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from bot.app import ConfigurationError
 from tests.conftest import BotRunner
 from tests.doubles.fake_discord import FakeDiscord
 from tests.doubles.fake_ollama import FakeOllama, Script
@@ -165,3 +166,12 @@ async def test_the_metrics_endpoint_shows_the_queue(
     samples = await scrape(port)
     assert samples["ollama_bot_queue_depth"] == 1
     assert samples["ollama_bot_active_generations"] == 1
+
+
+async def test_a_metrics_port_in_use_is_a_clear_configuration_error(bots: BotRunner) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigurationError, match=f"Cannot serve metrics on 127.0.0.1:{port}"):
+            await bots.start(metrics_port=port)
