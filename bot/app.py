@@ -18,15 +18,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.cogs.chat import ChatCog
 from bot.cogs.history import HistoryCog
+from bot.cogs.personas import PersonaCog
 from bot.cogs.status import StatusCog
 from bot.conversation.service import ChatLimits, ChatService
 from bot.errors import BotError
 from bot.ollama_gateway import OllamaGateway
+from bot.personas.service import PersonaService
 from bot.settings import Settings
 from bot.storage import migrate
 from bot.storage.channels import ChannelStore
 from bot.storage.engine import create_engine, session_factory
 from bot.storage.history import Author, HistoryStore
+from bot.storage.personas import PersonaStore
 from bot.ui.errors import reply_with_error
 from bot.ui.targets import NO_PINGS
 
@@ -61,6 +64,7 @@ class OllamaBot(commands.Bot):
         history: HistoryStore,
         channels: ChannelStore,
         engine: AsyncEngine,
+        personas: PersonaService,
         **options: Any,
     ) -> None:
         intents = discord.Intents.default()  # no privileged intents: mention chat works without
@@ -77,6 +81,7 @@ class OllamaBot(commands.Bot):
         self.history = history
         self.channels = channels
         self.engine = engine
+        self.personas = personas
         self.started_at = time.monotonic()
         self._chat: ChatService | None = None
 
@@ -102,10 +107,12 @@ class OllamaBot(commands.Bot):
                 total_timeout=settings.total_timeout,
             ),
             assistant=Author(self.user.id, self.user.name),
+            personas=self.personas,
         )
         await self.add_cog(ChatCog(self, self._chat))
         await self.add_cog(HistoryCog(self, self.history))
         await self.add_cog(StatusCog(self))
+        await self.add_cog(PersonaCog(self, self.personas))
         if settings.sync_commands_on_start:
             await self.sync_commands(only_if_changed=True)
 
@@ -174,6 +181,7 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
                 "marked %d replies interrupted by the last shutdown as incomplete", interrupted
             )
         gateway = OllamaGateway(settings.ollama_host, show_ttl=settings.model_info_ttl)
+        personas = PersonaService(store=PersonaStore(sessions), channels=channels, gateway=gateway)
         try:
             bot = OllamaBot(
                 settings=settings,
@@ -181,6 +189,7 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
                 history=history,
                 channels=channels,
                 engine=engine,
+                personas=personas,
                 **bot_options,
             )
             async with bot:

@@ -16,6 +16,7 @@ import ollama
 
 from bot.errors import (
     BadRequest,
+    CreateFailed,
     ModelNotFound,
     OllamaBusy,
     OllamaError,
@@ -82,6 +83,15 @@ class ChatDelta:
 class ChatMessage:
     role: str
     content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One status line of a create (or pull): `completed` of `total` bytes when it has them."""
+
+    status: str
+    completed: int | None = None
+    total: int | None = None
 
 
 class OllamaGateway:
@@ -165,6 +175,61 @@ class OllamaGateway:
         except Exception as exc:
             raise self._translate(exc, model, started=started) from exc
         raise StreamFailed("the reply ended without its final message")
+
+    async def create_model(
+        self,
+        model: str,
+        *,
+        base: str,
+        system: str | None = None,
+        template: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        messages: Sequence[ChatMessage] = (),
+        license: Sequence[str] = (),
+    ) -> AsyncGenerator[Progress]:
+        """Create (or replace) `model` from `base` with `/api/create`, yielding the server's
+        progress lines. Ollama pulls `base` first when it does not have it."""
+        started = False
+        try:
+            stream = await self._client.create(
+                model=model,
+                from_=base,
+                system=system,
+                template=template,
+                parameters=dict(parameters) if parameters else None,
+                messages=[{"role": m.role, "content": m.content} for m in messages] or None,
+                license=list(license) or None,
+                stream=True,
+            )
+            async for line in stream:
+                started = True
+                yield Progress(line.status or "", line.completed, line.total)
+        except ollama.ResponseError as exc:
+            if exc.status_code == 503:
+                raise OllamaBusy() from exc
+            log.warning("ollama could not create %s from %s: %s", model, base, exc.error)
+            raise CreateFailed(exc.error or str(exc)) from exc
+        except Exception as exc:
+            raise self._translate(exc, model, started=started) from exc
+        finally:
+            self.forget(model)
+
+    async def delete_model(self, model: str) -> bool:
+        """Delete `model` from the server; False when it was not there."""
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                await self._client.delete(model)
+        except TimeoutError as exc:
+            raise OllamaUnavailable(self.host) from exc
+        except ollama.ResponseError as exc:
+            if exc.status_code == 404:
+                return False
+            raise self._translate(exc, model) from exc
+        except Exception as exc:
+            raise self._translate(exc, model) from exc
+        finally:
+            self.forget(model)
+        return True
 
     def _translate(self, exc: BaseException, model: str, *, started: bool = False) -> OllamaError:
         if isinstance(exc, ConnectionError | httpx.ConnectError | httpx.ConnectTimeout):

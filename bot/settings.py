@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -80,6 +80,14 @@ class Settings(BaseSettings):
     """Apply pending database migrations at start; when false, refuse to start on an old schema."""
 
     log_level: str = "INFO"
+
+    # ---- Personas (/persona) ----------------------------------------------------------------
+    persona_create_permission: Literal["everyone", "manage_channels", "admins"] = "everyone"
+    """Who may create personas (admins: Manage Server or an admin role)."""
+    persona_use_permission: Literal["everyone", "manage_channels", "admins"] = "manage_channels"
+    """Who may set or clear a channel's persona (`/persona use`, `/persona reset`)."""
+    persona_delete_permission: Literal["author", "admins"] = "author"
+    """Who may delete a persona: its author or an admin (`author`), or only admins."""
 
     @field_validator("ollama_host")
     @classmethod

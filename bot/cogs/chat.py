@@ -56,7 +56,10 @@ def prompt_from_message(
 
 
 def footer(finished: ReplyFinished) -> str:
-    parts = [finished.stats.model]
+    model = finished.stats.model
+    if finished.persona:
+        model = f"{finished.persona} ({finished.base_model or model})"
+    parts = [model]
     speed = finished.stats.tokens_per_second
     if speed is not None:
         parts.append(f"{speed:.1f} tokens/s")

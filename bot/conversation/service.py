@@ -11,13 +11,17 @@ import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bot.conversation import context
-from bot.errors import BotError, GenerationTimeout, InputError
+from bot.errors import BotError, GenerationTimeout, InputError, ModelNotFound
 from bot.ollama_gateway import ChatDelta, ChatMessage, ChatStats, OllamaGateway
 from bot.storage.channels import ChannelStore
 from bot.storage.history import Author, HistoryStore, TurnResult
 from bot.storage.models import TurnStatus
+
+if TYPE_CHECKING:
+    from bot.personas.service import Persona, PersonaService
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,10 @@ class TextDelta:
 class ReplyFinished:
     text: str
     stats: ChatStats
+    persona: str | None = None
+    """The persona that answered; `stats.model` is then its Ollama model."""
+    base_model: str | None = None
+    """The persona's FROM."""
 
 
 class ChatService:
@@ -67,8 +75,10 @@ class ChatService:
         channels: ChannelStore,
         limits: ChatLimits,
         assistant: Author,
+        personas: PersonaService | None = None,
     ) -> None:
         self._gateway = gateway
+        self._personas = personas
         self._history = history
         self._channels = channels
         self._limits = limits
@@ -84,6 +94,12 @@ class ChatService:
         channel = await self._channels.get(request.channel_id)
         return channel.model or self._limits.default_model
 
+    async def persona_for(self, request: ChatRequest) -> Persona | None:
+        """The channel's persona (`/persona use`), unless the request names its own model."""
+        if request.model or self._personas is None:
+            return None
+        return await self._personas.for_channel(request.guild_id, request.channel_id)
+
     async def respond(self, request: ChatRequest) -> AsyncIterator[TextDelta | ReplyFinished]:
         """Store the user's turn, stream the model's reply, store how it ended.
 
@@ -94,7 +110,8 @@ class ChatService:
         if not text:
             raise InputError("Your message is empty. Write something for the model to answer.")
         async with self._channel_turn(request.channel_id):
-            model = await self.model_for(request)
+            persona = await self.persona_for(request)
+            model = persona.ollama_model if persona else await self.model_for(request)
             user_turn, reply_turn = await self._history.begin_exchange(
                 channel_id=request.channel_id,
                 guild_id=request.guild_id,
@@ -103,6 +120,7 @@ class ChatService:
                 assistant=self._assistant,
                 model=model,
                 request_id=request.request_id,
+                persona=persona.name if persona else None,
             )
             log.info(
                 "generation start request=%s guild=%s channel=%s model=%s",
@@ -114,9 +132,13 @@ class ChatService:
             received: list[str] = []
             result: TurnResult | None = None
             try:
-                messages = await self._context(request.channel_id, user_turn, reply_turn, model)
+                if persona is not None and self._personas is not None:
+                    await self._personas.ensure(persona)  # re-created if the server lost it
+                messages = await self._context(
+                    request.channel_id, user_turn, reply_turn, model, persona
+                )
                 stats: ChatStats | None = None
-                async for item in self._timed(self._gateway.chat_stream(model, messages)):
+                async for item in self._timed(self._chat_stream(model, messages, persona)):
                     if isinstance(item, ChatStats):
                         stats = item
                     elif item.content:
@@ -142,7 +164,12 @@ class ChatService:
                     request.request_id,
                     stats.completion_tokens,
                 )
-                yield ReplyFinished(text=reply, stats=stats)
+                yield ReplyFinished(
+                    text=reply,
+                    stats=stats,
+                    persona=persona.name if persona else None,
+                    base_model=persona.base_model if persona else None,
+                )
             except BotError as exc:
                 result = TurnResult(
                     status=TurnStatus.FAILED, content="".join(received), error=exc.user_message
@@ -182,18 +209,26 @@ class ChatService:
                 del self._channel_locks[channel_id]
 
     async def _context(
-        self, channel_id: int, user_turn: int, reply_turn: int, model: str
+        self,
+        channel_id: int,
+        user_turn: int,
+        reply_turn: int,
+        model: str,
+        persona: Persona | None = None,
     ) -> list[ChatMessage]:
         info = await self._gateway.show(model)
+        window = info.effective_context
+        if persona is not None and persona.num_ctx:
+            window = min(persona.num_ctx, info.context_length or persona.num_ctx)
         limits = context.budget(
-            info.effective_context,
-            cap=self._limits.context_cap,
-            reply_reserve=self._limits.reply_reserve,
+            window, cap=self._limits.context_cap, reply_reserve=self._limits.reply_reserve
         )
+        system = [ChatMessage("system", persona.system)] if persona and persona.system else []
         turns = await self._history.newest(channel_id, HISTORY_SCAN_TURNS)
         current = next(t for t in turns if t.id == user_turn)
         earlier = [t for t in turns if t.id not in (user_turn, reply_turn)]
         room = limits.for_history - context.turn_tokens(current)
+        room -= sum(context.estimate_tokens(m.content) for m in system)
         if room < 0:
             raise InputError(
                 f"Your message is too long for `{model}`: about "
@@ -201,7 +236,26 @@ class ChatService:
                 f"{limits.for_history}. Shorten it or split it up."
             )
         chosen = [*context.window(context.usable(earlier), room), current]
-        return [ChatMessage(role=t.role, content=t.content) for t in chosen]
+        return [*system, *(ChatMessage(role=t.role, content=t.content) for t in chosen)]
+
+    async def _chat_stream(
+        self, model: str, messages: list[ChatMessage], persona: Persona | None
+    ) -> AsyncGenerator[ChatDelta | ChatStats]:
+        """The model's stream. A persona's model that went missing since it was last looked up
+        (the answer of /api/show is cached) is created again from its Modelfile, once."""
+        for attempt in (1, 2):
+            stream = self._gateway.chat_stream(model, messages)
+            yielded = False
+            try:
+                async with contextlib.aclosing(stream):
+                    async for item in stream:
+                        yielded = True
+                        yield item
+                return
+            except ModelNotFound:
+                if persona is None or self._personas is None or yielded or attempt == 2:
+                    raise
+            await self._personas.ensure(persona, fresh=True)
 
     async def _timed(
         self, stream: AsyncGenerator[ChatDelta | ChatStats]

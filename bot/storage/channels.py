@@ -1,4 +1,4 @@
-"""ChannelStore: per-channel settings (default model, auto-reply, threads the bot started)."""
+"""ChannelStore: per-channel settings (model, persona, auto-reply, threads the bot started)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from bot.storage.models import Channel
 class ChannelConfig:
     channel_id: int
     model: str | None = None
+    persona: str | None = None
     autoreply: bool = False
     bot_thread: bool = False
     parent_id: int | None = None
@@ -33,6 +34,7 @@ class ChannelStore:
             return ChannelConfig(
                 channel_id=row.channel_id,
                 model=row.model,
+                persona=row.persona,
                 autoreply=row.autoreply,
                 bot_thread=row.bot_thread,
                 parent_id=row.parent_id,
@@ -40,7 +42,7 @@ class ChannelStore:
 
     async def update(self, channel_id: int, guild_id: int | None, **values: Any) -> ChannelConfig:
         """Change some of a channel's settings (creating its row if needed)."""
-        unknown = set(values) - {"model", "autoreply", "bot_thread", "parent_id"}
+        unknown = set(values) - {"model", "persona", "autoreply", "bot_thread", "parent_id"}
         if unknown:
             raise TypeError(f"unknown channel settings: {sorted(unknown)}")
         async with self._sessions.begin() as session:

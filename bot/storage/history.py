@@ -28,6 +28,7 @@ class StoredTurn:
     total_duration_ns: int | None
     eval_duration_ns: int | None
     created_at: datetime
+    persona: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ def _stored(turn: Turn) -> StoredTurn:
         total_duration_ns=turn.total_duration_ns,
         eval_duration_ns=turn.eval_duration_ns,
         created_at=turn.created_at,
+        persona=turn.persona,
     )
 
 
@@ -88,6 +90,7 @@ class HistoryStore:
         assistant: Author,
         model: str,
         request_id: str,
+        persona: str | None = None,
     ) -> tuple[int, int]:
         """Store the user's turn and a `streaming` assistant turn in one transaction.
 
@@ -114,6 +117,7 @@ class HistoryStore:
                 author_name=assistant.name,
                 content="",
                 model=model,
+                persona=persona,
                 status=TurnStatus.STREAMING,
                 reply_to_id=user_turn.id,
                 request_id=request_id,
