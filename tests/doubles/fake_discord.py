@@ -220,6 +220,19 @@ class FakeInteraction:
     payload: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
+@dataclass
+class FakeGuild:
+    """A guild the bot is in: its roles and which roles each member has."""
+
+    id: str
+    name: str
+    roles: list[dict[str, Any]]
+    member_roles: dict[str, list[str]]  # user id -> role ids (every member, the bot included)
+    joined_at: str
+    admin_role_id: str
+    bot_role_id: str
+
+
 class ApiError(Exception):
     """An error answer in Discord's shape: {"code", "message", "errors"?}."""
 
@@ -593,6 +606,8 @@ class FakeDiscord:
     ) -> None:
         """Build the world (one guild, three text channels, three users and the bot).
 
+        `add_guild` adds more guilds (the same users are members of each, with the same roles).
+
         ``edit_budget`` is (edits, seconds) per message in a sliding window; ``route_budget`` is the
         generous per-route bucket announced in X-RateLimit headers; ``privileged_intents`` are the
         privileged intents the 'developer portal' allows (IDENTIFY asking for more is closed with
@@ -632,6 +647,17 @@ class FakeDiscord:
             self.users["admin"]["id"]: [self.admin_role_id],
         }
         self._joined_at = _now_iso()
+        self.guilds: dict[str, FakeGuild] = {
+            self.guild_id: FakeGuild(
+                id=self.guild_id,
+                name=self.guild_name,
+                roles=self.roles,
+                member_roles=self._member_roles,
+                joined_at=self._joined_at,
+                admin_role_id=self.admin_role_id,
+                bot_role_id=self.bot_role_id,
+            )
+        }
         self.channels: dict[str, dict[str, Any]] = {}
         self.channel_ids: list[str] = [
             self._add_text_channel(name, position)
@@ -753,12 +779,55 @@ class FakeDiscord:
             "flags": 0,
         }
 
-    def _add_text_channel(self, name: str, position: int) -> str:
+    async def add_guild(self, name: str, channels: Iterable[str] = ("general",)) -> str:
+        """Add a guild with the same members (the admin has its Admin role) and these text
+        channels; returns its id. A connected bot gets GUILD_CREATE, as when it is invited."""
+        guild_id = self._ids.next()
+        admin_role_id, bot_role_id = self._ids.next(), self._ids.next()
+        self.guilds[guild_id] = FakeGuild(
+            id=guild_id,
+            name=name,
+            roles=[
+                self._make_role(guild_id, "@everyone", EVERYONE_PERMISSIONS, 0),
+                self._make_role(bot_role_id, "Ollama", BOT_ROLE_PERMISSIONS, 1, managed=True),
+                self._make_role(admin_role_id, "Admin", ADMIN_ROLE_PERMISSIONS, 2),
+            ],
+            member_roles={
+                self.bot_user["id"]: [bot_role_id],
+                **{user["id"]: [] for user in self.users.values()},
+                self.users["admin"]["id"]: [admin_role_id],
+            },
+            joined_at=_now_iso(),
+            admin_role_id=admin_role_id,
+            bot_role_id=bot_role_id,
+        )
+        for position, channel_name in enumerate(channels):
+            self._add_text_channel(channel_name, position, guild_id=guild_id)
+        session = self._session
+        if session is not None and not session.invalid and session.intents & INTENT_GUILDS:
+            await self._dispatch_on(
+                session, "GUILD_CREATE", self._guild_payload(session.intents, guild_id)
+            )
+        return guild_id
+
+    def guild_channel_ids(self, guild_id: str) -> list[str]:
+        """The text channels of a guild, in position order."""
+        return [
+            c["id"]
+            for c in self.channels.values()
+            if c.get("guild_id") == guild_id and c["type"] == GUILD_TEXT
+        ]
+
+    def _guild_of(self, channel_id: str) -> FakeGuild | None:
+        guild_id = self.channels[channel_id].get("guild_id")
+        return self.guilds[guild_id] if guild_id else None
+
+    def _add_text_channel(self, name: str, position: int, *, guild_id: str | None = None) -> str:
         channel_id = self._ids.next()
         self.channels[channel_id] = {
             "id": channel_id,
             "type": GUILD_TEXT,
-            "guild_id": self.guild_id,
+            "guild_id": guild_id or self.guild_id,
             "name": name,
             "position": position,
             "parent_id": None,
@@ -798,20 +867,24 @@ class FakeDiscord:
         raise KeyError(user_id)
 
     def _is_guild_channel(self, channel_id: str) -> bool:
-        return self.channels[channel_id].get("guild_id") == self.guild_id
+        return bool(self.channels[channel_id].get("guild_id"))
 
-    def permissions_of(self, user_id: str) -> int:
+    def permissions_of(self, user_id: str, guild_id: str | None = None) -> int:
         """Guild-level permission bits of a member (all bits for an administrator)."""
+        guild = self.guilds[guild_id or self.guild_id]
         bits = EVERYONE_PERMISSIONS
-        for role in self.roles:
-            if role["id"] in self._member_roles.get(user_id, []):
+        for role in guild.roles:
+            if role["id"] in guild.member_roles.get(user_id, []):
                 bits |= int(role["permissions"])
         return ALL_PERMISSIONS if bits & ADMINISTRATOR else bits
 
-    def _member(self, user_id: str, *, with_user: bool = True) -> dict[str, Any]:
+    def _member(
+        self, user_id: str, *, with_user: bool = True, guild_id: str | None = None
+    ) -> dict[str, Any]:
+        guild = self.guilds[guild_id or self.guild_id]
         member: dict[str, Any] = {
-            "roles": list(self._member_roles.get(user_id, [])),
-            "joined_at": self._joined_at,
+            "roles": list(guild.member_roles.get(user_id, [])),
+            "joined_at": guild.joined_at,
             "premium_since": None,
             "nick": None,
             "avatar": None,
@@ -826,20 +899,25 @@ class FakeDiscord:
             member["user"] = self._user_by_id(user_id)
         return member
 
-    def _guild_payload(self, intents: int) -> dict[str, Any]:
-        """The GUILD_CREATE payload of the default guild."""
+    def _guild_payload(self, intents: int, guild_id: str | None = None) -> dict[str, Any]:
+        """The GUILD_CREATE payload of a guild (the default one unless named)."""
+        guild = self.guilds[guild_id or self.guild_id]
         member_ids = (
-            list(self._member_roles) if intents & INTENT_GUILD_MEMBERS else [self.bot_user["id"]]
+            list(guild.member_roles) if intents & INTENT_GUILD_MEMBERS else [self.bot_user["id"]]
         )
         channels = [
-            c for c in self.channels.values() if c.get("guild_id") and c["type"] not in THREAD_TYPES
+            c
+            for c in self.channels.values()
+            if c.get("guild_id") == guild.id and c["type"] not in THREAD_TYPES
         ]
         threads = [
-            c for c in self.channels.values() if c.get("guild_id") and c["type"] in THREAD_TYPES
+            c
+            for c in self.channels.values()
+            if c.get("guild_id") == guild.id and c["type"] in THREAD_TYPES
         ]
         return {
-            "id": self.guild_id,
-            "name": self.guild_name,
+            "id": guild.id,
+            "name": guild.name,
             "icon": None,
             "splash": None,
             "discovery_splash": None,
@@ -859,10 +937,10 @@ class FakeDiscord:
             "premium_progress_bar_enabled": False,
             "preferred_locale": "en-US",
             "features": [],
-            "roles": copy.deepcopy(self.roles),
+            "roles": copy.deepcopy(guild.roles),
             "emojis": [],
             "stickers": [],
-            "system_channel_id": self.channel_ids[0],
+            "system_channel_id": channels[0]["id"] if channels else None,
             "system_channel_flags": 0,
             "rules_channel_id": None,
             "public_updates_channel_id": None,
@@ -871,11 +949,11 @@ class FakeDiscord:
             "max_video_channel_users": 25,
             "vanity_url_code": None,
             "application_id": None,
-            "joined_at": self._joined_at,
+            "joined_at": guild.joined_at,
             "large": False,
             "unavailable": False,
-            "member_count": len(self._member_roles),
-            "members": [self._member(uid) for uid in member_ids],
+            "member_count": len(guild.member_roles),
+            "members": [self._member(uid, guild_id=guild.id) for uid in member_ids],
             "channels": copy.deepcopy(channels),
             "threads": copy.deepcopy(threads),
             "presences": [],
@@ -1040,7 +1118,7 @@ class FakeDiscord:
             "relationships": [],
             "private_channels": [],
             "presences": [],
-            "guilds": [{"id": self.guild_id, "unavailable": True}],
+            "guilds": [{"id": guild_id, "unavailable": True} for guild_id in self.guilds],
             "guild_join_requests": [],
             "geo_ordered_rtc_regions": ["local"],
             "auth": {},
@@ -1051,7 +1129,10 @@ class FakeDiscord:
             ready["shard"] = data["shard"]
         await self._dispatch_on(session, "READY", ready)
         if intents & INTENT_GUILDS:
-            await self._dispatch_on(session, "GUILD_CREATE", self._guild_payload(intents))
+            for guild_id in self.guilds:
+                await self._dispatch_on(
+                    session, "GUILD_CREATE", self._guild_payload(intents, guild_id)
+                )
         conn.ready = True
         self._notify()
 
@@ -1076,9 +1157,10 @@ class FakeDiscord:
         session = conn.session
         if session is None:
             return
-        members = [self._member(uid) for uid in self._member_roles]
+        guild = self.guilds.get(str(data.get("guild_id"))) or self.guilds[self.guild_id]
+        members = [self._member(uid, guild_id=guild.id) for uid in guild.member_roles]
         chunk: dict[str, Any] = {
-            "guild_id": self.guild_id,
+            "guild_id": guild.id,
             "members": members,
             "chunk_index": 0,
             "chunk_count": 1,
@@ -1239,10 +1321,14 @@ class FakeDiscord:
         if message.guild_id is not None:
             payload["guild_id"] = message.guild_id
             if message.webhook_id is None or message.interaction_id is not None:
-                payload["member"] = self._member(message.author_id, with_user=False)
+                payload["member"] = self._member(
+                    message.author_id, with_user=False, guild_id=message.guild_id
+                )
             for user in payload["mentions"]:
-                if user["id"] in self._member_roles:
-                    user["member"] = self._member(user["id"], with_user=False)
+                if user["id"] in self.guilds[message.guild_id].member_roles:
+                    user["member"] = self._member(
+                        user["id"], with_user=False, guild_id=message.guild_id
+                    )
         return payload
 
     def _channel_payload(self, channel_id: str) -> dict[str, Any]:
@@ -1274,7 +1360,7 @@ class FakeDiscord:
             interaction_id=interaction_id,
             webhook_id=webhook_id,
             created_at=self.clock(),
-            guild_id=self.guild_id if self._is_guild_channel(channel_id) else None,
+            guild_id=self.channels[channel_id].get("guild_id"),
             type=message_type,
             message_reference=message_reference,
         )
@@ -1856,7 +1942,7 @@ class FakeDiscord:
         if req.params.get("app_id") != self.application_id:
             raise ApiError(404, 10002, "Unknown Application")
         guild_id = req.params.get("guild_id")
-        if guild_id is not None and guild_id != self.guild_id:
+        if guild_id is not None and guild_id not in self.guilds:
             raise ApiError(403, 50001, "Missing Access")
 
     def _command_object(self, command: dict[str, Any], guild_id: str | None) -> dict[str, Any]:
@@ -1952,13 +2038,14 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ REST: guild, channels
 
-    def _check_guild(self, req: _Request) -> None:
-        if req.params["guild_id"] != self.guild_id:
+    def _check_guild(self, req: _Request) -> FakeGuild:
+        guild = self.guilds.get(req.params["guild_id"])
+        if guild is None:
             raise ApiError(404, 10004, "Unknown Guild")
+        return guild
 
     async def _get_guild(self, req: _Request) -> web.Response:
-        self._check_guild(req)
-        guild = self._guild_payload(0)
+        guild = self._guild_payload(0, self._check_guild(req).id)
         for key in (
             "members",
             "channels",
@@ -1975,22 +2062,23 @@ class FakeDiscord:
         return _json_response(guild)
 
     async def _get_guild_channels(self, req: _Request) -> web.Response:
-        self._check_guild(req)
+        guild = self._check_guild(req)
         channels = [
-            c for c in self.channels.values() if c.get("guild_id") and c["type"] not in THREAD_TYPES
+            c
+            for c in self.channels.values()
+            if c.get("guild_id") == guild.id and c["type"] not in THREAD_TYPES
         ]
         return _json_response(copy.deepcopy(channels))
 
     async def _get_guild_roles(self, req: _Request) -> web.Response:
-        self._check_guild(req)
-        return _json_response(copy.deepcopy(self.roles))
+        return _json_response(copy.deepcopy(self._check_guild(req).roles))
 
     async def _get_guild_member(self, req: _Request) -> web.Response:
-        self._check_guild(req)
+        guild = self._check_guild(req)
         user_id = req.params["user_id"]
-        if user_id not in self._member_roles:
+        if user_id not in guild.member_roles:
             raise ApiError(404, 10007, "Unknown Member")
-        return _json_response(self._member(user_id))
+        return _json_response(self._member(user_id, guild_id=guild.id))
 
     def _channel(self, channel_id: str) -> dict[str, Any]:
         channel = self.channels.get(channel_id)
@@ -2109,7 +2197,7 @@ class FakeDiscord:
         message = self._channel_message(req.params["channel_id"], req.params["message_id"])
         if (
             message.author_id != self.bot_user["id"]
-            and not self.permissions_of(self.bot_user["id"]) & MANAGE_MESSAGES
+            and not self.permissions_of(self.bot_user["id"], message.guild_id) & MANAGE_MESSAGES
         ):
             raise ApiError(403, 50013, "Missing Permissions")
         message.deleted = True
@@ -2151,7 +2239,7 @@ class FakeDiscord:
         thread: dict[str, Any] = {
             "id": thread_id,
             "type": thread_type,
-            "guild_id": self.guild_id,
+            "guild_id": parent["guild_id"],
             "parent_id": parent["id"],
             "owner_id": self.bot_user["id"],
             "name": body["name"],
@@ -2417,19 +2505,23 @@ class FakeDiscord:
             "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
         }
         if channel.get("guild_id"):
-            permissions = self.permissions_of(user_obj["id"])
+            guild_id = channel["guild_id"]
+            permissions = self.permissions_of(user_obj["id"], guild_id)
             payload.update(
                 {
-                    "guild_id": self.guild_id,
-                    "guild": {"id": self.guild_id, "locale": "en-US", "features": []},
+                    "guild_id": guild_id,
+                    "guild": {"id": guild_id, "locale": "en-US", "features": []},
                     "guild_locale": "en-US",
                     "channel": {
                         **self._channel_payload(channel_id),
                         "permissions": str(permissions),
                     },
-                    "member": {**self._member(user_obj["id"]), "permissions": str(permissions)},
-                    "app_permissions": str(self.permissions_of(self.bot_user["id"])),
-                    "authorizing_integration_owners": {"0": self.guild_id},
+                    "member": {
+                        **self._member(user_obj["id"], guild_id=guild_id),
+                        "permissions": str(permissions),
+                    },
+                    "app_permissions": str(self.permissions_of(self.bot_user["id"], guild_id)),
+                    "authorizing_integration_owners": {"0": guild_id},
                     "context": 0,
                 }
             )
@@ -2481,6 +2573,7 @@ class FakeDiscord:
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         built: list[dict[str, Any]] = []
         resolved: dict[str, Any] = {}
+        guild_id = self.channels[channel_id].get("guild_id")
         for name, value in (options or {}).items():
             if isinstance(value, dict) and "type" in value:
                 option = {"name": name, **value}
@@ -2489,8 +2582,8 @@ class FakeDiscord:
                     option["value"] = user["id"]
                     resolved.setdefault("users", {})[user["id"]] = copy.deepcopy(user)
                     resolved.setdefault("members", {})[user["id"]] = {
-                        **self._member(user["id"], with_user=False),
-                        "permissions": str(self.permissions_of(user["id"])),
+                        **self._member(user["id"], with_user=False, guild_id=guild_id),
+                        "permissions": str(self.permissions_of(user["id"], guild_id)),
                     }
             else:
                 option = {"name": name, "type": _option_type(value), "value": value}
@@ -2764,6 +2857,7 @@ def _bucket_hash(key: str) -> str:
 __all__ = [
     "ApiError",
     "FakeDiscord",
+    "FakeGuild",
     "FakeInteraction",
     "FakeMessage",
     "RecordedRequest",
