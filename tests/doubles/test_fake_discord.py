@@ -377,7 +377,6 @@ async def test_components_autocomplete_modal_and_context_menu(
     assert fake.messages[quoted.original_message_id or ""].content == "> quotable"
 
 
-@pytest.mark.parametrize("fake_options", [{"ack_timeout": 60, "interaction_token_ttl": 60}])
 async def test_a_second_guild_has_its_own_channels_roles_and_interactions(
     fake: FakeDiscord, bot: DoubleBot
 ) -> None:
@@ -422,6 +421,7 @@ async def _get(fake: FakeDiscord, path: str) -> Any:
         return await answer.json()
 
 
+@pytest.mark.parametrize("fake_options", [{"ack_timeout": 60, "interaction_token_ttl": 60}])
 async def test_rest_errors_without_a_bot(fake: FakeDiscord, fake_options: dict[str, Any]) -> None:
     """Discord's error answers for raw requests: auth, routes, callbacks, tokens."""
     now = [0.0]
