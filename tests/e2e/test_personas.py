@@ -302,6 +302,9 @@ async def test_use_then_chat_answers_as_the_persona_and_reset_switches_back(
     assert {"role": "user", "content": "Hello before"} in request["messages"]  # history kept
     turns = await bot.history.all(int(fake_discord.channel_ids[0]))
     assert (turns[-1].persona, turns[-1].model) == ("butler", persona_model(fake_discord, "butler"))
+    history = await fake_discord.slash_command("history", subcommand="show")
+    shown = await answered(fake_discord, history)
+    assert "**ollama (butler)**: Good evening." in shown.content
 
     reset = await run(fake_discord, "reset")
     assert "took the persona **butler** off this channel" in reset.content
