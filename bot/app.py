@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,12 +19,17 @@ from discord.ext import commands
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.access import AccessRules
 from bot.cogs.chat import ChatCog
 from bot.cogs.history import HistoryCog
+from bot.cogs.models import ModelCog
 from bot.cogs.personas import PersonaCog
 from bot.cogs.status import StatusCog
+from bot.cogs.threads import ThreadsCog
+from bot.conversation.fairness import Scheduler, UserRateLimit
 from bot.conversation.service import ChatLimits, ChatService
 from bot.errors import BotError
+from bot.models.service import ModelService
 from bot.ollama_gateway import OllamaGateway
 from bot.personas.service import PersonaService
 from bot.settings import Settings
@@ -30,6 +38,8 @@ from bot.storage.channels import ChannelStore
 from bot.storage.engine import create_engine, session_factory
 from bot.storage.history import Author, HistoryStore
 from bot.storage.personas import PersonaStore
+from bot.ui.checks import refusal_for
+from bot.ui.controls import RegenerateButton, StopButton
 from bot.ui.errors import reply_with_error
 from bot.ui.targets import NO_PINGS
 
@@ -42,11 +52,28 @@ TOKEN_HELP = (
 )
 
 
+INTENT_REFUSED = (
+    "Discord refused the Message Content intent. Either switch it on in the developer portal "
+    "(your application → Bot → Privileged Gateway Intents → Message Content Intent) or set "
+    "message_content_intent = false (BOT_MESSAGE_CONTENT_INTENT=false)."
+)
+
+
 class ConfigurationError(BotError):
     """The bot cannot start as configured; the message says what to change."""
 
 
 class CommandTree(app_commands.CommandTree[Any]):
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        """The access rules (allow/deny lists, DMs) apply to every command."""
+        if interaction.type is discord.InteractionType.autocomplete:
+            return True
+        reason = refusal_for(interaction)
+        if reason is None:
+            return True
+        await interaction.response.send_message(reason, ephemeral=True, allowed_mentions=NO_PINGS)
+        return False
+
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
@@ -68,6 +95,7 @@ class OllamaBot(commands.Bot):
         **options: Any,
     ) -> None:
         intents = discord.Intents.default()  # no privileged intents: mention chat works without
+        intents.message_content = settings.message_content_intent
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
@@ -77,6 +105,7 @@ class OllamaBot(commands.Bot):
             **options,
         )
         self.settings = settings
+        self.access = AccessRules.from_settings(settings)
         self.gateway = gateway
         self.history = history
         self.channels = channels
@@ -84,12 +113,19 @@ class OllamaBot(commands.Bot):
         self.personas = personas
         self.started_at = time.monotonic()
         self._chat: ChatService | None = None
+        self._models: ModelService | None = None
 
     @property
     def chat(self) -> ChatService:
         if self._chat is None:
             raise RuntimeError("the chat service exists once the bot has logged in")
         return self._chat
+
+    @property
+    def models(self) -> ModelService:
+        if self._models is None:
+            raise RuntimeError("the model service exists once the bot has logged in")
+        return self._models
 
     async def setup_hook(self) -> None:
         assert self.user is not None  # setup_hook runs after login
@@ -107,14 +143,48 @@ class OllamaBot(commands.Bot):
                 total_timeout=settings.total_timeout,
             ),
             assistant=Author(self.user.id, self.user.name),
+            scheduler=Scheduler(
+                parallel=settings.max_parallel_generations, queue_size=settings.max_queue
+            ),
+            rate_limit=UserRateLimit(settings.user_requests_per_minute),
             personas=self.personas,
         )
-        await self.add_cog(ChatCog(self, self._chat))
+        self._models = ModelService(
+            gateway=self.gateway,
+            channels=self.channels,
+            bases_in_use=self.personas.bases_in_use,
+            names_ttl=settings.model_names_ttl,
+            pull_stall_timeout=settings.pull_stall_timeout,
+        )
+        self.add_dynamic_items(StopButton, RegenerateButton)
+        chat_cog = ChatCog(self, self._chat, self.channels)
+        await self.add_cog(chat_cog)
+        await self.add_cog(ThreadsCog(self, chat_cog, self.channels))
+        await self.add_cog(ModelCog(self, self._models))
         await self.add_cog(HistoryCog(self, self.history))
         await self.add_cog(StatusCog(self))
         await self.add_cog(PersonaCog(self, self.personas))
         if settings.sync_commands_on_start:
             await self.sync_commands(only_if_changed=True)
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop taking requests, let replies finish for up to `grace` seconds, cut the rest
+        short, then disconnect."""
+        cog = self.get_cog("ChatCog")
+        if self._chat is not None and isinstance(cog, ChatCog):
+            self._chat.close()
+            replies = cog.replies_in_progress()
+            if replies:
+                await asyncio.wait(replies, timeout=grace)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
+                    await cog.cut_short()
+        await self.close()
+
+    async def close(self) -> None:
+        if self._models is not None:
+            await self._models.close()  # pulls in progress stop with the bot
+        await super().close()
 
     async def on_message(self, message: discord.Message) -> None:
         """No prefix commands: the chat cog's listener handles mentions and replies."""
@@ -201,8 +271,32 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
 
 
 async def run(settings: Settings) -> None:
-    """`python -m bot run`: start and serve until stopped."""
+    """`python -m bot run`: serve until stopped. SIGTERM or SIGINT stops taking new requests,
+    gives replies in progress `shutdown_grace` seconds, cuts the rest short (stored as
+    incomplete, with a note in Discord) and exits cleanly."""
     if settings.discord_token is None:
         raise ConfigurationError(TOKEN_HELP)
     async with assemble(settings) as bot:
-        await bot.start(settings.discord_token.get_secret_value())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        serving = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stopping.done():
+                log.info("stop requested; finishing the replies in progress")
+                await bot.shutdown(settings.shutdown_grace)
+            await serving
+        except discord.PrivilegedIntentsRequired as exc:
+            raise ConfigurationError(INTENT_REFUSED) from exc
+        except discord.LoginFailure as exc:
+            raise ConfigurationError(
+                "Discord refused the token. Copy it again from the developer portal "
+                "(Bot → Reset Token) into DISCORD_TOKEN."
+            ) from exc
+        finally:
+            stopping.cancel()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)

@@ -79,6 +79,53 @@ class PermissionDenied(BotError):
     pass
 
 
+# ---- model management (/model) ----
+
+
+class ModelNotInLibrary(OllamaError):
+    """A pull of a name that the registry does not know."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        super().__init__(
+            f"There is no model `{model}` in the Ollama library. Check the name and tag at "
+            "https://ollama.com/library."
+        )
+
+
+class InvalidModelName(InputError):
+    def __init__(self, model: str) -> None:
+        self.model = model
+        super().__init__(
+            f"`{_short(model, 100)}` is not a valid model name. Names look like `llama3.2`, "
+            "`qwen3:8b` or `namespace/model:tag`."
+        )
+
+
+class PullFailed(OllamaError):
+    """The server reported an error (or went away) during a pull."""
+
+    def __init__(self, model: str, detail: str) -> None:
+        self.model = model
+        self.detail = detail
+        super().__init__(f"Pulling `{model}` failed: {_short(detail)}")
+
+
+class ModelInUse(InputError):
+    """A model that personas are built on cannot be deleted."""
+
+    def __init__(self, model: str, personas: list[str]) -> None:
+        self.model = model
+        self.personas = personas
+        names = ", ".join(f"**{_short(p, 60)}**" for p in personas[:10])
+        more = f" and {len(personas) - 10} more" if len(personas) > 10 else ""
+        which = "the persona" if len(personas) == 1 else "the personas"
+        super().__init__(
+            f"`{model}` is the base of {which} {names}{more}. Delete "
+            f"{'it' if len(personas) == 1 else 'them'} with `/persona delete` first."
+        )
+
+
 def _short(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

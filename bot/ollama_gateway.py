@@ -4,11 +4,13 @@ values and its errors into the project's own (`bot.errors`), each with a message
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -16,13 +18,18 @@ import ollama
 
 from bot.errors import (
     BadRequest,
+    BotError,
     CreateFailed,
+    InvalidModelName,
     ModelNotFound,
+    ModelNotInLibrary,
     OllamaBusy,
     OllamaError,
     OllamaUnavailable,
+    PullFailed,
     StreamFailed,
 )
+from bot.models.names import canonical_name
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +93,59 @@ class ChatMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class Progress:
-    """One status line of a create (or pull): `completed` of `total` bytes when it has them."""
+class InstalledModel:
+    """One entry of `/api/tags`."""
+
+    name: str
+    size: int
+    """Bytes on disk (the sum of the model's layers)."""
+    family: str | None
+    parameter_size: str | None
+    quantization: str | None
+    capabilities: tuple[str, ...]
+    """In the server's order, e.g. ("completion", "tools")."""
+    modified_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """One entry of `/api/ps`: a model in memory."""
+
+    name: str
+    size: int
+    """Bytes of memory in all."""
+    size_vram: int
+    """Of which in GPU memory."""
+    expires_at: datetime | None
+    context_length: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCard:
+    """What `ollama show` prints about a model."""
+
+    name: str
+    architecture: str | None
+    parameter_size: str | None
+    parameter_count: int | None
+    context_length: int | None
+    embedding_length: int | None
+    quantization: str | None
+    capabilities: tuple[str, ...]
+    parameters: tuple[tuple[str, str], ...]
+    """(name, value) pairs from the model's own parameters, values as Ollama prints them."""
+    system: str | None
+    license: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PullProgress:
+    """One status line of `/api/pull` (or of `/api/create`, which has the same lines)."""
 
     status: str
-    completed: int | None = None
+    digest: str | None = None
     total: int | None = None
+    completed: int | None = None
 
 
 class OllamaGateway:
@@ -141,8 +195,197 @@ class OllamaGateway:
         return info
 
     def forget(self, model: str) -> None:
-        """Drop a cached `/api/show` answer (after a model was deleted or re-created)."""
-        self._show_cache.pop(model, None)
+        """Drop the cached `/api/show` answers for a model (after it was deleted, re-created or
+        pulled again), under whichever spelling of its name they were cached."""
+        target = canonical_name(model)
+        for name in [name for name in self._show_cache if canonical_name(name) == target]:
+            del self._show_cache[name]
+
+    async def list_models(self) -> list[InstalledModel]:
+        """The installed models (`/api/tags`), newest first.
+
+        Read as raw JSON: the ollama client's types drop the `capabilities` that newer servers
+        list here. For servers that don't, they come from `/api/show` (cached)."""
+        data = await self._request_json("GET", "/api/tags")
+        entries = [e for e in data.get("models") or [] if isinstance(e, dict)]
+        models: list[InstalledModel] = []
+        missing: list[int] = []
+        for entry in entries:
+            details = entry.get("details") or {}
+            listed = entry.get("capabilities")
+            if not isinstance(listed, list):
+                missing.append(len(models))
+            models.append(
+                InstalledModel(
+                    name=str(entry.get("name") or entry.get("model") or "?"),
+                    size=_int(entry.get("size")) or 0,
+                    family=details.get("family") or None,
+                    parameter_size=details.get("parameter_size") or None,
+                    quantization=details.get("quantization_level") or None,
+                    capabilities=tuple(str(c) for c in listed or ()),
+                    modified_at=_datetime(entry.get("modified_at")),
+                )
+            )
+        if missing:
+            shown = await asyncio.gather(
+                *(self.show(models[i].name) for i in missing), return_exceptions=True
+            )
+            for index, info in zip(missing, shown, strict=True):
+                if isinstance(info, ModelInfo):
+                    capabilities = tuple(sorted(info.capabilities))
+                    models[index] = dataclasses.replace(models[index], capabilities=capabilities)
+        return models
+
+    async def ps(self) -> list[LoadedModel]:
+        """The models in memory (`/api/ps`)."""
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                answer = await self._client.ps()
+        except TimeoutError as exc:
+            raise OllamaUnavailable(self.host) from exc
+        except Exception as exc:
+            raise self._translate(exc, "") from exc
+        return [
+            LoadedModel(
+                name=m.name or m.model or "?",
+                size=int(m.size or 0),
+                size_vram=int(m.size_vram or 0),
+                expires_at=m.expires_at,
+                context_length=m.context_length,
+            )
+            for m in answer.models
+        ]
+
+    async def describe(self, model: str) -> ModelCard:
+        """Everything `ollama show` prints about a model (`/api/show`, not cached).
+
+        Read as raw JSON: the ollama client's ShowResponse has no `system`."""
+        data = await self._request_json("POST", "/api/show", model=model, body={"model": model})
+        info: Mapping[str, Any] = data.get("model_info") or {}
+        details: Mapping[str, Any] = data.get("details") or {}
+        arch = info.get("general.architecture")
+        return ModelCard(
+            name=model,
+            architecture=str(arch) if arch else None,
+            parameter_size=details.get("parameter_size") or None,
+            parameter_count=_int(info.get("general.parameter_count")),
+            context_length=_int(info.get(f"{arch}.context_length")) if arch else None,
+            embedding_length=_int(info.get(f"{arch}.embedding_length")) if arch else None,
+            quantization=details.get("quantization_level") or None,
+            capabilities=tuple(str(c) for c in data.get("capabilities") or ()),
+            parameters=_parameter_lines(str(data.get("parameters") or "")),
+            system=str(data["system"]) if data.get("system") else None,
+            license=str(data["license"]) if data.get("license") else None,
+        )
+
+    async def pull(self, model: str) -> AsyncGenerator[PullProgress]:
+        """Pull a model from the registry, yielding each status line as it comes.
+
+        Errors come out translated; a name the registry does not know is ModelNotInLibrary.
+        Closing the iterator closes the HTTP stream (Ollama then stops the download)."""
+        started = False
+        try:
+            stream = await self._client.pull(model, stream=True)
+            async for line in stream:
+                started = True
+                yield PullProgress(
+                    status=line.status or "",
+                    digest=line.digest or None,
+                    total=line.total,
+                    completed=line.completed,
+                )
+        except Exception as exc:
+            raise self._translate_pull(exc, model, started=started) from exc
+        finally:
+            self.forget(model)
+
+    async def create_model(
+        self,
+        model: str,
+        *,
+        base: str,
+        system: str | None = None,
+        template: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        messages: Sequence[ChatMessage] = (),
+        license: Sequence[str] = (),
+    ) -> AsyncGenerator[PullProgress]:
+        """Create (or replace) `model` from `base` with `/api/create`, yielding the server's
+        progress lines. Ollama pulls `base` first when it does not have it."""
+        started = False
+        try:
+            stream = await self._client.create(
+                model=model,
+                from_=base,
+                system=system,
+                template=template,
+                parameters=dict(parameters) if parameters else None,
+                messages=[{"role": m.role, "content": m.content} for m in messages] or None,
+                license=list(license) or None,
+                stream=True,
+            )
+            async for line in stream:
+                started = True
+                yield PullProgress(
+                    status=line.status or "",
+                    digest=line.digest or None,
+                    total=line.total,
+                    completed=line.completed,
+                )
+        except ollama.ResponseError as exc:
+            if exc.status_code == 503:
+                raise OllamaBusy() from exc
+            log.warning("ollama could not create %s from %s: %s", model, base, exc.error)
+            raise CreateFailed(exc.error or str(exc)) from exc
+        except Exception as exc:
+            raise self._translate(exc, model, started=started) from exc
+        finally:
+            self.forget(model)
+
+    async def delete_model(self, model: str) -> None:
+        """Delete an installed model; ModelNotFound when there is none of that name."""
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                await self._client.delete(model)
+        except TimeoutError as exc:
+            raise OllamaUnavailable(self.host) from exc
+        except Exception as exc:
+            raise self._translate(exc, model) from exc
+        finally:
+            self.forget(model)
+
+    async def _request_json(
+        self, method: str, path: str, *, model: str = "", body: Any = None
+    ) -> dict[str, Any]:
+        """A small request through the plain HTTP client, errors translated like the others."""
+        try:
+            response = await self._http.request(method, path, json=body)
+        except httpx.TransportError as exc:  # refused, reset, or timed out
+            raise OllamaUnavailable(self.host) from exc
+        if response.status_code >= 400:
+            error = ollama.ResponseError(response.text, response.status_code)
+            raise self._translate(error, model) from error
+        try:
+            data = response.json()
+        except ValueError as exc:
+            log.warning("ollama answered %s %s with something that is not JSON", method, path)
+            raise OllamaError() from exc
+        if not isinstance(data, dict):
+            raise OllamaError()
+        return data
+
+    def _translate_pull(self, exc: BaseException, model: str, *, started: bool) -> BotError:
+        if isinstance(exc, ollama.ResponseError):
+            text = exc.error or ""
+            if "file does not exist" in text or "manifest unknown" in text:
+                return ModelNotInLibrary(model)
+            if "invalid model name" in text:
+                return InvalidModelName(model)
+            if exc.status_code == -1:  # an error line after the pull had started
+                return PullFailed(model, text)
+        if started and isinstance(exc, httpx.TransportError | json.JSONDecodeError):
+            return PullFailed(model, "the connection to Ollama was lost")
+        return self._translate(exc, model, started=started)
 
     async def chat_stream(
         self,
@@ -175,61 +418,6 @@ class OllamaGateway:
         except Exception as exc:
             raise self._translate(exc, model, started=started) from exc
         raise StreamFailed("the reply ended without its final message")
-
-    async def create_model(
-        self,
-        model: str,
-        *,
-        base: str,
-        system: str | None = None,
-        template: str | None = None,
-        parameters: Mapping[str, Any] | None = None,
-        messages: Sequence[ChatMessage] = (),
-        license: Sequence[str] = (),
-    ) -> AsyncGenerator[Progress]:
-        """Create (or replace) `model` from `base` with `/api/create`, yielding the server's
-        progress lines. Ollama pulls `base` first when it does not have it."""
-        started = False
-        try:
-            stream = await self._client.create(
-                model=model,
-                from_=base,
-                system=system,
-                template=template,
-                parameters=dict(parameters) if parameters else None,
-                messages=[{"role": m.role, "content": m.content} for m in messages] or None,
-                license=list(license) or None,
-                stream=True,
-            )
-            async for line in stream:
-                started = True
-                yield Progress(line.status or "", line.completed, line.total)
-        except ollama.ResponseError as exc:
-            if exc.status_code == 503:
-                raise OllamaBusy() from exc
-            log.warning("ollama could not create %s from %s: %s", model, base, exc.error)
-            raise CreateFailed(exc.error or str(exc)) from exc
-        except Exception as exc:
-            raise self._translate(exc, model, started=started) from exc
-        finally:
-            self.forget(model)
-
-    async def delete_model(self, model: str) -> bool:
-        """Delete `model` from the server; False when it was not there."""
-        try:
-            async with asyncio.timeout(REQUEST_TIMEOUT):
-                await self._client.delete(model)
-        except TimeoutError as exc:
-            raise OllamaUnavailable(self.host) from exc
-        except ollama.ResponseError as exc:
-            if exc.status_code == 404:
-                return False
-            raise self._translate(exc, model) from exc
-        except Exception as exc:
-            raise self._translate(exc, model) from exc
-        finally:
-            self.forget(model)
-        return True
 
     def _translate(self, exc: BaseException, model: str, *, started: bool = False) -> OllamaError:
         if isinstance(exc, ConnectionError | httpx.ConnectError | httpx.ConnectTimeout):
@@ -280,6 +468,29 @@ def _model_info(name: str, shown: ollama.ShowResponse) -> ModelInfo:
         parameter_size=details.parameter_size if details else None,
         quantization=details.quantization_level if details else None,
     )
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _datetime(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _parameter_lines(parameters: str) -> tuple[tuple[str, str], ...]:
+    """show's `parameters` text (`name<padding>value` per line) as (name, value) pairs."""
+    pairs: list[tuple[str, str]] = []
+    for line in parameters.splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key:
+            pairs.append((key, value.strip()))
+    return tuple(pairs)
 
 
 def _num_ctx(parameters: str) -> int | None:

@@ -65,10 +65,48 @@ class Settings(BaseSettings):
     between_tokens_timeout: float = Field(default=60.0, gt=0)
     total_timeout: float = Field(default=600.0, gt=0)
 
+    message_content_intent: bool = False
+    """Ask Discord for the privileged Message Content intent (switch it on in the developer portal
+    too). Needed only to answer without a mention: auto-reply channels and the bot's threads."""
+
+    # --- Access -------------------------------------------------------------------------
+    allow_dms: bool = False
+    """Answer direct messages (and slash commands in DMs)."""
+    allowed_user_ids: list[int] = Field(default_factory=list)
+    """If set, only these users (or members of allowed_role_ids) may use the bot."""
+    denied_user_ids: list[int] = Field(default_factory=list)
+    allowed_role_ids: list[int] = Field(default_factory=list)
+    denied_role_ids: list[int] = Field(default_factory=list)
+    allowed_channel_ids: list[int] = Field(default_factory=list)
+    """If set, the bot answers only in these channels (and their threads)."""
+    denied_channel_ids: list[int] = Field(default_factory=list)
+
     admin_role_ids: list[int] = Field(default_factory=list)
     """Members with one of these roles count as bot admins, besides those with Manage Server."""
 
+    # --- Fairness -------------------------------------------------------------------------
+    user_requests_per_minute: int = Field(default=10, ge=0)
+    """Requests one user may make per minute (0: no limit)."""
+    max_parallel_generations: int = Field(default=2, ge=1)
+    """Generations at once; match Ollama's OLLAMA_NUM_PARALLEL (times the number of hosts)."""
+    max_queue: int = Field(default=50, ge=0)
+    """Requests that may wait for a free slot; one more is refused at once."""
+    shutdown_grace: float = Field(default=20.0, ge=0)
+    """Seconds replies in progress get to finish when the bot is asked to stop."""
+
     history_show_turns: int = Field(default=10, ge=1, le=50)
+
+    # ---- model management (/model) ----
+    model_list_page_size: int = Field(default=10, ge=1, le=10)
+    """Models per page of /model list (one line each; ten always fit in one message)."""
+    model_names_ttl: float = Field(default=30.0, ge=0)
+    """Seconds that the installed models' names are cached for autocomplete."""
+    pull_progress_interval: float = Field(default=1.0, gt=0)
+    """Seconds between edits of a pull's progress message (the final edit is never held back)."""
+    pull_stall_timeout: float = Field(default=300.0, gt=0)
+    """A pull that reports no progress for this many seconds is given up."""
+    model_delete_confirm_timeout: float = Field(default=60.0, gt=0)
+    """Seconds the Confirm/Cancel buttons of /model delete wait for an answer."""
 
     dev_guild_id: int | None = None
     """Commands are synced to this guild instantly (development); others get global sync."""

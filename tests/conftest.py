@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import discord
 import pytest
 import yarl
@@ -16,6 +19,7 @@ from bot.app import OllamaBot, assemble
 from bot.settings import Settings
 from tests.doubles.fake_discord import FakeDiscord
 from tests.doubles.fake_ollama import FakeOllama
+from tests.postgres import find_bin, postgres_server
 
 
 @pytest.fixture
@@ -39,9 +43,37 @@ async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDis
     await fake.close()
 
 
+BACKENDS = ["sqlite", "postgresql"]
+both_databases = pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
+"""Run a test once on a SQLite file and once on a PostgreSQL database."""
+
+
+@pytest.fixture(scope="session")
+def postgres_base_url() -> Iterator[str]:
+    if find_bin("initdb") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must test PostgreSQL: install Debian's postgresql package")
+        pytest.skip("PostgreSQL is not installed here (apt-get install postgresql); CI runs these")
+    with postgres_server() as url:
+        yield url
+
+
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'data' / 'bot.db'}"
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database: a SQLite file by default, or a new PostgreSQL database."""
+    backend = getattr(request, "param", "sqlite")
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'data' / 'bot.db'}"
+        return
+    base = request.getfixturevalue("postgres_base_url")
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(base.replace("postgresql+asyncpg", "postgresql") + "/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield f"{base}/{name}"
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 class BotRunner:

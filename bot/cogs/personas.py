@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
@@ -15,7 +14,7 @@ from discord.ext import commands
 
 from bot.conversation.splitter import DISCORD_LIMIT, split_message
 from bot.errors import BotError, InputError
-from bot.ollama_gateway import Progress
+from bot.ollama_gateway import PullProgress
 from bot.personas.service import (
     MODELFILE_MAX_BYTES,
     NAME_RULES,
@@ -26,6 +25,7 @@ from bot.personas.service import (
 from bot.storage.history import Author
 from bot.ui.checks import NotAllowed, is_admin
 from bot.ui.errors import reply_with_error
+from bot.ui.progress import PacedEdits
 from bot.ui.targets import NO_PINGS
 
 if TYPE_CHECKING:
@@ -37,9 +37,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 Level = Literal["everyone", "manage_channels", "admins"]
 
 MODAL_TEXT_MAX = 4000  # Discord's limit for a text input
-PROGRESS_INTERVAL = 5.05 / 4
-"""Seconds between progress edits: about one a second, and never more than four in Discord's five
-edits per five seconds, so the final edit always has a free slot."""
 DIGEST = re.compile(r"sha256:([0-9a-f]{12})[0-9a-f]+")
 PLACEHOLDER = 'FROM llama3.2\nPARAMETER temperature 0.3\nSYSTEM """You are James, ..."""'
 
@@ -62,7 +59,7 @@ def permitted(setting: str) -> Callable[[F], F]:
     return app_commands.check(predicate)
 
 
-def describe(progress: Progress) -> str:
+def describe(progress: PullProgress) -> str:
     """One line for a create's status: digests shortened, downloads as a percentage."""
     status = DIGEST.sub(r"sha256:\1…", progress.status) or "working"
     if progress.total and progress.completed is not None:
@@ -81,62 +78,6 @@ def fenced(persona: Persona) -> list[str]:
     # A ``` inside the text would end the block early: a zero-width space keeps it apart.
     text = persona.modelfile.replace("```", "`\u200b``").rstrip("\n")
     return split_message(f"**{persona.name}** ({origin(persona)})\n```dockerfile\n{text}\n```")
-
-
-class ProgressDisplay:
-    """Shows the latest status of a long operation in an interaction's original response, at a
-    steady cadence; reading the statuses never waits for Discord."""
-
-    def __init__(
-        self, interaction: discord.Interaction, header: str, *, interval: float = PROGRESS_INTERVAL
-    ) -> None:
-        self._interaction = interaction
-        self._header = header
-        self._interval = interval
-        self._latest: str | None = None
-        self._shown: str | None = None
-        self._wake = asyncio.Event()
-        self._stopped = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> ProgressDisplay:
-        self._task = asyncio.create_task(self._run(), name="persona-progress")
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        """Stop showing progress (an edit under way is finished first)."""
-        self._stopped.set()
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-
-    def update(self, progress: Progress) -> None:
-        self._latest = describe(progress)
-        self._wake.set()
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_edit = 0.0
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            delay = next_edit - loop.time()
-            if delay > 0 and not self._stopped.is_set():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._stopped.wait()
-            if self._stopped.is_set():
-                return
-            if self._latest is None or self._latest == self._shown:
-                continue
-            self._shown = self._latest
-            next_edit = loop.time() + self._interval
-            try:
-                await self._interaction.edit_original_response(
-                    content=f"{self._header}\n-# {self._shown}", allowed_mentions=NO_PINGS
-                )
-            except discord.HTTPException:
-                log.warning("could not show progress", exc_info=True)
 
 
 class ModelfileModal(discord.ui.Modal):
@@ -217,27 +158,36 @@ class PersonaCog(
         """Create from Modelfile text, showing Ollama's progress in the (deferred, ephemeral)
         response; the outcome, good or bad, replaces it."""
         header = f"⏳ Creating the persona `{name}` on Ollama…"
+        display = self._progress(interaction)
         try:
-            async with ProgressDisplay(interaction, header) as display:
-                created = await self.personas.create(
-                    _guild_id(interaction),
-                    name,
-                    text,
-                    Author(interaction.user.id, interaction.user.display_name),
-                    on_progress=display.update,
-                )
+            created = await self.personas.create(
+                _guild_id(interaction),
+                name,
+                text,
+                Author(interaction.user.id, interaction.user.display_name),
+                on_progress=lambda progress: display.show(f"{header}\n-# {describe(progress)}"),
+            )
         except BotError as exc:
-            await _show_error(interaction, exc)
+            await display.finish(f"⚠️ {exc.user_message}")
             return
+        except BaseException:
+            await display.cancel()
+            raise
         persona = created.persona
         lines = [
             f"✅ Created the persona **{persona.name}** from `{persona.base_model}`. "
             f"Use it in a channel with `/persona use name:{persona.name}`.",
             *(f"-# {warning} (ignored)" for warning in created.warnings),
         ]
-        await interaction.edit_original_response(
-            content="\n".join(lines), allowed_mentions=NO_PINGS
-        )
+        await display.finish("\n".join(lines))
+
+    def _progress(self, interaction: discord.Interaction) -> PacedEdits:
+        """Paced edits of the interaction's original response (progress, then the outcome)."""
+
+        async def write(text: str) -> None:
+            await interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS)
+
+        return PacedEdits(write, interval=self.bot.settings.pull_progress_interval)
 
     # ---- use / reset ----------------------------------------------------------------------
 
@@ -250,12 +200,16 @@ class PersonaCog(
         persona = await self.personas.resolve(guild_id, name)
         await interaction.response.defer(thinking=True)
         header = f"⏳ Creating the persona `{persona.name}` on Ollama first…"
+        display = self._progress(interaction)
         try:
-            async with ProgressDisplay(interaction, header) as display:
-                await self.personas.use(
-                    guild_id, _channel_id(interaction), persona.name, on_progress=display.update
-                )
+            await self.personas.use(
+                guild_id,
+                _channel_id(interaction),
+                persona.name,
+                on_progress=lambda progress: display.show(f"{header}\n-# {describe(progress)}"),
+            )
         except BotError as exc:
+            await display.cancel()
             # The answer was public: take it back and tell only the user.
             with contextlib.suppress(discord.HTTPException):
                 await interaction.delete_original_response()
@@ -263,11 +217,13 @@ class PersonaCog(
                 exc.user_message, ephemeral=True, allowed_mentions=NO_PINGS
             )
             return
-        await interaction.edit_original_response(
-            content=f"🎭 {interaction.user.mention} gave this channel the persona "
+        except BaseException:
+            await display.cancel()
+            raise
+        await display.finish(
+            f"🎭 {interaction.user.mention} gave this channel the persona "
             f"**{persona.name}** ({origin(persona)}). The conversation so far is kept; "
-            "`/persona reset` switches back.",
-            allowed_mentions=NO_PINGS,
+            "`/persona reset` switches back."
         )
 
     @app_commands.command(name="reset", description="Take this channel's persona off.")

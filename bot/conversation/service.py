@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bot.conversation import context
-from bot.errors import BotError, GenerationTimeout, InputError, ModelNotFound
+from bot.conversation.fairness import PositionCallback, Scheduler, UserRateLimit
+from bot.errors import BotError, GenerationTimeout, InputError, ModelNotFound, PermissionDenied
 from bot.ollama_gateway import ChatDelta, ChatMessage, ChatStats, OllamaGateway
 from bot.storage.channels import ChannelStore
 from bot.storage.history import Author, HistoryStore, TurnResult
-from bot.storage.models import TurnStatus
+from bot.storage.models import Role, TurnStatus
 
 if TYPE_CHECKING:
     from bot.personas.service import Persona, PersonaService
@@ -55,6 +56,13 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplyStarted:
+    """The exchange is stored and the model was asked; `turn_id` is the reply's turn."""
+
+    turn_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReplyFinished:
     text: str
     stats: ChatStats
@@ -65,7 +73,8 @@ class ReplyFinished:
 
 
 class ChatService:
-    """Answers chat requests; one generation at a time per channel, in arrival order."""
+    """Answers chat requests: one generation at a time per channel, in arrival order, within
+    the scheduler's overall limit."""
 
     def __init__(
         self,
@@ -75,6 +84,8 @@ class ChatService:
         channels: ChannelStore,
         limits: ChatLimits,
         assistant: Author,
+        scheduler: Scheduler,
+        rate_limit: UserRateLimit,
         personas: PersonaService | None = None,
     ) -> None:
         self._gateway = gateway
@@ -83,9 +94,22 @@ class ChatService:
         self._channels = channels
         self._limits = limits
         self._assistant = assistant
-        self._channel_locks: dict[int, asyncio.Lock] = {}
-        self.active = 0
-        self.waiting = 0
+        self._scheduler = scheduler
+        self._rate_limit = rate_limit
+        self.closing = False
+
+    @property
+    def active(self) -> int:
+        return self._scheduler.active
+
+    @property
+    def waiting(self) -> int:
+        return self._scheduler.waiting
+
+    def close(self) -> None:
+        """Take no new requests; replies cut short from now on are stored as incomplete."""
+        self.closing = True
+        self._scheduler.closed = True
 
     async def model_for(self, request: ChatRequest) -> str:
         """The request's model, else the channel's (`/model use`), else the configured one."""
@@ -100,16 +124,21 @@ class ChatService:
             return None
         return await self._personas.for_channel(request.guild_id, request.channel_id)
 
-    async def respond(self, request: ChatRequest) -> AsyncIterator[TextDelta | ReplyFinished]:
+    async def respond(
+        self, request: ChatRequest, *, on_position: PositionCallback | None = None
+    ) -> AsyncIterator[ReplyStarted | TextDelta | ReplyFinished]:
         """Store the user's turn, stream the model's reply, store how it ended.
 
-        Raises a BotError (after storing the reply as failed) when Ollama fails. If the reader
-        stops early (the task is cancelled, or the iterator closed), the reply is stored as
-        stopped with the text received so far."""
+        Waits for its turn first (`on_position` hears the place in line while waiting); a user
+        over the rate limit or a full line is refused before anything is stored. Raises a
+        BotError (after storing the reply as failed) when Ollama fails. If the reader stops early
+        (the task is cancelled, or the iterator closed), the reply is stored as stopped with the
+        text received so far (incomplete when the bot is shutting down)."""
         text = request.text.strip()
         if not text:
             raise InputError("Your message is empty. Write something for the model to answer.")
-        async with self._channel_turn(request.channel_id):
+        self._rate_limit.hit(request.user.id)
+        async with self._scheduler.turn(request.channel_id, on_position):
             persona = await self.persona_for(request)
             model = persona.ollama_model if persona else await self.model_for(request)
             user_turn, reply_turn = await self._history.begin_exchange(
@@ -132,6 +161,7 @@ class ChatService:
             received: list[str] = []
             result: TurnResult | None = None
             try:
+                yield ReplyStarted(reply_turn)
                 if persona is not None and self._personas is not None:
                     await self._personas.ensure(persona)  # re-created if the server lost it
                 messages = await self._context(
@@ -172,7 +202,9 @@ class ChatService:
                 )
             except BotError as exc:
                 result = TurnResult(
-                    status=TurnStatus.FAILED, content="".join(received), error=exc.user_message
+                    status=TurnStatus.FAILED,
+                    content="".join(received).strip(),
+                    error=exc.user_message,
                 )
                 log.warning(
                     "generation failed request=%s guild=%s channel=%s: %s",
@@ -186,27 +218,39 @@ class ChatService:
             finally:
                 if result is None:
                     # Stopped by the reader (Stop button, shutdown): keep what was received.
-                    stopped = TurnResult(status=TurnStatus.STOPPED, content="".join(received))
+                    status = TurnStatus.INCOMPLETE if self.closing else TurnStatus.STOPPED
+                    stopped = TurnResult(status=status, content="".join(received).strip())
                     with contextlib.suppress(Exception):
                         await asyncio.shield(self._history.finish_turn(reply_turn, stopped))
                     log.info("generation stopped request=%s", request.request_id)
 
-    @contextlib.asynccontextmanager
-    async def _channel_turn(self, channel_id: int) -> AsyncIterator[None]:
-        lock = self._channel_locks.setdefault(channel_id, asyncio.Lock())
-        self.waiting += 1
-        try:
-            await lock.acquire()
-        finally:
-            self.waiting -= 1
-        self.active += 1
-        try:
-            yield
-        finally:
-            self.active -= 1
-            lock.release()
-            if not lock.locked() and self._channel_locks.get(channel_id) is lock:
-                del self._channel_locks[channel_id]
+    async def regenerate(
+        self, *, channel_id: int, guild_id: int | None, turn_id: int, requester: Author, admin: bool
+    ) -> ChatRequest:
+        """Take back the channel's latest answer (and its question) so that the question can be
+        asked again: returns the request to pass to `respond`. Only the latest answer can be
+        regenerated, by the person who asked or an admin. The new answer comes from the channel's
+        current model (a one-off `/chat model:` choice is not repeated)."""
+        latest = await self._history.newest(channel_id, 2)
+        if not (
+            len(latest) == 2
+            and latest[1].id == turn_id
+            and latest[1].role == Role.ASSISTANT
+            and latest[1].reply_to_id == latest[0].id
+        ):
+            raise InputError("Only the latest answer in this channel can be regenerated.")
+        question, answer = latest
+        if answer.status == TurnStatus.STREAMING:
+            raise InputError("This answer is still being written.")
+        if requester.id != question.author_id and not admin:
+            raise PermissionDenied("Only the person who asked (or an admin) can regenerate this.")
+        await self._history.delete_turns([question.id, answer.id])
+        return ChatRequest(
+            channel_id=channel_id,
+            guild_id=guild_id,
+            user=Author(question.author_id, question.author_name),
+            text=question.content,
+        )
 
     async def _context(
         self,

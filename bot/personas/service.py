@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.errors import InputError, ModelNotFound, PermissionDenied
-from bot.ollama_gateway import ChatMessage, OllamaGateway, Progress
+from bot.models.names import canonical_name
+from bot.ollama_gateway import ChatMessage, OllamaGateway, PullProgress
 from bot.personas.modelfile import Modelfile, parse
 from bot.storage.channels import ChannelStore
 from bot.storage.history import Author
@@ -30,7 +31,7 @@ NAME_PATTERN = re.compile(r"[a-z0-9_-]{1,32}")
 NAME_RULES = "1 to 32 characters: lowercase letters, digits, - and _"
 MODELFILE_MAX_BYTES = 64 * 1024
 
-ProgressCallback = Callable[[Progress], None]
+ProgressCallback = Callable[[PullProgress], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +208,16 @@ class PersonaService:
             return None
         return await self.get(guild_id, channel.persona)
 
+    async def bases_in_use(self, model: str) -> list[str]:
+        """The personas (of any guild) built on `model` (a canonical name), or made as it: what
+        `/model delete` must not pull out from under them. Built-in personas don't count: they
+        can't be deleted, and are created again when needed."""
+        return [
+            name
+            for name, base, made in await self._store.models()
+            if model in (canonical_name(base), canonical_name(made))
+        ]
+
     # ---- creating -----------------------------------------------------------------------
 
     async def check_new_name(self, guild_id: int, raw: str) -> str:
@@ -343,7 +354,9 @@ class PersonaService:
             who = "its author or an admin" if authors_may else "an admin"
             raise PermissionDenied(f"Only {who} can delete the persona `{persona.name}`.")
         # Ollama first: if it fails, the persona stays as it was (and can be deleted again).
-        await self._gateway.delete_model(persona.ollama_model)
+        with contextlib.suppress(ModelNotFound):  # already gone from the server: fine
+            await self._gateway.delete_model(persona.ollama_model)
         await self._store.delete(guild_id, persona.name)
+        await self._channels.clear_persona(guild_id, persona.name)
         log.info("persona deleted guild=%s name=%s by=%s", guild_id, persona.name, requester.id)
         return persona

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.storage.models import Channel
@@ -21,12 +21,30 @@ class ChannelConfig:
     parent_id: int | None = None
 
 
+CACHE_SIZE = 10_000
+
+
 class ChannelStore:
+    """Channel settings, read through a bounded cache: with auto-reply, the bot consults them for
+    every message it sees. Each channel belongs to one guild, and each guild to one bot process
+    (shard), so the process that changes a setting is the one that reads it."""
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        self._cache: dict[int, ChannelConfig] = {}
 
     async def get(self, channel_id: int) -> ChannelConfig:
         """The channel's settings; the defaults when it has none stored."""
+        cached = self._cache.get(channel_id)
+        if cached is not None:
+            return cached
+        config = await self._load(channel_id)
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.pop(next(iter(self._cache)))  # the oldest entry
+        self._cache[channel_id] = config
+        return config
+
+    async def _load(self, channel_id: int) -> ChannelConfig:
         async with self._sessions() as session:
             row = await session.scalar(select(Channel).where(Channel.channel_id == channel_id))
             if row is None:
@@ -40,6 +58,20 @@ class ChannelStore:
                 parent_id=row.parent_id,
             )
 
+    async def clear_persona(self, guild_id: int, persona: str) -> int:
+        """Take a (deleted) persona off every channel of its guild: they answer with their
+        model again. Returns how many channels had it."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Channel)
+                .where(Channel.guild_id == guild_id, Channel.persona == persona)
+                .values(persona=None)
+            )
+        for channel_id, config in list(self._cache.items()):
+            if config.persona == persona:
+                del self._cache[channel_id]
+        return int(getattr(result, "rowcount", 0) or 0)
+
     async def update(self, channel_id: int, guild_id: int | None, **values: Any) -> ChannelConfig:
         """Change some of a channel's settings (creating its row if needed)."""
         unknown = set(values) - {"model", "persona", "autoreply", "bot_thread", "parent_id"}
@@ -52,4 +84,5 @@ class ChannelStore:
                 session.add(row)
             for key, value in values.items():
                 setattr(row, key, value)
+        self._cache.pop(channel_id, None)
         return await self.get(channel_id)

@@ -171,6 +171,10 @@ class HistoryStore:
             )
             return int(total or 0)
 
+    async def delete_turns(self, turn_ids: list[int]) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(delete(Turn).where(Turn.id.in_(turn_ids)))
+
     async def clear(self, channel_id: int) -> int:
         """Delete the channel's turns (not hide them). Returns how many were deleted."""
         async with self._sessions.begin() as session:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.storage.models import Channel, Persona
+from bot.storage.models import Persona
 
 
 class NameTaken(Exception):
@@ -104,18 +104,21 @@ class PersonaStore:
             )
             return list(rows.all())
 
+    async def models(self) -> list[tuple[str, str, str]]:
+        """(name, base model, Ollama model) of every guild's personas."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(Persona.name, Persona.base_model, Persona.ollama_model).order_by(
+                    Persona.name
+                )
+            )
+            return [(name, base, model) for name, base, model in rows.all()]
+
     async def delete(self, guild_id: int, name: str) -> bool:
-        """Delete a persona, and in the same transaction take it off the guild's channels
-        (they fall back to their model). False when there was no such persona."""
+        """Delete a persona; False when there was no such persona. (Its channels are cleared by
+        `ChannelStore.clear_persona`, which also keeps that store's cache right.)"""
         async with self._sessions.begin() as session:
             result = await session.execute(
                 delete(Persona).where(Persona.guild_id == guild_id, Persona.name == name)
             )
-            if not getattr(result, "rowcount", 0):
-                return False
-            await session.execute(
-                update(Channel)
-                .where(Channel.guild_id == guild_id, Channel.persona == name)
-                .values(persona=None)
-            )
-            return True
+            return bool(getattr(result, "rowcount", 0))

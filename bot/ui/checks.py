@@ -32,6 +32,38 @@ def is_admin(interaction: discord.Interaction) -> bool:
     return any(role.id in admin_roles for role in roles)
 
 
+def member_is_admin(member: discord.abc.User, admin_role_ids: list[int]) -> bool:
+    """The same rule as `is_admin`, for the author of a message."""
+    if not isinstance(member, discord.Member):
+        return False
+    permissions = member.guild_permissions
+    if permissions.administrator or permissions.manage_guild:
+        return True
+    return any(role.id in admin_role_ids for role in member.roles)
+
+
+def place_ids(channel: object) -> list[int]:
+    """A channel's id and, for a thread, its parent's: rules on a channel cover its threads."""
+    ids = [channel_id] if isinstance(channel_id := getattr(channel, "id", None), int) else []
+    parent = getattr(channel, "parent_id", None)
+    if isinstance(parent, int):
+        ids.append(parent)
+    return ids
+
+
+def refusal_for(interaction: discord.Interaction) -> str | None:
+    """Why the access rules shut this interaction's user out here, or None."""
+    bot = cast("OllamaBot", interaction.client)
+    roles = [role.id for role in getattr(interaction.user, "roles", [])]
+    return bot.access.refusal(
+        user_id=interaction.user.id,
+        role_ids=roles,
+        channel_ids=place_ids(interaction.channel),
+        dm=interaction.guild_id is None,
+        admin=interaction.guild_id is not None and is_admin(interaction),
+    )
+
+
 def admins_only() -> Callable[[F], F]:
     def predicate(interaction: discord.Interaction) -> bool:
         if interaction.guild_id is None:

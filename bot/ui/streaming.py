@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from bot.conversation.splitter import DISCORD_LIMIT, split_message, split_once
 
@@ -34,17 +34,19 @@ T = TypeVar("T")
 
 
 class ReplyTarget(Protocol[H]):
-    """Where a reply is drawn: `send` makes the n-th message, `edit` changes one."""
+    """Where a reply is drawn: `send` makes the n-th message, `edit` changes one. `view` is the
+    message's controls (buttons), or None for none."""
 
-    async def send(self, index: int, content: str) -> H: ...
+    async def send(self, index: int, content: str, view: Any) -> H: ...
 
-    async def edit(self, handle: H, content: str) -> H: ...
+    async def edit(self, handle: H, content: str, view: Any) -> H: ...
 
 
 @dataclass(slots=True)
 class _Drawn(Generic[T]):
     handle: T
     content: str
+    view: Any
     writes: deque[float] = field(default_factory=deque)  # when it was sent or edited, newest last
 
 
@@ -60,6 +62,7 @@ class StreamingReply(Generic[T]):
         clock: Callable[[], float] = time.monotonic,
         prefix: str = "",
         budget: tuple[int, float] = DISCORD_EDIT_BUDGET,
+        stop_view: Any = None,
     ) -> None:
         self._target = target
         count, window = budget
@@ -72,8 +75,11 @@ class StreamingReply(Generic[T]):
         self._frozen: list[str] = []  # pieces cut off the text; they never change again
         self._tail = prefix  # the text after the frozen pieces
         self._fed = False  # nothing is shown until the model's first text arrives
+        self._status: str | None = None  # shown until then, e.g. the place in line
         self._final: list[str] | None = None  # the pieces to show once finished
         self._drawn: list[_Drawn[T]] = []
+        self._stop_view = stop_view  # on the first message while streaming
+        self._final_view: Any = None  # on the last message once finished
         self._wake = asyncio.Event()
         self._writer = asyncio.create_task(self._write(), name="streaming-reply-writer")
         self.edits = 0
@@ -93,8 +99,12 @@ class StreamingReply(Generic[T]):
             self._frozen.append(head)
         self._wake.set()
 
-    async def finish(self, footer: str | None = None, *, empty: str = "*(no reply)*") -> list[T]:
-        """Show the full final text (with `footer` on its own last line) and wait until shown."""
+    async def finish(
+        self, footer: str | None = None, *, empty: str = "*(no reply)*", view: Any = None
+    ) -> list[T]:
+        """Show the full final text (with `footer` on its own last line) and `view` under the
+        last message, and wait until shown."""
+        self._final_view = view
         if not self._fed:
             self.feed(empty)
         pieces = self._pieces_so_far() or [empty]
@@ -106,8 +116,9 @@ class StreamingReply(Generic[T]):
                 pieces.extend(split_message(footer, self._limit))
         return await self._settle(pieces)
 
-    async def fail(self, message: str) -> list[T]:
+    async def fail(self, message: str, *, view: Any = None) -> list[T]:
         """Show the text so far, then the error, and wait until shown."""
+        self._final_view = view
         note = f"⚠️ {message}"
         pieces = self._pieces_so_far() or [self._tail]
         joined = f"{pieces[-1].rstrip()}\n\n{note}" if pieces[-1].strip() else pieces[-1] + note
@@ -136,10 +147,19 @@ class StreamingReply(Generic[T]):
             pieces.append(self._tail)
         return pieces
 
+    def set_status(self, status: str | None) -> None:
+        """Show `status` (after the prefix) until the first text arrives. Never waits."""
+        if self._fed or self._final is not None:
+            return
+        self._status = status
+        self._wake.set()
+
     def _wanted(self) -> list[str]:
         if self._final is not None:
             return self._final
-        return self._pieces_so_far() if self._fed else []
+        if self._fed:
+            return self._pieces_so_far()
+        return [self._tail + self._status] if self._status else []
 
     async def _write(self) -> None:
         while True:
@@ -166,12 +186,13 @@ class StreamingReply(Generic[T]):
         """Make one change towards `wanted`. Returns 0 after a change, seconds to wait before the
         next allowed change, or None when everything shown is up to date."""
         for index, content in enumerate(wanted):
+            view = self._view_for(index, len(wanted), final)
             if index == len(self._drawn):
-                handle = await self._target.send(index, content)
-                self._drawn.append(_Drawn(handle, content, deque([self._clock()])))
+                handle = await self._target.send(index, content, view)
+                self._drawn.append(_Drawn(handle, content, view, deque([self._clock()])))
                 return 0
             drawn = self._drawn[index]
-            if drawn.content == content:
+            if drawn.content == content and drawn.view is view:
                 continue
             # A message's last edit: the reply is complete, or this piece was cut off for good.
             last_edit = final or index < len(self._frozen)
@@ -179,15 +200,21 @@ class StreamingReply(Generic[T]):
             if wait > 0:
                 return wait
             try:
-                drawn.handle = await self._target.edit(drawn.handle, content)
+                drawn.handle = await self._target.edit(drawn.handle, content, view)
             except Exception:
                 # The message may be gone (deleted by a moderator); carry on with the rest.
                 log.warning("could not edit a reply message", exc_info=True)
             drawn.content = content
+            drawn.view = view
             drawn.writes.append(self._clock())
             self.edits += 1
             return 0
         return None
+
+    def _view_for(self, index: int, count: int, final: bool) -> Any:
+        if final:
+            return self._final_view if index == count - 1 else None
+        return self._stop_view if index == 0 else None
 
     def _wait_before_edit(self, drawn: _Drawn[T], last_edit: bool) -> float:
         now = self._clock()

@@ -4,6 +4,8 @@ Every message the bot sends or edits carries `allowed_mentions` that ping no one
 
 from __future__ import annotations
 
+from typing import Any
+
 import discord
 
 NO_PINGS = discord.AllowedMentions.none()
@@ -15,16 +17,18 @@ class InteractionTarget:
     def __init__(self, interaction: discord.Interaction) -> None:
         self._interaction = interaction
 
-    async def send(self, index: int, content: str) -> discord.Message:
+    async def send(self, index: int, content: str, view: Any) -> discord.Message:
         if index == 0:
             return await self._interaction.edit_original_response(
-                content=content, allowed_mentions=NO_PINGS
+                content=content, allowed_mentions=NO_PINGS, view=view
             )
-        return await self._interaction.followup.send(content, allowed_mentions=NO_PINGS, wait=True)
+        return await self._interaction.followup.send(
+            content, allowed_mentions=NO_PINGS, wait=True, **_with_view(view)
+        )
 
-    async def edit(self, handle: discord.Message, content: str) -> discord.Message:
+    async def edit(self, handle: discord.Message, content: str, view: Any) -> discord.Message:
         # An InteractionMessage edits the original response, a WebhookMessage its followup.
-        return await handle.edit(content=content, allowed_mentions=NO_PINGS)
+        return await handle.edit(content=content, allowed_mentions=NO_PINGS, view=view)
 
 
 class MessageTarget:
@@ -33,12 +37,47 @@ class MessageTarget:
     def __init__(self, message: discord.Message) -> None:
         self._message = message
 
-    async def send(self, index: int, content: str) -> discord.Message:
+    async def send(self, index: int, content: str, view: Any) -> discord.Message:
         if index == 0:
             return await self._message.reply(
-                content, mention_author=False, allowed_mentions=NO_PINGS
+                content, mention_author=False, allowed_mentions=NO_PINGS, **_with_view(view)
             )
-        return await self._message.channel.send(content, allowed_mentions=NO_PINGS)
+        return await self._message.channel.send(
+            content, allowed_mentions=NO_PINGS, **_with_view(view)
+        )
 
-    async def edit(self, handle: discord.Message, content: str) -> discord.Message:
-        return await handle.edit(content=content, allowed_mentions=NO_PINGS)
+    async def edit(self, handle: discord.Message, content: str, view: Any) -> discord.Message:
+        return await handle.edit(content=content, allowed_mentions=NO_PINGS, view=view)
+
+
+class ChannelTarget:
+    """Plain messages in a channel or thread (the first answer in a new thread)."""
+
+    def __init__(self, channel: discord.abc.Messageable) -> None:
+        self._channel = channel
+
+    async def send(self, index: int, content: str, view: Any) -> discord.Message:
+        return await self._channel.send(content, allowed_mentions=NO_PINGS, **_with_view(view))
+
+    async def edit(self, handle: discord.Message, content: str, view: Any) -> discord.Message:
+        return await handle.edit(content=content, allowed_mentions=NO_PINGS, view=view)
+
+
+class FollowupTarget:
+    """New followup messages of an interaction already answered (a button press)."""
+
+    def __init__(self, interaction: discord.Interaction) -> None:
+        self._interaction = interaction
+
+    async def send(self, index: int, content: str, view: Any) -> discord.Message:
+        return await self._interaction.followup.send(
+            content, allowed_mentions=NO_PINGS, wait=True, **_with_view(view)
+        )
+
+    async def edit(self, handle: discord.Message, content: str, view: Any) -> discord.Message:
+        return await handle.edit(content=content, allowed_mentions=NO_PINGS, view=view)
+
+
+def _with_view(view: Any) -> dict[str, Any]:
+    """discord.py's send() refuses view=None; leave the argument out instead."""
+    return {} if view is None else {"view": view}

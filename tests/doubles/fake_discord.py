@@ -633,6 +633,12 @@ class FakeDiscord:
         self.users: dict[str, dict[str, Any]] = {
             name: self._make_user(name) for name in ("alice", "bob", "admin")
         }
+        # Another bot in the guild: its messages must never be answered.
+        self.users["otherbot"] = self._make_user("otherbot", bot=True)
+        # Webhook authors (by webhook id): messages posted through a channel webhook.
+        self._webhook_users: dict[str, dict[str, Any]] = {}
+        self.thread_members: dict[str, list[str]] = {}
+        """Users added to each thread (PUT /channels/{thread}/thread-members/{user})."""
         self.admin_role_id = self._ids.next()
         self.bot_role_id = self._ids.next()
         self.roles: list[dict[str, Any]] = [
@@ -645,6 +651,7 @@ class FakeDiscord:
             self.users["alice"]["id"]: [],
             self.users["bob"]["id"]: [],
             self.users["admin"]["id"]: [self.admin_role_id],
+            self.users["otherbot"]["id"]: [],
         }
         self._joined_at = _now_iso()
         self.guilds: dict[str, FakeGuild] = {
@@ -864,6 +871,8 @@ class FakeDiscord:
         for user in self.users.values():
             if user["id"] == user_id:
                 return user
+        if user_id in self._webhook_users:
+            return self._webhook_users[user_id]
         raise KeyError(user_id)
 
     def _is_guild_channel(self, channel_id: str) -> bool:
@@ -1264,7 +1273,8 @@ class FakeDiscord:
         }
         if message.webhook_id:
             payload["webhook_id"] = message.webhook_id
-            payload["application_id"] = self.application_id
+            if message.webhook_id == self.application_id:  # the application's own webhook
+                payload["application_id"] = self.application_id
         if message.interaction_id:
             interaction = self.interactions.get(message.interaction_id)
             if interaction is not None:
@@ -1847,6 +1857,13 @@ class FakeDiscord:
                 True,
                 "channel_id",
             ),
+            (
+                "PUT",
+                "/channels/{channel_id}/thread-members/{user_id}",
+                self._add_thread_member,
+                True,
+                "channel_id",
+            ),
         ]
         routes: list[_Route] = []
         for method, template, handler, auth, major in table:
@@ -2274,6 +2291,20 @@ class FakeDiscord:
             "THREAD_CREATE", {**copy.deepcopy(thread), "newly_created": True}, intent=INTENT_GUILDS
         )
         return _json_response(copy.deepcopy(thread), 201)
+
+    async def _add_thread_member(self, req: _Request) -> web.Response:
+        thread = self._channel(req.params["channel_id"])
+        if thread["type"] not in THREAD_TYPES:
+            raise ApiError(400, 50024, "Cannot execute action on this channel type")
+        user_id = req.params["user_id"]
+        if user_id not in self._member_roles:
+            raise ApiError(404, 10013, "Unknown User")
+        members = self.thread_members.setdefault(thread["id"], [])
+        if user_id not in members:
+            members.append(user_id)
+            thread["member_count"] = len(members) + 1  # and the bot, which created it
+        self._notify()
+        return web.Response(status=204)
 
     # ------------------------------------------------------------------ REST: interactions
 
@@ -2805,12 +2836,28 @@ class FakeDiscord:
         reply_ping: bool = True,
         mention_everyone: bool = False,
         attachments: list[tuple[str, bytes, str]] | None = None,
+        webhook: bool = False,
     ) -> FakeMessage:
-        """``user`` posts a message; MESSAGE_CREATE is dispatched (content blanked like Discord)."""
+        """``user`` posts a message; MESSAGE_CREATE is dispatched (content blanked like Discord).
+
+        With ``webhook=True`` the message comes from a channel webhook named after ``user``: its
+        author is the webhook (id = webhook id, no member), and it carries ``webhook_id``."""
         await self.wait_ready()
         channel_id = channel_id or self.channel_ids[0]
         self._channel(channel_id)
-        author = self._user(user)
+        if webhook:
+            hook_id = self._ids.next()
+            author = {
+                "id": hook_id,
+                "username": f"{user} (webhook)",
+                "discriminator": "0000",
+                "avatar": None,
+                "global_name": None,
+                "bot": True,
+            }
+            self._webhook_users[hook_id] = author
+        else:
+            author = self._user(user)
         if mention_everyone and "@everyone" not in content:
             content = f"@everyone {content}"
         if mention_bot:
@@ -2835,6 +2882,7 @@ class FakeDiscord:
             content=content,
             message_type=19 if reference else 0,
             message_reference=reference,
+            webhook_id=author["id"] if webhook else None,
         )
         message.mention_everyone = mention_everyone
         message.mentions = list(dict.fromkeys(mentions))

@@ -1010,8 +1010,13 @@ class FakeOllama:
         }
         self.busy = False
         self.down = False
+        # /api/tags entries carry `capabilities` only since Ollama 0.30; False answers like the
+        # older servers do (clients then read them from /api/show).
+        self.tags_capabilities = True
         self.requests: list[RecordedRequest] = []
         self.active_generations = 0
+        self.max_active_generations = 0
+        """The most generations that ran at the same time."""
         self.cancelled = 0
         self.url = ""
         self._scripts: list[Script] = []
@@ -1238,7 +1243,9 @@ class FakeOllama:
                         "size": m.size,
                         "digest": m.digest,
                         "details": m.details(),
-                        "capabilities": list(m.capabilities),
+                        **(
+                            {"capabilities": list(m.capabilities)} if self.tags_capabilities else {}
+                        ),
                     }
                     for m in models
                 ]
@@ -1529,6 +1536,7 @@ class FakeOllama:
         first_token_at: float | None = None
         sent = content_sent = 0
         self.active_generations += 1
+        self.max_active_generations = max(self.max_active_generations, self.active_generations)
         try:
             if script.first_token_delay:
                 await asyncio.sleep(script.first_token_delay)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from bot.app import OllamaBot
-from tests.conftest import BotRunner
+from tests.conftest import BotRunner, both_databases
 from tests.doubles.fake_discord import FakeDiscord, FakeMessage
 from tests.doubles.fake_ollama import FakeOllama, Script
 
@@ -51,6 +51,7 @@ async def chat(fake: FakeDiscord, text: str, *, channel_id: str | None = None) -
     return fake.messages[interaction.original_message_id]
 
 
+@both_databases
 async def test_slash_chat_streams_the_reply_and_stores_the_turns(
     bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
@@ -188,6 +189,7 @@ async def test_long_replies_continue_in_followups_with_code_fences_reopened(
     assert_pings_no_one(fake_discord)
 
 
+@both_databases
 async def test_history_continues_after_a_restart(
     bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
@@ -205,6 +207,7 @@ async def test_history_continues_after_a_restart(
     ]
 
 
+@both_databases
 async def test_each_channel_has_its_own_conversation(
     bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
@@ -216,8 +219,9 @@ async def test_each_channel_has_its_own_conversation(
 
 
 async def test_context_keeps_the_newest_turns_that_fit_the_model_window(
-    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
+    bot = await bots.start(user_requests_per_minute=0)  # twelve questions in a row
     fake_ollama.models["llama3.2:latest"].parameters["num_ctx"] = 1024
     bot.gateway.forget("llama3.2")
     for n in range(12):

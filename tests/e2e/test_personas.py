@@ -496,6 +496,24 @@ async def test_delete_needs_the_author_or_an_admin_and_removes_the_ollama_model(
     assert len(deleted_models(fake_ollama)) == 2
 
 
+async def test_model_delete_refuses_a_personas_base_and_its_model(
+    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    await create_with_file(fake_discord, "butler", SEED)
+    await run(fake_discord, "use", {"name": "james"})  # built-in personas don't hold models
+
+    for name in ("Llama3.2", persona_model(fake_discord, "butler")):
+        interaction = await fake_discord.slash_command(
+            "model", {"name": name}, subcommand="delete", user="admin"
+        )
+        refused = await answered(fake_discord, interaction)
+        assert refused.is_ephemeral
+        assert refused.content.endswith(
+            "is the base of the persona **butler**. Delete it with `/persona delete` first."
+        )
+    assert deleted_models(fake_ollama) == []
+
+
 # ------------------------------------------------------------------------------ permissions
 
 

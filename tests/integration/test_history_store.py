@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.app import ConfigurationError, prepare_database
 from bot.storage import migrate
-from bot.storage.engine import create_engine, session_factory, sqlite_path
+from bot.storage.channels import ChannelConfig, ChannelStore
+from bot.storage.engine import create_engine, session_factory
 from bot.storage.history import Author, HistoryStore, TurnResult
 from bot.storage.models import TurnStatus
+from tests.conftest import both_databases
+
+pytestmark = both_databases
 
 ALICE = Author(11, "alice")
 BOT = Author(99, "ollama-bot")
@@ -51,19 +53,11 @@ async def exchange(store: HistoryStore, channel: int, text: str, reply: str) -> 
     return user_turn, reply_turn
 
 
-async def test_migrations_create_the_schema_in_wal_mode(
-    engine: AsyncEngine, database_url: str
-) -> None:
+async def test_migrations_create_the_schema(engine: AsyncEngine) -> None:
     assert await migrate.is_current(engine)
-    path = sqlite_path(database_url)
-    assert path is not None and path.is_file()
-    with sqlite3.connect(path) as conn:
-        tables = {
-            row[0] for row in conn.execute("select name from sqlite_master where type='table'")
-        }
-        mode = conn.execute("pragma journal_mode").fetchone()[0]
-    assert {"turns", "meta", "alembic_version"} <= tables
-    assert mode == "wal"
+    async with engine.connect() as conn:
+        tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+    assert {"turns", "meta", "channels", "alembic_version"} <= tables
 
 
 async def test_upgrade_twice_is_harmless(engine: AsyncEngine) -> None:
@@ -136,20 +130,7 @@ async def test_meta_values_round_trip(store: HistoryStore) -> None:
     assert await store.get_meta("k") == "v2"
 
 
-async def test_start_refuses_an_old_schema_when_told_not_to_migrate(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
-    try:
-        with pytest.raises(ConfigurationError, match="db upgrade"):
-            await prepare_database(engine, auto_migrate=False)
-        await prepare_database(engine, auto_migrate=True)
-        assert await migrate.is_current(engine)
-    finally:
-        await engine.dispose()
-
-
 async def test_channel_settings_default_and_update(engine: AsyncEngine) -> None:
-    from bot.storage.channels import ChannelConfig, ChannelStore
-
     channels = ChannelStore(session_factory(engine))
     assert await channels.get(5) == ChannelConfig(5)
     assert (await channels.update(5, 1, model="qwen3")).model == "qwen3"

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.storage import migrate
-from bot.storage.channels import ChannelStore
+from bot.storage.channels import ChannelConfig, ChannelStore
 from bot.storage.engine import create_engine, session_factory, sqlite_path
 from bot.storage.history import Author, HistoryStore
 from bot.storage.personas import NameTaken, NewPersona, PersonaStore
@@ -60,7 +60,7 @@ async def test_personas_are_unique_per_guild_not_across_guilds(engine: AsyncEngi
     assert [p.name for p in await store.all(1)] == ["alpha", "butler"]
 
 
-async def test_deleting_a_persona_takes_it_off_its_guilds_channels(engine: AsyncEngine) -> None:
+async def test_a_deleted_persona_is_taken_off_its_guilds_channels(engine: AsyncEngine) -> None:
     sessions = session_factory(engine)
     store, channels = PersonaStore(sessions), ChannelStore(sessions)
     await store.add(persona(1, "butler"))
@@ -69,6 +69,8 @@ async def test_deleting_a_persona_takes_it_off_its_guilds_channels(engine: Async
     await channels.update(20, 2, persona="butler")
     assert await store.delete(1, "butler")
     assert not await store.delete(1, "butler")
+    assert await channels.get(10) == ChannelConfig(10, model="qwen3", persona="butler")  # cached
+    assert await channels.clear_persona(1, "butler") == 1
     kept = await channels.get(10)
     assert (kept.persona, kept.model) == (None, "qwen3")
     assert (await channels.get(20)).persona == "butler"  # the other guild's is untouched

@@ -6,7 +6,7 @@ import pytest
 
 from bot.cogs.personas import describe
 from bot.errors import InputError
-from bot.ollama_gateway import Progress
+from bot.ollama_gateway import PullProgress as Progress
 from bot.personas.modelfile import is_model_name, parse
 from bot.personas.service import (
     BUILTIN_DIR,
@@ -76,7 +76,7 @@ def test_progress_lines_are_short() -> None:
     assert describe(Progress(f"using existing layer {digest}")) == (
         "using existing layer sha256:abababababab…"
     )
-    assert describe(Progress("pulling abababababab", 500_000_000, 2_000_000_000)) == (
-        "pulling abababababab · 25% of 2.00 GB"
-    )
+    assert describe(
+        Progress("pulling abababababab", total=2_000_000_000, completed=500_000_000)
+    ) == ("pulling abababababab · 25% of 2.00 GB")
     assert describe(Progress("")) == "working"

@@ -1,0 +1,129 @@
+"""/thread start and /channel autoreply: conversations without typing @bot every time."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.conversation.service import ChatRequest
+from bot.errors import InputError
+from bot.storage.channels import ChannelStore
+from bot.storage.history import Author
+from bot.ui.checks import channel_managers
+from bot.ui.targets import NO_PINGS, ChannelTarget
+
+if TYPE_CHECKING:
+    from bot.app import OllamaBot
+    from bot.cogs.chat import ChatCog
+
+log = logging.getLogger(__name__)
+
+THREAD_NAME_CHARS = 100  # Discord's limit for a channel name
+
+INTENT_HELP = (
+    "Answering without a mention needs Discord's **Message Content** intent, which this bot does "
+    "not use yet. An admin can switch it on in the Discord developer portal (your application → "
+    "Bot → Privileged Gateway Intents → Message Content Intent) and in the bot's settings "
+    "(`message_content_intent = true`, or `BOT_MESSAGE_CONTENT_INTENT=true`), then restart the "
+    "bot. Mentioning me works either way."
+)
+
+
+def thread_name(topic: str) -> str:
+    name = " ".join(topic.split())
+    if len(name) > THREAD_NAME_CHARS:
+        name = name[: THREAD_NAME_CHARS - 1] + "…"
+    return name
+
+
+class ThreadsCog(commands.Cog):
+    def __init__(self, bot: OllamaBot, chat: ChatCog, channels: ChannelStore) -> None:
+        self.bot = bot
+        self.chat = chat
+        self.channels = channels
+
+    thread = app_commands.Group(
+        name="thread", description="Conversations in their own thread", guild_only=True
+    )
+    channel = app_commands.Group(
+        name="channel",
+        description="How the bot behaves in this channel",
+        default_permissions=discord.Permissions(manage_channels=True),
+        guild_only=True,
+    )
+
+    @thread.command(name="start", description="Open a thread for a new conversation.")
+    @app_commands.describe(
+        topic="What the conversation is about (your first message)",
+        private="Only people you add can see it (default: public)",
+    )
+    async def start(
+        self,
+        interaction: discord.Interaction,
+        topic: app_commands.Range[str, 1, 2000],
+        private: bool = False,
+    ) -> None:
+        parent = interaction.channel
+        if not isinstance(parent, discord.TextChannel) or interaction.guild_id is None:
+            raise InputError("Start a thread from a text channel (not from a thread or a DM).")
+        await interaction.response.defer(thinking=True)
+        kind = discord.ChannelType.private_thread if private else discord.ChannelType.public_thread
+        try:
+            thread = await parent.create_thread(
+                name=thread_name(topic), type=kind, auto_archive_duration=1440
+            )
+            if private:
+                await thread.add_user(interaction.user)
+        except discord.Forbidden as exc:
+            which = "private" if private else "public"
+            raise InputError(
+                f"I can't create {which} threads here. I need the Create "
+                f"{which.capitalize()} Threads permission in this channel."
+            ) from exc
+        parent_config = await self.channels.get(parent.id)
+        await self.channels.update(
+            thread.id,
+            interaction.guild_id,
+            bot_thread=True,
+            parent_id=parent.id,
+            model=parent_config.model,
+        )
+        note = (
+            "I answer every message in it."
+            if self.bot.settings.message_content_intent
+            else "Mention me there to continue.\n-# " + INTENT_HELP
+        )
+        await interaction.edit_original_response(
+            content=f"🧵 Started {thread.mention}. {note}", allowed_mentions=NO_PINGS
+        )
+        request = ChatRequest(
+            channel_id=thread.id,
+            guild_id=interaction.guild_id,
+            user=Author(interaction.user.id, interaction.user.display_name),
+            text=topic,
+        )
+        await self.chat.reply(request, ChannelTarget(thread))
+
+    @channel.command(name="autoreply", description="Answer every message here, no mention needed.")
+    @app_commands.describe(enabled="On: answer every message in this channel. Off: only mentions.")
+    @channel_managers()
+    async def autoreply(self, interaction: discord.Interaction, enabled: bool) -> None:
+        if enabled and not self.bot.settings.message_content_intent:
+            await interaction.response.send_message(
+                INTENT_HELP, ephemeral=True, allowed_mentions=NO_PINGS
+            )
+            return
+        channel_id = interaction.channel_id
+        if channel_id is None:
+            raise InputError("This works in a channel.")
+        await self.channels.update(channel_id, interaction.guild_id, autoreply=enabled)
+        text = (
+            "Auto-reply is **on**: I answer every message in this channel."
+            if enabled
+            else "Auto-reply is **off**: mention me or reply to me to talk."
+        )
+        await interaction.response.send_message(text, allowed_mentions=NO_PINGS)

@@ -1,0 +1,135 @@
+"""Sharing one Ollama among many people: a per-user rate limit, one generation at a time per
+channel in arrival order, at most `parallel` generations at once, and a bounded waiting line
+whose members can be told their place."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from bot.errors import BotError
+
+PositionCallback = Callable[[int], None]
+"""Told the caller's place in line (1 = next) whenever it changes while waiting."""
+
+
+class RateLimited(BotError):
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            f"You're sending requests quickly. Try again in {max(1, round(retry_after))} s."
+        )
+
+
+class QueueFull(BotError):
+    user_message = "Too many requests are waiting for the model right now. Try again in a minute."
+
+
+class ShuttingDown(BotError):
+    user_message = "The bot is restarting. Try again in a minute."
+
+
+class UserRateLimit:
+    """At most `per_minute` requests per user in any 60 seconds (a sliding window)."""
+
+    WINDOW = 60.0
+
+    def __init__(self, per_minute: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._limit = per_minute
+        self._clock = clock
+        self._hits: dict[int, deque[float]] = {}
+
+    def hit(self, user_id: int) -> None:
+        """Count a request, or raise RateLimited (not counted) when the user is over the limit."""
+        if self._limit <= 0:
+            return
+        now = self._clock()
+        hits = self._hits.setdefault(user_id, deque())
+        while hits and hits[0] <= now - self.WINDOW:
+            hits.popleft()
+        if len(hits) >= self._limit:
+            raise RateLimited(hits[0] + self.WINDOW - now)
+        hits.append(now)
+        if len(self._hits) > 10_000:  # bounded: forget users whose window has passed
+            for user, old in list(self._hits.items()):
+                if not old or old[-1] <= now - self.WINDOW:
+                    del self._hits[user]
+
+
+@dataclass(slots=True)
+class _Waiter:
+    on_position: PositionCallback | None
+    position: int = 0
+
+
+class Scheduler:
+    """Admission and ordering of generations.
+
+    `turn(channel_id)` waits until it is this request's turn: first for its channel (one
+    generation per channel, first come first served), then for one of the `parallel` slots.
+    At most `queue_size` requests wait in all; one more is refused at once with QueueFull."""
+
+    def __init__(self, *, parallel: int, queue_size: int) -> None:
+        self._slots = asyncio.Semaphore(parallel)
+        self._queue_size = queue_size
+        self._channels: dict[int, tuple[asyncio.Lock, int]] = {}  # lock, requests using it
+        self._waiting: dict[int, _Waiter] = {}  # in arrival order
+        self._ids = itertools.count()
+        self.active = 0
+        self.closed = False
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @contextlib.asynccontextmanager
+    async def turn(
+        self, channel_id: int, on_position: PositionCallback | None = None
+    ) -> AsyncIterator[None]:
+        if self.closed:
+            raise ShuttingDown()
+        if len(self._waiting) >= self._queue_size:
+            raise QueueFull()
+        ticket = next(self._ids)
+        self._waiting[ticket] = _Waiter(on_position)
+        lock, users = self._channels.get(channel_id, (asyncio.Lock(), 0))
+        self._channels[channel_id] = (lock, users + 1)
+        acquired_lock = acquired_slot = False
+        try:
+            if lock.locked() or self._slots.locked() or len(self._waiting) > 1:
+                self._tell_positions()  # only those who really wait are told their place
+            await lock.acquire()
+            acquired_lock = True
+            await self._slots.acquire()
+            acquired_slot = True
+            del self._waiting[ticket]
+            self._tell_positions()
+            self.active += 1
+            try:
+                yield
+            finally:
+                self.active -= 1
+        finally:
+            if self._waiting.pop(ticket, None) is not None:
+                self._tell_positions()
+            if acquired_slot:
+                self._slots.release()
+            if acquired_lock:
+                lock.release()
+            lock, users = self._channels[channel_id]
+            if users == 1:
+                del self._channels[channel_id]
+            else:
+                self._channels[channel_id] = (lock, users - 1)
+
+    def _tell_positions(self) -> None:
+        for place, waiter in enumerate(self._waiting.values(), start=1):
+            if waiter.position != place:
+                waiter.position = place
+                if waiter.on_position is not None:
+                    waiter.on_position(place)

@@ -1,0 +1,92 @@
+"""Sharing the model: the per-user rate limit, the waiting line, a full line."""
+
+from __future__ import annotations
+
+from tests.conftest import BotRunner
+from tests.doubles.fake_discord import FakeDiscord, FakeInteraction
+from tests.doubles.fake_ollama import FakeOllama, Script
+from tests.e2e.test_chat import final
+
+
+def shown(fake: FakeDiscord, interaction: FakeInteraction) -> list[str]:
+    """Every text the interaction's response showed, in order."""
+    if interaction.original_message_id is None:
+        return []
+    message = fake.messages[interaction.original_message_id]
+    return [content for _, content in message.edits] or [message.content]
+
+
+def done(fake: FakeDiscord, interaction: FakeInteraction) -> bool:
+    texts = shown(fake, interaction)
+    return bool(texts) and (
+        final(fake.messages[interaction.original_message_id or ""]) or "⚠️" in texts[-1]
+    )
+
+
+async def test_a_user_over_the_rate_limit_is_told_when_to_come_back(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    await bots.start(user_requests_per_minute=2)
+    answered = [await fake_discord.slash_command("chat", {"message": f"q{n}"}) for n in range(3)]
+    other = await fake_discord.slash_command("chat", {"message": "bob's turn"}, user="bob")
+    await fake_discord.wait_until(
+        lambda: all(done(fake_discord, i) for i in [*answered, other]), timeout=10
+    )
+    assert "sending requests quickly" in shown(fake_discord, answered[2])[-1]
+    assert "Try again in" in shown(fake_discord, answered[2])[-1]
+    assert [r["messages"][-1]["content"] for r in fake_ollama.chat_requests()] == [
+        "q0",
+        "q1",
+        "bob's turn",
+    ]
+
+
+async def test_waiting_requests_see_their_place_and_a_full_line_is_refused(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    await bots.start(max_parallel_generations=1, max_queue=2)
+    general, random, other = fake_discord.channel_ids[:3]
+    fake_ollama.script(
+        *[Script(reply=[f"t{n} " for n in range(10)], token_interval=0.08) for _ in range(3)]
+    )
+    first = await fake_discord.slash_command("chat", {"message": "first"}, channel_id=general)
+    await fake_ollama.wait_until(lambda: fake_ollama.active_generations == 1)
+    second = await fake_discord.slash_command("chat", {"message": "second"}, channel_id=random)
+    await fake_discord.wait_until(
+        lambda: any("number 1 in line" in t for t in shown(fake_discord, second))
+    )
+    third = await fake_discord.slash_command("chat", {"message": "third"}, channel_id=other)
+    await fake_discord.wait_until(
+        lambda: any("number 2 in line" in t for t in shown(fake_discord, third))
+    )
+    refused = await fake_discord.slash_command("chat", {"message": "fourth"}, channel_id=general)
+    await fake_discord.wait_until(lambda: done(fake_discord, refused))
+    assert "Too many requests are waiting" in shown(fake_discord, refused)[-1]
+
+    await fake_discord.wait_until(
+        lambda: all(done(fake_discord, i) for i in (first, second, third)), timeout=15
+    )
+    # The third moved up as the first finished, and everyone was answered in order.
+    assert any("number 1 in line" in t for t in shown(fake_discord, third))
+    assert [r["messages"][-1]["content"] for r in fake_ollama.chat_requests()] == [
+        "first",
+        "second",
+        "third",
+    ]
+    assert fake_ollama.max_active_generations == 1
+
+
+async def test_one_channel_answers_in_order(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    await bots.start(max_parallel_generations=4, user_requests_per_minute=0)
+    fake_ollama.script(*[Script(reply=f"answer {n}", token_interval=0.02) for n in range(4)])
+    asked = [
+        await fake_discord.slash_command("chat", {"message": f"question {n}"}) for n in range(4)
+    ]
+    await fake_discord.wait_until(lambda: all(done(fake_discord, i) for i in asked), timeout=15)
+    requests = fake_ollama.chat_requests()
+    assert [r["messages"][-1]["content"] for r in requests] == [f"question {n}" for n in range(4)]
+    # Each question saw the previous answers: the channel's turns were taken one at a time.
+    assert len(requests[-1]["messages"]) == 7
+    assert fake_ollama.max_active_generations == 1
