@@ -381,6 +381,30 @@ async def test_a_builtin_persona_is_created_on_first_use(
     assert len(created_models(fake_ollama)) == 1
 
 
+async def test_a_thread_started_in_the_channel_keeps_its_persona(
+    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    await run(fake_discord, "use", {"name": "james"})
+    await fake_discord.slash_command("thread", {"topic": "Tea time"}, subcommand="start")
+    await fake_discord.wait_until(lambda: bool(fake_ollama.chat_requests()), timeout=10)
+    request = fake_ollama.chat_requests()[-1]
+    assert request["model"] == "persona-builtin-james"
+    assert request["messages"][0]["content"].startswith("You are James")
+    assert request["messages"][-1] == {"role": "user", "content": "Tea time"}
+    thread_id = next(
+        i
+        for i, c in fake_discord.channels.items()
+        if c.get("parent_id") == fake_discord.channel_ids[0]
+    )
+    assert (await bot.channels.get(int(thread_id))).persona == "james"
+    await fake_discord.wait_until(
+        lambda: any(
+            "-# james (llama3.2) · " in m.content for m in fake_discord.bot_messages(thread_id)
+        ),
+        timeout=10,
+    )
+
+
 # ------------------------------------------------------------------------------ missing models
 
 
