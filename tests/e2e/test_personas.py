@@ -336,6 +336,19 @@ async def test_chat_model_option_overrides_the_persona_for_one_message(
     )
 
 
+async def test_model_use_takes_the_persona_off(
+    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    await run(fake_discord, "use", {"name": "james"})
+    switched = await fake_discord.slash_command(
+        "model", {"name": "qwen3"}, subcommand="use", user="admin"
+    )
+    await answered(fake_discord, switched)
+    await chat(fake_discord, "hi")
+    assert fake_ollama.chat_requests()[-1]["model"] == "qwen3"
+    assert (await bot.channels.get(int(fake_discord.channel_ids[0]))).persona is None
+
+
 async def test_the_personas_num_ctx_bounds_the_context(
     bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
