@@ -516,7 +516,7 @@ def modelfiles(draw: st.DrawFn) -> Modelfile:
     )
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(modelfiles())
 def test_render_then_parse_gives_the_same_persona(modelfile: Modelfile) -> None:
     try:
