@@ -99,6 +99,7 @@ async def check(settings: Settings) -> int:
         except Exception as exc:
             print(f"Chat model: {getattr(exc, 'user_message', exc)}")
             problems += 1
+        problems += await _check_task_models(gateway, settings)
     except OllamaUnavailable as exc:
         print(f"Ollama: {exc.user_message}")
         problems += 1
@@ -120,6 +121,33 @@ async def check(settings: Settings) -> int:
         await engine.dispose()
     print("All good." if not problems else f"{problems} problem(s) found.")
     return 0 if not problems else 1
+
+
+async def _check_task_models(gateway: OllamaGateway, settings: Settings) -> int:
+    """The vision and sentiment models, when set; returns the number of problems."""
+    problems = 0
+    if settings.vision_model is None:
+        print("Vision model: not set (images reach only chat models that can see)")
+    else:
+        try:
+            info = await gateway.show(settings.vision_model)
+            sees = "vision" in info.capabilities
+            print(
+                f"Vision model: {settings.vision_model} present"
+                + ("" if sees else ", but it has no `vision` capability")
+            )
+            problems += not sees
+        except Exception as exc:
+            print(f"Vision model: {getattr(exc, 'user_message', exc)}")
+            problems += 1
+    if settings.sentiment_model is not None:
+        try:
+            await gateway.show(settings.sentiment_model)
+            print(f"Sentiment model: {settings.sentiment_model} present")
+        except Exception as exc:
+            print(f"Sentiment model: {getattr(exc, 'user_message', exc)}")
+            problems += 1
+    return problems
 
 
 async def sync(settings: Settings) -> None:

@@ -22,16 +22,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.access import AccessRules
 from bot.cogs.chat import ChatCog
 from bot.cogs.history import HistoryCog
+from bot.cogs.maintenance import RetentionCog
 from bot.cogs.models import ModelCog
 from bot.cogs.personas import PersonaCog
+from bot.cogs.sentiment import SentimentCog
 from bot.cogs.status import StatusCog
 from bot.cogs.threads import ThreadsCog
+from bot.cogs.vision import VisionCog
 from bot.conversation.fairness import Scheduler, UserRateLimit
 from bot.conversation.service import ChatLimits, ChatService
 from bot.errors import BotError
 from bot.models.service import ModelService
 from bot.ollama_gateway import OllamaGateway
 from bot.personas.service import PersonaService
+from bot.sentiment.service import SentimentService
 from bot.settings import Settings
 from bot.storage import migrate
 from bot.storage.channels import ChannelStore
@@ -42,6 +46,8 @@ from bot.ui.checks import refusal_for
 from bot.ui.controls import RegenerateButton, StopButton
 from bot.ui.errors import reply_with_error
 from bot.ui.targets import NO_PINGS
+from bot.vision.images import ImageLimits, ImagePreparer
+from bot.vision.routing import VisionRouter
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +136,21 @@ class OllamaBot(commands.Bot):
     async def setup_hook(self) -> None:
         assert self.user is not None  # setup_hook runs after login
         settings = self.settings
+        images = ImagePreparer(
+            ImageLimits(
+                max_bytes=settings.image_max_bytes,
+                max_pixels=settings.image_max_pixels,
+                max_side=settings.image_max_side,
+                max_images=settings.images_per_turn,
+            )
+        )
+        vision = VisionRouter(
+            gateway=self.gateway,
+            history=self.history,
+            vision_model=settings.vision_model,
+            max_images=settings.images_per_turn,
+            followup_turns=settings.image_followup_turns,
+        )
         self._chat = ChatService(
             gateway=self.gateway,
             history=self.history,
@@ -147,6 +168,7 @@ class OllamaBot(commands.Bot):
                 parallel=settings.max_parallel_generations, queue_size=settings.max_queue
             ),
             rate_limit=UserRateLimit(settings.user_requests_per_minute),
+            vision=vision,
             personas=self.personas,
         )
         self._models = ModelService(
@@ -157,11 +179,19 @@ class OllamaBot(commands.Bot):
             pull_stall_timeout=settings.pull_stall_timeout,
         )
         self.add_dynamic_items(StopButton, RegenerateButton)
-        chat_cog = ChatCog(self, self._chat, self.channels)
+        chat_cog = ChatCog(self, self._chat, self.channels, images)
         await self.add_cog(chat_cog)
         await self.add_cog(ThreadsCog(self, chat_cog, self.channels))
         await self.add_cog(ModelCog(self, self._models))
+        await self.add_cog(VisionCog(self, chat_cog))
+        sentiment = SentimentService(
+            self.gateway,
+            model=settings.sentiment_model or settings.chat_model,
+            timeout=settings.total_timeout,
+        )
+        await self.add_cog(SentimentCog(self, sentiment))
         await self.add_cog(HistoryCog(self, self.history))
+        await self.add_cog(RetentionCog(self, self.history))
         await self.add_cog(StatusCog(self))
         await self.add_cog(PersonaCog(self, self.personas))
         if settings.sync_commands_on_start:

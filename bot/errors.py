@@ -126,6 +126,10 @@ class ModelInUse(InputError):
         )
 
 
+class VisionUnavailable(BotError):
+    """An image turn has no model that can see images; the message says what to change."""
+
+
 def _short(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -28,6 +28,7 @@ from bot.errors import (
     OllamaUnavailable,
     PullFailed,
     StreamFailed,
+    VisionUnavailable,
 )
 from bot.models.names import canonical_name
 
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 15.0
 """Seconds for the small, non-generating requests (version, show, tags)."""
+NO_VISION_ERRORS = (
+    "missing data required for image input",  # Ollama's own engine (v0.6 to v0.31)
+    "image input is not supported",  # the llama-server backend (v0.32+)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +95,16 @@ class ChatDelta:
 class ChatMessage:
     role: str
     content: str
+    images: tuple[str, ...] = ()
+    """Plain base64 images (no `data:` prefix), for models with the `vision` capability."""
+
+
+@dataclass(frozen=True, slots=True)
+class StructuredReply:
+    """A whole reply to a request with a `format` schema: the text as the model wrote it."""
+
+    content: str
+    stats: ChatStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,7 +417,7 @@ class OllamaGateway:
         try:
             stream = await self._client.chat(
                 model=model,
-                messages=[{"role": m.role, "content": m.content} for m in messages],
+                messages=_wire(messages),
                 stream=True,
                 options=dict(options) if options else None,
             )
@@ -419,7 +434,33 @@ class OllamaGateway:
             raise self._translate(exc, model, started=started) from exc
         raise StreamFailed("the reply ended without its final message")
 
-    def _translate(self, exc: BaseException, model: str, *, started: bool = False) -> OllamaError:
+    async def chat_structured(
+        self,
+        model: str,
+        messages: Sequence[ChatMessage],
+        *,
+        schema: Mapping[str, Any],
+        options: Mapping[str, Any] | None = None,
+    ) -> StructuredReply:
+        """One reply, not streamed, with Ollama's `format` set to the JSON `schema`. The text
+        comes back as written: the caller validates it, since a model can still stray."""
+        try:
+            response = await self._client.chat(
+                model=model,
+                messages=_wire(messages),
+                stream=False,
+                format=dict(schema),
+                options=dict(options) if options else None,
+            )
+        except Exception as exc:
+            raise self._translate(exc, model) from exc
+        return StructuredReply(
+            content=response.message.content or "", stats=_stats(model, response)
+        )
+
+    def _translate(
+        self, exc: BaseException, model: str, *, started: bool = False
+    ) -> OllamaError | VisionUnavailable:
         if isinstance(exc, ConnectionError | httpx.ConnectError | httpx.ConnectTimeout):
             return OllamaUnavailable(self.host)
         if isinstance(exc, ollama.ResponseError):
@@ -429,6 +470,12 @@ class OllamaGateway:
                 return ModelNotFound(model)
             if status == 503:
                 return OllamaBusy()
+            if any(sign in text for sign in NO_VISION_ERRORS):
+                # Only if a model's capabilities said "vision" but its runner disagrees.
+                return VisionUnavailable(
+                    f"The model `{model}` cannot read images. Ask a vision model with the "
+                    "`model:` option, or set BOT_VISION_MODEL (`vision_model`) to one."
+                )
             if status == -1:
                 return StreamFailed(text)
             log.warning("ollama refused a request for %s: %s (status %s)", model, text, status)
@@ -439,6 +486,17 @@ class OllamaGateway:
             return OllamaUnavailable(self.host)
         log.exception("unexpected error talking to ollama", exc_info=exc)
         return OllamaError()
+
+
+def _wire(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """Messages as the client sends them; `images` only where there are some."""
+    wire: list[dict[str, Any]] = []
+    for message in messages:
+        item: dict[str, Any] = {"role": message.role, "content": message.content}
+        if message.images:
+            item["images"] = list(message.images)
+        wire.append(item)
+    return wire
 
 
 def _stats(model: str, chunk: ollama.ChatResponse) -> ChatStats:

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     edit_interval: float = Field(default=1.0, gt=0)
     """Seconds between edits of one streaming message (the final edit is never held back)."""
 
+    edits_per_second: float = Field(default=25.0, gt=0)
+    """Streaming edits of all replies together per second (Discord allows a bot about 50
+    requests a second in all); with many replies at once each is updated less often."""
+
     reply_reserve_tokens: int = Field(default=1024, ge=64)
     """Room kept free in the context window for the model's reply."""
 
@@ -94,6 +98,18 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(default=20.0, ge=0)
     """Seconds replies in progress get to finish when the bot is asked to stop."""
 
+    interaction_token_ttl: float = Field(default=900.0, gt=0)
+    """Seconds a slash command's token works (Discord: 15 minutes); after that a reply carries
+    on through the channel. Only tests change it."""
+
+    # --- Retention ------------------------------------------------------------------------
+    retention_days: float | None = Field(default=None, gt=0)
+    """Delete turns older than this many days (unset: keep them)."""
+    retention_max_turns: int | None = Field(default=None, ge=1)
+    """Keep at most this many turns per channel, the newest (unset: no limit)."""
+    retention_interval: float = Field(default=3600.0, gt=0)
+    """Seconds between two retention runs in the background."""
+
     history_show_turns: int = Field(default=10, ge=1, le=50)
 
     # ---- model management (/model) ----
@@ -118,6 +134,31 @@ class Settings(BaseSettings):
     """Apply pending database migrations at start; when false, refuse to start on an old schema."""
 
     log_level: str = "INFO"
+
+    # --- Images, captions and sentiment (issue 4) -------------------------------------------
+    vision_model: str | None = "llava"
+    """Answers image turns (and /caption) when the chat model has no `vision` capability in
+    /api/show. Empty: none; image turns on a text-only model are then refused."""
+    sentiment_model: str | None = None
+    """Model for /sentiment; empty means the chat model (`chat_model`)."""
+    caption_prompt: str = Field(default="Describe this image.", min_length=1)
+    """What /caption (and an image sent with no text) asks the vision model."""
+    image_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    """Largest image file accepted, in bytes."""
+    image_max_pixels: int = Field(default=50_000_000, ge=10_000)
+    """Images with more pixels are refused unread (decompression bombs)."""
+    image_max_side: int = Field(default=1024, ge=64, le=4096)
+    """Images are downscaled to this longest side (pixels) before they are sent and stored."""
+    images_per_turn: int = Field(default=4, ge=1, le=10)
+    """Most images per message, and per context sent to the model."""
+    image_followup_turns: int = Field(default=3, ge=0, le=20)
+    """How many of the channel's latest questions keep their images in the context, so that a
+    follow-up about a picture lets the model see it again (0: never re-sent)."""
+
+    @field_validator("vision_model", "sentiment_model")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
 
     # ---- Personas (/persona) ----------------------------------------------------------------
     persona_create_permission: Literal["everyone", "manage_channels", "admins"] = "everyone"

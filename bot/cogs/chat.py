@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +29,10 @@ from bot.storage.channels import ChannelStore
 from bot.storage.history import Author
 from bot.ui.checks import is_admin, member_is_admin, place_ids
 from bot.ui.controls import RegenerateButton, StopButton, controls
-from bot.ui.streaming import ReplyTarget, StreamingReply
+from bot.ui.images import before_ack, check_route, defer, image_attachments, read_images
+from bot.ui.streaming import EditPacer, ReplyTarget, StreamingReply
 from bot.ui.targets import NO_PINGS, FollowupTarget, InteractionTarget, MessageTarget
+from bot.vision.images import CheckedImage, ImagePreparer
 
 if TYPE_CHECKING:
     from bot.app import OllamaBot
@@ -97,23 +101,29 @@ def echo(text: str) -> str:
 
 
 class ChatCog(commands.Cog):
-    def __init__(self, bot: OllamaBot, chat: ChatService, channels: ChannelStore) -> None:
+    def __init__(
+        self, bot: OllamaBot, chat: ChatService, channels: ChannelStore, images: ImagePreparer
+    ) -> None:
         self.bot = bot
         self.chat = chat
         self.channels = channels
+        self.images = images
         self._running: dict[str, _Running] = {}
+        self._pacer = EditPacer(bot.settings.edits_per_second)
 
     @app_commands.command(name="chat", description="Talk to the model in this channel.")
     @app_commands.describe(
-        message="What you want to say", model="Use this model for this message only"
+        message="What you want to say",
+        image="An image for the model to look at (PNG, JPEG, WebP or GIF)",
+        model="Use this model for this message only",
     )
     async def chat_command(
         self,
         interaction: discord.Interaction,
         message: app_commands.Range[str, 1, 4000],
+        image: discord.Attachment | None = None,
         model: app_commands.Range[str, 1, 200] | None = None,
     ) -> None:
-        await interaction.response.defer(thinking=True)
         request = ChatRequest(
             channel_id=_channel_id(interaction),
             guild_id=interaction.guild_id,
@@ -121,7 +131,24 @@ class ChatCog(commands.Cog):
             text=message,
             model=model,
         )
-        await self.reply(request, InteractionTarget(interaction), prefix=echo(message))
+        checked: tuple[CheckedImage, ...] = ()
+        if image is not None:  # refusals come before anything public is shown
+            checked = await before_ack(interaction, self.checked_images(request, [image]))
+        await defer(interaction)
+        await self.reply(
+            request,
+            InteractionTarget(interaction, token_ttl=self.bot.settings.interaction_token_ttl),
+            prefix=echo(message),
+            images=checked,
+        )
+
+    async def checked_images(
+        self, request: ChatRequest, attachments: Sequence[discord.Attachment]
+    ) -> tuple[CheckedImage, ...]:
+        """Read and check the images, and whether a model can see them."""
+        checked = await read_images(self.images, attachments)
+        await check_route(self.chat, request)
+        return checked
 
     @chat_command.autocomplete("model")
     async def _model_names(
@@ -167,7 +194,8 @@ class ChatCog(commands.Cog):
     async def _answer(
         self, message: discord.Message, text: str, *, addressed: bool, mentioned: bool
     ) -> None:
-        if not text:
+        attachments = image_attachments(message)
+        if not text and not attachments:
             if addressed:
                 await self._explain_empty(message, mentioned=mentioned)
             return
@@ -175,11 +203,20 @@ class ChatCog(commands.Cog):
             channel_id=message.channel.id,
             guild_id=message.guild.id if message.guild else None,
             user=Author(message.author.id, message.author.display_name),
-            text=text,
+            text=text or self.bot.settings.caption_prompt,  # a picture alone: describe it
         )
+        checked: tuple[CheckedImage, ...] = ()
+        if attachments:
+            try:
+                checked = await read_images(self.images, attachments)
+            except BotError as exc:
+                await message.reply(
+                    f"⚠️ {exc.user_message}", mention_author=False, allowed_mentions=NO_PINGS
+                )
+                return
         with contextlib.suppress(discord.HTTPException):  # the typing dots are a courtesy
             await message.channel.typing()
-        await self.reply(request, MessageTarget(message))
+        await self.reply(request, MessageTarget(message), images=checked)
 
     async def _answers_unprompted(self, message: discord.Message) -> bool:
         """Whether a message that does not address the bot is still for it: every message in an
@@ -193,20 +230,29 @@ class ChatCog(commands.Cog):
         return config.autoreply or config.bot_thread
 
     async def reply(
-        self, request: ChatRequest, target: ReplyTarget[discord.Message], *, prefix: str = ""
+        self,
+        request: ChatRequest,
+        target: ReplyTarget[discord.Message],
+        *,
+        prefix: str = "",
+        images: Sequence[CheckedImage] = (),
     ) -> None:
         """Stream the answer to `request` into `target`, with a Stop button while it streams and
-        a Regenerate button when done; failures end up in the same message."""
+        a Regenerate button when done; failures end up in the same message. Checked `images` are
+        decoded and downscaled here, off the event loop."""
         drawing = StreamingReply(
             target,
             interval=self.bot.settings.edit_interval,
             prefix=prefix,
             stop_view=controls(StopButton(request.request_id)),
+            pacer=self._pacer,
         )
         running = _Running(requester=request.user.id, reply=asyncio.current_task())
-        running.task = asyncio.create_task(self._consume(request, drawing, running))
         self._running[request.request_id] = running
         try:
+            if images:
+                request = dataclasses.replace(request, images=await self.images.prepare(images))
+            running.task = asyncio.create_task(self._consume(request, drawing, running))
             finished = await running.task
             await drawing.finish(footer(finished), view=self._again(running))
         except asyncio.CancelledError:

@@ -15,11 +15,20 @@ from typing import TYPE_CHECKING
 
 from bot.conversation import context
 from bot.conversation.fairness import PositionCallback, Scheduler, UserRateLimit
-from bot.errors import BotError, GenerationTimeout, InputError, ModelNotFound, PermissionDenied
+from bot.errors import (
+    BotError,
+    GenerationTimeout,
+    InputError,
+    ModelNotFound,
+    PermissionDenied,
+    VisionUnavailable,
+)
 from bot.ollama_gateway import ChatDelta, ChatMessage, ChatStats, OllamaGateway
 from bot.storage.channels import ChannelStore
-from bot.storage.history import Author, HistoryStore, TurnResult
+from bot.storage.history import Author, HistoryStore, ImageRecord, TurnResult
 from bot.storage.models import Role, TurnStatus
+from bot.vision.images import PreparedImage
+from bot.vision.routing import IMAGE_TOKENS, ImagePlan, VisionRouter
 
 if TYPE_CHECKING:
     from bot.personas.service import Persona, PersonaService
@@ -48,6 +57,9 @@ class ChatRequest:
     text: str
     model: str | None = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    images: tuple[PreparedImage, ...] = ()
+    caption: bool = False
+    """A /caption: the vision model answers even when the chat model could see."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +98,7 @@ class ChatService:
         assistant: Author,
         scheduler: Scheduler,
         rate_limit: UserRateLimit,
+        vision: VisionRouter | None = None,
         personas: PersonaService | None = None,
     ) -> None:
         self._gateway = gateway
@@ -94,6 +107,7 @@ class ChatService:
         self._channels = channels
         self._limits = limits
         self._assistant = assistant
+        self._vision = vision
         self._scheduler = scheduler
         self._rate_limit = rate_limit
         self.closing = False
@@ -140,7 +154,13 @@ class ChatService:
         self._rate_limit.hit(request.user.id)
         async with self._scheduler.turn(request.channel_id, on_position):
             persona = await self.persona_for(request)
+            if persona is not None and self._personas is not None:
+                await self._personas.ensure(persona)  # re-created if the server lost it
             model = persona.ollama_model if persona else await self.model_for(request)
+            plan = await self._plan_images(request, model)
+            if plan is not None and persona is not None and plan.model != model:
+                persona = None  # the vision model answers this turn, not the persona
+            model = plan.model if plan else model
             user_turn, reply_turn = await self._history.begin_exchange(
                 channel_id=request.channel_id,
                 guild_id=request.guild_id,
@@ -150,6 +170,7 @@ class ChatService:
                 model=model,
                 request_id=request.request_id,
                 persona=persona.name if persona else None,
+                images=[ImageRecord(i.mime, i.width, i.height, i.data) for i in request.images],
             )
             log.info(
                 "generation start request=%s guild=%s channel=%s model=%s",
@@ -162,11 +183,7 @@ class ChatService:
             result: TurnResult | None = None
             try:
                 yield ReplyStarted(reply_turn)
-                if persona is not None and self._personas is not None:
-                    await self._personas.ensure(persona)  # re-created if the server lost it
-                messages = await self._context(
-                    request.channel_id, user_turn, reply_turn, model, persona
-                )
+                messages = await self._context(request, user_turn, reply_turn, model, plan, persona)
                 stats: ChatStats | None = None
                 async for item in self._timed(self._chat_stream(model, messages, persona)):
                     if isinstance(item, ChatStats):
@@ -244,22 +261,50 @@ class ChatService:
             raise InputError("This answer is still being written.")
         if requester.id != question.author_id and not admin:
             raise PermissionDenied("Only the person who asked (or an admin) can regenerate this.")
+        stored = (await self._history.images_for([question.id])).get(question.id, [])
         await self._history.delete_turns([question.id, answer.id])
         return ChatRequest(
             channel_id=channel_id,
             guild_id=guild_id,
             user=Author(question.author_id, question.author_name),
             text=question.content,
+            images=tuple(PreparedImage.from_jpeg(i.data, i.width, i.height) for i in stored),
+        )
+
+    async def image_model(self, request: ChatRequest) -> str:
+        """The model that would answer `request`'s images; VisionUnavailable if none can.
+        Lets a command refuse early, before it shows anything."""
+        if self._vision is None:
+            raise VisionUnavailable("This bot is not set up to read images.")
+        return await self._vision.model_for_images(
+            requested=request.model,
+            chat_model=await self.model_for(request),
+            caption=request.caption,
+        )
+
+    async def _plan_images(self, request: ChatRequest, model: str) -> ImagePlan | None:
+        if self._vision is None:
+            if request.images:
+                raise VisionUnavailable("This bot is not set up to read images.")
+            return None
+        return await self._vision.plan(
+            channel_id=request.channel_id,
+            chat_model=model,
+            requested=request.model,
+            caption=request.caption,
+            with_images=bool(request.images),
         )
 
     async def _context(
         self,
-        channel_id: int,
+        request: ChatRequest,
         user_turn: int,
         reply_turn: int,
         model: str,
+        plan: ImagePlan | None,
         persona: Persona | None = None,
     ) -> list[ChatMessage]:
+        channel_id = request.channel_id
         info = await self._gateway.show(model)
         window = info.effective_context
         if persona is not None and persona.num_ctx:
@@ -271,7 +316,9 @@ class ChatService:
         turns = await self._history.newest(channel_id, HISTORY_SCAN_TURNS)
         current = next(t for t in turns if t.id == user_turn)
         earlier = [t for t in turns if t.id not in (user_turn, reply_turn)]
-        room = limits.for_history - context.turn_tokens(current)
+        room = (
+            limits.for_history - context.turn_tokens(current) - IMAGE_TOKENS * len(request.images)
+        )
         room -= sum(context.estimate_tokens(m.content) for m in system)
         if room < 0:
             raise InputError(
@@ -279,8 +326,20 @@ class ChatService:
                 f"{context.turn_tokens(current)} tokens, and the model's window leaves room for "
                 f"{limits.for_history}. Shorten it or split it up."
             )
-        chosen = [*context.window(context.usable(earlier), room), current]
-        return [*system, *(ChatMessage(role=t.role, content=t.content) for t in chosen)]
+        before = context.window(context.usable(earlier), room)
+        chosen = [*before, current]
+        if self._vision is None or plan is None:
+            return [*system, *(ChatMessage(role=t.role, content=t.content) for t in chosen)]
+        return [
+            *system,
+            *self._vision.messages(
+                chosen,
+                current_id=current.id,
+                current_images=[image.b64 for image in request.images],
+                plan=plan,
+                spare_tokens=room - sum(context.turn_tokens(t) for t in before),
+            ),
+        ]
 
     async def _chat_stream(
         self, model: str, messages: list[ChatMessage], persona: Persona | None

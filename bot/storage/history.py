@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.storage.models import Meta, Role, Turn, TurnStatus
+from bot.storage.models import Meta, Role, Turn, TurnImage, TurnStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,16 @@ class StoredTurn:
 class Author:
     id: int
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    """An image of a user turn, in the bounded form it is stored (and sent) in."""
+
+    mime: str
+    width: int
+    height: int
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +103,10 @@ class HistoryStore:
         model: str,
         request_id: str,
         persona: str | None = None,
+        images: Sequence[ImageRecord] = (),
     ) -> tuple[int, int]:
-        """Store the user's turn and a `streaming` assistant turn in one transaction.
+        """Store the user's turn (with its images) and a `streaming` assistant turn in one
+        transaction.
 
         Returns (user turn id, assistant turn id). If the bot dies before `finish_turn`, the
         assistant turn is found at the next start and marked incomplete."""
@@ -109,6 +123,17 @@ class HistoryStore:
             )
             session.add(user_turn)
             await session.flush()
+            session.add_all(
+                TurnImage(
+                    turn_id=user_turn.id,
+                    position=position,
+                    mime=image.mime,
+                    width=image.width,
+                    height=image.height,
+                    data=image.data,
+                )
+                for position, image in enumerate(images)
+            )
             reply = Turn(
                 channel_id=channel_id,
                 guild_id=guild_id,
@@ -157,6 +182,22 @@ class HistoryStore:
             )
             return [_stored(turn) for turn in reversed(rows.all())]
 
+    async def images_for(self, turn_ids: Collection[int]) -> dict[int, list[ImageRecord]]:
+        """The images of these turns, in their order; turns without images are left out."""
+        if not turn_ids:
+            return {}
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(TurnImage)
+                .where(TurnImage.turn_id.in_(list(turn_ids)))
+                .order_by(TurnImage.turn_id, TurnImage.position)
+            )
+            found: dict[int, list[ImageRecord]] = {}
+            for row in rows:
+                record = ImageRecord(row.mime, row.width, row.height, row.data)
+                found.setdefault(row.turn_id, []).append(record)
+            return found
+
     async def all(self, channel_id: int) -> list[StoredTurn]:
         async with self._sessions() as session:
             rows = await session.scalars(
@@ -173,13 +214,44 @@ class HistoryStore:
 
     async def delete_turns(self, turn_ids: list[int]) -> None:
         async with self._sessions.begin() as session:
+            await session.execute(delete(TurnImage).where(TurnImage.turn_id.in_(turn_ids)))
             await session.execute(delete(Turn).where(Turn.id.in_(turn_ids)))
 
     async def clear(self, channel_id: int) -> int:
         """Delete the channel's turns (not hide them). Returns how many were deleted."""
         async with self._sessions.begin() as session:
+            # The foreign key cascades too; deleting the images first does not depend on it
+            # (SQLite enforces foreign keys only when a connection asks for it).
+            channel_turns = select(Turn.id).where(Turn.channel_id == channel_id)
+            await session.execute(delete(TurnImage).where(TurnImage.turn_id.in_(channel_turns)))
             result = await session.execute(delete(Turn).where(Turn.channel_id == channel_id))
             return int(getattr(result, "rowcount", 0) or 0)
+
+    async def prune(self, *, older_than: datetime | None, keep_per_channel: int | None) -> int:
+        """Retention: delete turns older than `older_than` and, in each channel, all but the
+        newest `keep_per_channel` turns (with their images). Replies being written are kept.
+        Returns how many turns were deleted."""
+        doomed: list[Any] = []
+        if older_than is not None:
+            doomed.append(Turn.created_at < older_than)
+        if keep_per_channel is not None:
+            ranked = select(
+                Turn.id,
+                func.row_number()
+                .over(partition_by=Turn.channel_id, order_by=Turn.id.desc())
+                .label("rank"),
+            ).subquery()
+            doomed.append(Turn.id.in_(select(ranked.c.id).where(ranked.c.rank > keep_per_channel)))
+        if not doomed:
+            return 0
+        victims = select(Turn.id).where(or_(*doomed), Turn.status != TurnStatus.STREAMING)
+        async with self._sessions.begin() as session:
+            ids = list((await session.scalars(victims)).all())
+            for start in range(0, len(ids), 500):  # bounded statements on huge histories
+                chunk = ids[start : start + 500]
+                await session.execute(delete(TurnImage).where(TurnImage.turn_id.in_(chunk)))
+                await session.execute(delete(Turn).where(Turn.id.in_(chunk)))
+            return len(ids)
 
     async def mark_interrupted(self) -> int:
         """Turns left `streaming` by a bot that died become `incomplete`; returns the count."""

@@ -9,8 +9,10 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -72,6 +74,29 @@ class Turn(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=_utcnow, server_default=func.now()
     )
+
+
+class TurnImage(Base):
+    """An image that came with a user turn, as sent to the model: the downscaled JPEG (about
+    100-300 KB, never more than 1 MB), so that later turns can show it to the model again."""
+
+    __tablename__ = "turn_images"
+    __table_args__ = (
+        UniqueConstraint("turn_id", "position", name="uq_turn_images_turn_id_position"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    turn_id: Mapped[int] = mapped_column(
+        Integer,
+        ForeignKey("turns.id", ondelete="CASCADE", name="fk_turn_images_turn_id_turns"),
+        nullable=False,
+    )
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    """0-based order of the image within its turn."""
+    mime: Mapped[str] = mapped_column(String(32), nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
 
 
 class Channel(Base):

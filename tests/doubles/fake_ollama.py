@@ -1109,6 +1109,19 @@ class FakeOllama:
             if r.method == "POST" and r.path == "/api/chat" and isinstance(r.json, dict)
         ]
 
+    def chat_images(self) -> list[list[str]]:
+        """The images each /api/chat request carried (base64 strings exactly as received, all
+        messages in order), so tests can see which images were sent, and sent again."""
+        return [
+            [
+                image
+                for message in body.get("messages") or []
+                if isinstance(message, dict)
+                for image in message.get("images") or []
+            ]
+            for body in self.chat_requests()
+        ]
+
     async def wait_until(
         self,
         predicate: Callable[[], bool | Awaitable[bool]],

@@ -291,7 +291,7 @@ async def test_capability_checks(client: ollama.AsyncClient) -> None:
 
 
 async def test_images_plain_base64_only_and_only_for_vision_models(
-    client: ollama.AsyncClient, http: httpx.AsyncClient
+    client: ollama.AsyncClient, http: httpx.AsyncClient, fake: FakeOllama
 ) -> None:
     message = {"role": "user", "content": "What is this?", "images": [PNG_1PX]}
     assert (await client.chat("llava", [message])).message.content == DEFAULT_REPLY
@@ -310,6 +310,13 @@ async def test_images_plain_base64_only_and_only_for_vision_models(
         await client.chat("llama3.2", [message])
     assert caught.value.status_code == 500
     assert caught.value.error.endswith("this model is missing data required for image input")
+    # every request's images are kept as received, the refused ones too
+    assert fake.chat_images() == [
+        [PNG_1PX],
+        [PNG_1PX],
+        ["data:image/png;base64," + PNG_1PX],
+        [PNG_1PX],
+    ]
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from tests.conftest import BotRunner
 from tests.doubles.fake_discord import FakeDiscord, FakeInteraction, FakeMessage
 from tests.doubles.fake_ollama import FakeModel, FakeOllama, Script
 from tests.e2e.test_chat import assert_pings_no_one
+from tests.e2e.test_images import a_png
 
 SEED = 'FROM llama3.2\nPARAMETER temperature 0.3\nSYSTEM """You are James, a butler."""\n'
 TYPO = 'FROM llama3.2\nPARAMETER termperature 0.3\nSYSTEM """You are James, a butler."""\n'
@@ -347,6 +348,44 @@ async def test_model_use_takes_the_persona_off(
     await chat(fake_discord, "hi")
     assert fake_ollama.chat_requests()[-1]["model"] == "qwen3"
     assert (await bot.channels.get(int(fake_discord.channel_ids[0]))).persona is None
+
+
+async def test_an_image_turn_goes_to_the_vision_model_unless_the_persona_can_see(
+    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    async def chat_with_image() -> FakeMessage:
+        interaction = await fake_discord.slash_command(
+            "chat", {"message": "what is this?"}, attachments={"image": a_png(width=64, height=48)}
+        )
+
+        def final() -> bool:
+            if interaction.original_message_id is None:
+                return False
+            return (
+                re.search(rf"\n-# .+ · {SPEED}$", response(fake_discord, interaction).content)
+                is not None
+            )
+
+        await fake_discord.wait_until(final, timeout=10)
+        return response(fake_discord, interaction)
+
+    await run(fake_discord, "use", {"name": "james"})  # llama3.2 underneath: it cannot see
+    answer = await chat_with_image()
+    request = fake_ollama.chat_requests()[-1]
+    assert request["model"] == "llava"
+    assert (
+        request["messages"][0]["role"] == "user"
+    )  # the persona's prompt is not the vision model's
+    assert re.search(rf"\n-# llava · {SPEED}$", answer.content)
+
+    await create_with_file(fake_discord, "painter", "FROM llava\nSYSTEM You describe paintings.\n")
+    await run(fake_discord, "use", {"name": "painter"})
+    answer = await chat_with_image()
+    request = fake_ollama.chat_requests()[-1]
+    assert request["model"] == persona_model(fake_discord, "painter")
+    assert request["messages"][0] == {"role": "system", "content": "You describe paintings."}
+    assert request["messages"][-1]["images"]
+    assert re.search(rf"\n-# painter \(llava\) · {SPEED}$", answer.content)
 
 
 async def test_the_personas_num_ctx_bounds_the_context(

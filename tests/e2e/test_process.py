@@ -135,7 +135,9 @@ async def test_a_hard_kill_loses_no_committed_turn_and_marks_partial_ones(
     )
     assert sorted(c for (c,) in committed) == ["done 0", "done 1", "done 2"]
     asked = rows(database_url, "select content from turns where role = 'user' order by id")
-    assert [c for (c,) in asked] == ["kept 0", "kept 1", "kept 2", "cut 0", "cut 1", "cut 2"]
+    asked_in_order = [c for (c,) in asked]
+    assert asked_in_order[:3] == ["kept 0", "kept 1", "kept 2"]
+    assert sorted(asked_in_order[3:]) == ["cut 0", "cut 1", "cut 2"]  # asked at once
     assert len(rows(database_url, "select id from turns where status = 'streaming'")) == 3
 
     bot = await bots.start()  # the next start marks what the killed bot left half-done

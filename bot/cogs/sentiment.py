@@ -1,0 +1,70 @@
+"""/sentiment and the message menu "Analyze sentiment". The answer is private (ephemeral): rating
+someone's message is for the one who asked, not for the whole channel."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import InputError
+from bot.sentiment.service import Sentiment, SentimentService
+from bot.ui.targets import NO_PINGS
+
+if TYPE_CHECKING:
+    from bot.app import OllamaBot
+
+QUOTE_CHARS = 150
+MARKS = {"positive": "🙂", "negative": "🙁", "neutral": "😐", "mixed": "🤔"}
+
+
+def render(result: Sentiment, quoted: str) -> str:
+    line = " ".join(quoted.split())
+    if len(line) > QUOTE_CHARS:
+        line = line[: QUOTE_CHARS - 1] + "…"
+    return (
+        f"> {line}\n"
+        f"{MARKS[result.label]} **{result.label}** · confidence {result.confidence:.2f}\n"
+        f"{result.reason}\n"
+        f"-# {result.model}"
+    )
+
+
+class SentimentCog(commands.Cog):
+    def __init__(self, bot: OllamaBot, sentiment: SentimentService) -> None:
+        self.bot = bot
+        self.sentiment = sentiment
+        self._menu = app_commands.ContextMenu(
+            name="Analyze sentiment", callback=self.sentiment_menu
+        )
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self._menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self._menu.name, type=self._menu.type)
+
+    @app_commands.command(
+        name="sentiment", description="Is a text positive, negative, neutral or mixed?"
+    )
+    @app_commands.describe(text="The text to rate")
+    async def sentiment_command(
+        self, interaction: discord.Interaction, text: app_commands.Range[str, 1, 4000]
+    ) -> None:
+        await self._answer(interaction, text)
+
+    async def sentiment_menu(
+        self, interaction: discord.Interaction, message: discord.Message
+    ) -> None:
+        if not message.content.strip():
+            raise InputError("That message has no text to analyse.")
+        await self._answer(interaction, message.content)
+
+    async def _answer(self, interaction: discord.Interaction, text: str) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        result = await self.sentiment.analyse(text)
+        await interaction.edit_original_response(
+            content=render(result, text), allowed_mentions=NO_PINGS
+        )

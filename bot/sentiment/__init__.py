@@ -1,0 +1,1 @@
+"""Sentiment analysis as a task with its own model and a structured (JSON schema) reply."""

@@ -1,0 +1,1 @@
+"""Images: validation and downscaling, vision-model routing for image turns."""

@@ -1,0 +1,91 @@
+"""Images of user turns in a real SQLite file migrated by Alembic (migration 0004)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.storage import migrate
+from bot.storage.engine import create_engine, session_factory, sqlite_path
+from bot.storage.history import Author, HistoryStore, ImageRecord
+
+ALICE = Author(11, "alice")
+BOT = Author(99, "ollama-bot")
+CAT = ImageRecord("image/jpeg", 64, 48, b"\xff\xd8\xff cat")
+DOG = ImageRecord("image/jpeg", 32, 32, b"\xff\xd8\xff dog")
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    await migrate.upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def store(engine: AsyncEngine) -> HistoryStore:
+    return HistoryStore(session_factory(engine))
+
+
+async def ask(store: HistoryStore, channel: int, text: str, *images: ImageRecord) -> int:
+    user_turn, _ = await store.begin_exchange(
+        channel_id=channel,
+        guild_id=1,
+        user=ALICE,
+        text=text,
+        assistant=BOT,
+        model="llava",
+        request_id="r",
+        images=images,
+    )
+    return user_turn
+
+
+async def test_the_images_of_a_turn_come_back_in_order(store: HistoryStore) -> None:
+    first = await ask(store, 1, "two pictures", CAT, DOG)
+    second = await ask(store, 1, "no picture")
+    third = await ask(store, 1, "one picture", DOG)
+    found = await store.images_for([first, second, third])
+    assert found == {first: [CAT, DOG], third: [DOG]}
+    assert await store.images_for([]) == {}
+
+
+async def test_clearing_a_channel_deletes_its_images(
+    store: HistoryStore, database_url: str
+) -> None:
+    kept = await ask(store, 2, "other channel", CAT)
+    gone = await ask(store, 1, "picture", DOG)
+    assert await store.clear(1) == 2
+    assert await store.images_for([gone, kept]) == {kept: [CAT]}
+    path = sqlite_path(database_url)
+    assert path is not None
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("select count(*) from turn_images").fetchone()[0] == 1
+
+
+async def test_migration_0004_goes_down_and_up_again(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+    try:
+        await migrate.upgrade(engine)
+        config = migrate.alembic_config(str(engine.url))
+        async with engine.begin() as conn:
+
+            def down(connection: object) -> None:
+                config.attributes["connection"] = connection
+                command.downgrade(config, "0004-1")  # to whatever 0004 follows
+
+            await conn.run_sync(down)
+        with sqlite3.connect(tmp_path / "m.db") as conn:
+            tables = {r[0] for r in conn.execute("select name from sqlite_master")}
+        assert "turn_images" not in tables
+        assert await migrate.current_revision(engine) not in (None, "0004")
+        await migrate.upgrade(engine)
+        assert await migrate.is_current(engine)
+    finally:
+        await engine.dispose()
