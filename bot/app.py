@@ -22,7 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.access import AccessRules
 from bot.cogs.chat import ChatCog
 from bot.cogs.history import HistoryCog
+from bot.cogs.maintenance import RetentionCog
 from bot.cogs.models import ModelCog
+from bot.cogs.personas import PersonaCog
 from bot.cogs.sentiment import SentimentCog
 from bot.cogs.status import StatusCog
 from bot.cogs.threads import ThreadsCog
@@ -33,12 +35,14 @@ from bot.errors import BotError
 from bot.metrics import Metrics, serve_metrics
 from bot.models.service import ModelService
 from bot.ollama_pool import OllamaPool
+from bot.personas.service import PersonaService
 from bot.sentiment.service import SentimentService
 from bot.settings import Settings
 from bot.storage import migrate
 from bot.storage.channels import ChannelStore
 from bot.storage.engine import create_engine, session_factory
 from bot.storage.history import Author, HistoryStore
+from bot.storage.personas import PersonaStore
 from bot.ui.checks import refusal_for
 from bot.ui.controls import RegenerateButton, StopButton
 from bot.ui.errors import reply_with_error
@@ -100,6 +104,7 @@ class OllamaBot(commands.AutoShardedBot):
         channels: ChannelStore,
         engine: AsyncEngine,
         metrics: Metrics,
+        personas: PersonaService,
         **options: Any,
     ) -> None:
         intents = discord.Intents.default()  # no privileged intents: mention chat works without
@@ -122,9 +127,16 @@ class OllamaBot(commands.AutoShardedBot):
         self.channels = channels
         self.engine = engine
         self.metrics = metrics
+        self.personas = personas
         self.started_at = time.monotonic()
         self._chat: ChatService | None = None
         self._models: ModelService | None = None
+
+    @property
+    def runs_shard_zero(self) -> bool:
+        """Whether this process runs shard 0 (or every shard): with the bot split over several
+        processes, this one alone does the jobs done once per bot (command sync, retention)."""
+        return not self.settings.shard_ids or 0 in self.settings.shard_ids
 
     @property
     def chat(self) -> ChatService:
@@ -175,13 +187,14 @@ class OllamaBot(commands.AutoShardedBot):
             rate_limit=UserRateLimit(settings.user_requests_per_minute),
             vision=vision,
             metrics=self.metrics,
+            personas=self.personas,
         )
         chat = self._chat
         self.metrics.watch_queue(waiting=lambda: chat.waiting, active=lambda: chat.active)
         self._models = ModelService(
             gateway=self.gateway,
             channels=self.channels,
-            bases_in_use=_no_persona_bases,  # the persona store answers once personas exist
+            bases_in_use=self.personas.bases_in_use,
             names_ttl=settings.model_names_ttl,
             pull_stall_timeout=settings.pull_stall_timeout,
         )
@@ -198,9 +211,12 @@ class OllamaBot(commands.AutoShardedBot):
         )
         await self.add_cog(SentimentCog(self, sentiment))
         await self.add_cog(HistoryCog(self, self.history))
+        if self.runs_shard_zero:  # one process prunes the shared history
+            await self.add_cog(RetentionCog(self, self.history))
         await self.add_cog(StatusCog(self))
-        if settings.sync_commands_on_start and (not settings.shard_ids or 0 in settings.shard_ids):
-            await self.sync_commands(only_if_changed=True)  # one process (shard 0's) syncs
+        await self.add_cog(PersonaCog(self, self.personas))
+        if settings.sync_commands_on_start and self.runs_shard_zero:
+            await self.sync_commands(only_if_changed=True)
 
     async def shutdown(self, grace: float) -> None:
         """Stop taking requests, let replies finish for up to `grace` seconds, cut the rest
@@ -264,11 +280,6 @@ class OllamaBot(commands.AutoShardedBot):
         return True
 
 
-async def _no_persona_bases(model: str) -> list[str]:
-    """No persona is built on any model (until the persona store exists)."""
-    return []
-
-
 async def prepare_database(engine: AsyncEngine, *, auto_migrate: bool) -> None:
     """Bring the schema to the newest migration, or refuse to start on an old one."""
     if await migrate.is_current(engine):
@@ -304,6 +315,7 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
             tags_ttl=settings.ollama_tags_ttl,
             retry_after=settings.ollama_host_retry,
         )
+        personas = PersonaService(store=PersonaStore(sessions), channels=channels, gateway=gateway)
         try:
             metrics = Metrics()
             metrics.watch_ollama(gateway)
@@ -314,6 +326,7 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
                 channels=channels,
                 engine=engine,
                 metrics=metrics,
+                personas=personas,
                 **bot_options,
             )
             async with contextlib.AsyncExitStack() as stack:

@@ -6,9 +6,9 @@ be reached is skipped and probed again in the background after a short wait, dou
 stays down; when no host is up, requests still try the down ones (in case one came back).
 
 Model management across hosts: `list_models` and `ps` are the union over the hosts that answer
-(each entry names its hosts when there are several), `pull` downloads to every host that answers,
-`delete_model` deletes from every host that has the model. With one host the pool adds nothing:
-no tags are read and every call goes straight to it."""
+(each entry names its hosts when there are several), `pull` and `create_model` (personas) act on
+every host that answers, `delete_model` deletes from every host that has the model. With one host
+the pool adds nothing: no tags are read and every call goes straight to it."""
 
 from __future__ import annotations
 
@@ -398,15 +398,53 @@ class OllamaPool:
 
     async def pull(self, model: str) -> AsyncGenerator[PullProgress]:
         """Pull `model` on every host that is up, at once; the progress lines of all come
-        through (layers told apart by host, so that totals add up over the hosts), and one
-        `success` line once every host has succeeded."""
+        through (see `_on_each_streaming`)."""
+        stream = self._on_each_streaming(lambda gateway: gateway.pull(model))
+        async with contextlib.aclosing(stream) as lines:
+            async for line in lines:
+                yield line
+
+    async def create_model(
+        self,
+        model: str,
+        *,
+        base: str,
+        system: str | None = None,
+        template: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        messages: Sequence[ChatMessage] = (),
+        license: Sequence[str] = (),
+    ) -> AsyncGenerator[PullProgress]:
+        """Create `model` (a persona's) on every host that is up, at once, like `pull`."""
+
+        def create(gateway: OllamaGateway) -> AsyncGenerator[PullProgress]:
+            return gateway.create_model(
+                model,
+                base=base,
+                system=system,
+                template=template,
+                parameters=parameters,
+                messages=messages,
+                license=license,
+            )
+
+        async with contextlib.aclosing(self._on_each_streaming(create)) as lines:
+            async for line in lines:
+                yield line
+
+    async def _on_each_streaming(
+        self, start: Callable[[OllamaGateway], AsyncGenerator[PullProgress]]
+    ) -> AsyncGenerator[PullProgress]:
+        """A progress stream (pull, create) on every host that is up, merged: each line names
+        its host and its layer is told apart by host (so totals add up over the hosts), and one
+        `success` line ends it once every host has succeeded."""
         if not self.several:
-            async with contextlib.aclosing(self._hosts[0].gateway.pull(model)) as stream:
+            async with contextlib.aclosing(start(self._hosts[0].gateway)) as stream:
                 async for line in stream:
                     yield line
             return
         hosts = [h for h in self._hosts if not h.down] or list(self._hosts)
-        streams = {h.url: h.gateway.pull(model) for h in hosts}
+        streams = {h.url: start(h.gateway) for h in hosts}
         async for url, line in _merged(streams):
             if line.status == "success":
                 continue

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     edit_interval: float = Field(default=1.0, gt=0)
     """Seconds between edits of one streaming message (the final edit is never held back)."""
 
+    edits_per_second: float = Field(default=25.0, gt=0)
+    """Streaming edits of all replies together per second (Discord allows a bot about 50
+    requests a second in all); with many replies at once each is updated less often."""
+
     reply_reserve_tokens: int = Field(default=1024, ge=64)
     """Room kept free in the context window for the model's reply."""
 
@@ -93,6 +97,18 @@ class Settings(BaseSettings):
     """Requests that may wait for a free slot; one more is refused at once."""
     shutdown_grace: float = Field(default=20.0, ge=0)
     """Seconds replies in progress get to finish when the bot is asked to stop."""
+
+    interaction_token_ttl: float = Field(default=900.0, gt=0)
+    """Seconds a slash command's token works (Discord: 15 minutes); after that a reply carries
+    on through the channel. Only tests change it."""
+
+    # --- Retention ------------------------------------------------------------------------
+    retention_days: float | None = Field(default=None, gt=0)
+    """Delete turns older than this many days (unset: keep them)."""
+    retention_max_turns: int | None = Field(default=None, ge=1)
+    """Keep at most this many turns per channel, the newest (unset: no limit)."""
+    retention_interval: float = Field(default=3600.0, gt=0)
+    """Seconds between two retention runs in the background."""
 
     history_show_turns: int = Field(default=10, ge=1, le=50)
 
@@ -163,6 +179,14 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         return (value or "").strip() or None
+
+    # ---- Personas (/persona) ----------------------------------------------------------------
+    persona_create_permission: Literal["everyone", "manage_channels", "admins"] = "everyone"
+    """Who may create personas (admins: Manage Server or an admin role)."""
+    persona_use_permission: Literal["everyone", "manage_channels", "admins"] = "manage_channels"
+    """Who may set or clear a channel's persona (`/persona use`, `/persona reset`)."""
+    persona_delete_permission: Literal["author", "admins"] = "author"
+    """Who may delete a persona: its author or an admin (`author`), or only admins."""
 
     @field_validator("ollama_host")
     @classmethod

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +136,10 @@ async def bots(
 async def bot(bots: BotRunner) -> OllamaBot:
     """The bot, started with the test defaults (edit interval 0.2 s)."""
     return await bots.start()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Wait until the async `check` holds (polled every 50 ms); fail after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.05)

@@ -30,7 +30,7 @@ from bot.storage.history import Author
 from bot.ui.checks import is_admin, member_is_admin, place_ids
 from bot.ui.controls import RegenerateButton, StopButton, controls
 from bot.ui.images import before_ack, check_route, defer, image_attachments, read_images
-from bot.ui.streaming import ReplyTarget, StreamingReply
+from bot.ui.streaming import EditPacer, ReplyTarget, StreamingReply
 from bot.ui.targets import NO_PINGS, FollowupTarget, InteractionTarget, MessageTarget
 from bot.vision.images import CheckedImage, ImagePreparer
 
@@ -80,7 +80,10 @@ def is_from_a_person(message: discord.Message) -> bool:
 
 
 def footer(finished: ReplyFinished) -> str:
-    parts = [finished.stats.model]
+    model = finished.stats.model
+    if finished.persona:
+        model = f"{finished.persona} ({finished.base_model or model})"
+    parts = [model]
     speed = finished.stats.tokens_per_second
     if speed is not None:
         parts.append(f"{speed:.1f} tokens/s")
@@ -106,6 +109,7 @@ class ChatCog(commands.Cog):
         self.channels = channels
         self.images = images
         self._running: dict[str, _Running] = {}
+        self._pacer = EditPacer(bot.settings.edits_per_second)
 
     @app_commands.command(name="chat", description="Talk to the model in this channel.")
     @app_commands.describe(
@@ -132,7 +136,10 @@ class ChatCog(commands.Cog):
             checked = await before_ack(interaction, self.checked_images(request, [image]))
         await defer(interaction)
         await self.reply(
-            request, InteractionTarget(interaction), prefix=echo(message), images=checked
+            request,
+            InteractionTarget(interaction, token_ttl=self.bot.settings.interaction_token_ttl),
+            prefix=echo(message),
+            images=checked,
         )
 
     async def checked_images(
@@ -238,6 +245,7 @@ class ChatCog(commands.Cog):
             interval=self.bot.settings.edit_interval,
             prefix=prefix,
             stop_view=controls(StopButton(request.request_id)),
+            pacer=self._pacer,
         )
         running = _Running(requester=request.user.id, reply=asyncio.current_task())
         self._running[request.request_id] = running

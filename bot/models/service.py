@@ -209,9 +209,10 @@ class ModelService:
     # ---- a channel's model ---------------------------------------------------------------
 
     async def use(self, channel_id: int, guild_id: int | None, name: str) -> InstalledModel:
-        """Make `name` the channel's default model, after checking that it is installed."""
+        """Make `name` the channel's model, after checking that it is installed. It answers
+        next: a persona the channel had is taken off (`/persona use` puts one back)."""
         model = await self.find(name)
-        await self._channels.update(channel_id, guild_id, model=name.strip())
+        await self._channels.update(channel_id, guild_id, model=name.strip(), persona=None)
         return model
 
     # ---- pulling -------------------------------------------------------------------------

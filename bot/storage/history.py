@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, delete, func, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,6 +31,7 @@ class StoredTurn:
     total_duration_ns: int | None
     eval_duration_ns: int | None
     created_at: datetime
+    persona: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,7 @@ def _stored(turn: Turn) -> StoredTurn:
         total_duration_ns=turn.total_duration_ns,
         eval_duration_ns=turn.eval_duration_ns,
         created_at=turn.created_at,
+        persona=turn.persona,
     )
 
 
@@ -100,6 +103,7 @@ class HistoryStore:
         assistant: Author,
         model: str,
         request_id: str,
+        persona: str | None = None,
         images: Sequence[ImageRecord] = (),
     ) -> tuple[int, int]:
         """Store the user's turn (with its images) and a `streaming` assistant turn in one
@@ -139,6 +143,7 @@ class HistoryStore:
                 author_name=assistant.name,
                 content="",
                 model=model,
+                persona=persona,
                 status=TurnStatus.STREAMING,
                 reply_to_id=user_turn.id,
                 request_id=request_id,
@@ -222,6 +227,32 @@ class HistoryStore:
             await session.execute(delete(TurnImage).where(TurnImage.turn_id.in_(channel_turns)))
             result = await session.execute(delete(Turn).where(Turn.channel_id == channel_id))
             return int(getattr(result, "rowcount", 0) or 0)
+
+    async def prune(self, *, older_than: datetime | None, keep_per_channel: int | None) -> int:
+        """Retention: delete turns older than `older_than` and, in each channel, all but the
+        newest `keep_per_channel` turns (with their images). Replies being written are kept.
+        Returns how many turns were deleted."""
+        doomed: list[Any] = []
+        if older_than is not None:
+            doomed.append(Turn.created_at < older_than)
+        if keep_per_channel is not None:
+            ranked = select(
+                Turn.id,
+                func.row_number()
+                .over(partition_by=Turn.channel_id, order_by=Turn.id.desc())
+                .label("rank"),
+            ).subquery()
+            doomed.append(Turn.id.in_(select(ranked.c.id).where(ranked.c.rank > keep_per_channel)))
+        if not doomed:
+            return 0
+        victims = select(Turn.id).where(or_(*doomed), Turn.status != TurnStatus.STREAMING)
+        async with self._sessions.begin() as session:
+            ids = list((await session.scalars(victims)).all())
+            for start in range(0, len(ids), 500):  # bounded statements on huge histories
+                chunk = ids[start : start + 500]
+                await session.execute(delete(TurnImage).where(TurnImage.turn_id.in_(chunk)))
+                await session.execute(delete(Turn).where(Turn.id.in_(chunk)))
+            return len(ids)
 
     async def mark_interrupted(
         self, *, shard_ids: Collection[int] | None = None, shard_count: int = 1

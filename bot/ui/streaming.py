@@ -24,6 +24,9 @@ from bot.conversation.splitter import DISCORD_LIMIT, split_message, split_once
 
 log = logging.getLogger(__name__)
 
+STATUS_INTERVAL = 5.0
+"""Seconds between updates of a waiting notice ("number 3 in line"): news, not a stream."""
+
 DISCORD_EDIT_BUDGET = (5, 5.0)
 """Edits of one message that Discord accepts per window of seconds."""
 BUDGET_MARGIN = 0.05
@@ -31,6 +34,25 @@ BUDGET_MARGIN = 0.05
 
 H = TypeVar("H")
 T = TypeVar("T")
+
+
+class EditPacer:
+    """Edits of all replies together, kept under a rate (Discord limits each bot to about 50
+    requests a second in all). Streaming edits wait for a free slot; first sends and final
+    edits never wait, but they count, so the streaming edits after them slow down. Many
+    conversations streaming at once thus each get steady updates instead of bursts."""
+
+    def __init__(self, per_second: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = 1.0 / per_second
+        self._clock = clock
+        self._next = 0.0  # when the next streaming edit may go
+
+    def wait(self) -> float:
+        """Seconds until a streaming edit may go (0: now)."""
+        return max(self._next - self._clock(), 0.0)
+
+    def spend(self) -> None:
+        self._next = max(self._next, self._clock()) + self._interval
 
 
 class ReplyTarget(Protocol[H]):
@@ -63,8 +85,10 @@ class StreamingReply(Generic[T]):
         prefix: str = "",
         budget: tuple[int, float] = DISCORD_EDIT_BUDGET,
         stop_view: Any = None,
+        pacer: EditPacer | None = None,
     ) -> None:
         self._target = target
+        self._pacer = pacer
         count, window = budget
         self._budget_count = count
         self._budget_window = window + BUDGET_MARGIN
@@ -188,6 +212,7 @@ class StreamingReply(Generic[T]):
         for index, content in enumerate(wanted):
             view = self._view_for(index, len(wanted), final)
             if index == len(self._drawn):
+                self._spend()
                 handle = await self._target.send(index, content, view)
                 self._drawn.append(_Drawn(handle, content, view, deque([self._clock()])))
                 return 0
@@ -199,6 +224,7 @@ class StreamingReply(Generic[T]):
             wait = self._wait_before_edit(drawn, last_edit)
             if wait > 0:
                 return wait
+            self._spend()
             try:
                 drawn.handle = await self._target.edit(drawn.handle, content, view)
             except Exception:
@@ -225,4 +251,11 @@ class StreamingReply(Generic[T]):
             if len(writes) < self._budget_count:
                 return 0.0
             return writes[0] + self._budget_window - now
-        return max(writes[-1] + self._spacing - now if writes else 0.0, 0.0)
+        spacing = self._spacing if self._fed else max(self._spacing, STATUS_INTERVAL)
+        own = max(writes[-1] + spacing - now if writes else 0.0, 0.0)
+        shared = self._pacer.wait() if self._pacer is not None else 0.0
+        return max(own, shared)
+
+    def _spend(self) -> None:
+        if self._pacer is not None:
+            self._pacer.spend()

@@ -4,6 +4,7 @@ Every message the bot sends or edits carries `allowed_mentions` that ping no one
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import discord
@@ -11,13 +12,30 @@ import discord
 NO_PINGS = discord.AllowedMentions.none()
 
 
-class InteractionTarget:
-    """The deferred response of a slash command, then followups."""
+INTERACTION_TOKEN_TTL = 15 * 60.0
+"""Seconds an interaction's token works for followups and edits (Discord's rule)."""
 
-    def __init__(self, interaction: discord.Interaction) -> None:
+
+class InteractionTarget:
+    """The deferred response of a slash command, then followups. Past the interaction token's
+    lifetime (a long wait in line plus a long reply), the reply carries on through the channel:
+    the bot edits its messages there and sends new ones as plain channel messages."""
+
+    def __init__(
+        self, interaction: discord.Interaction, *, token_ttl: float = INTERACTION_TOKEN_TTL
+    ) -> None:
         self._interaction = interaction
+        margin = min(30.0, token_ttl / 10)  # stop using the token a little before it dies
+        self._expires = interaction.created_at + timedelta(seconds=token_ttl - margin)
+
+    def _channel(self) -> Any:
+        if discord.utils.utcnow() < self._expires:
+            return None
+        return self._interaction.channel
 
     async def send(self, index: int, content: str, view: Any) -> discord.Message:
+        if (channel := self._channel()) is not None:
+            return await channel.send(content, allowed_mentions=NO_PINGS, **_with_view(view))  # type: ignore[no-any-return]
         if index == 0:
             return await self._interaction.edit_original_response(
                 content=content, allowed_mentions=NO_PINGS, view=view
@@ -27,6 +45,9 @@ class InteractionTarget:
         )
 
     async def edit(self, handle: discord.Message, content: str, view: Any) -> discord.Message:
+        if (channel := self._channel()) is not None:
+            message = channel.get_partial_message(handle.id)
+            return await message.edit(content=content, allowed_mentions=NO_PINGS, view=view)  # type: ignore[no-any-return]
         # An InteractionMessage edits the original response, a WebhookMessage its followup.
         return await handle.edit(content=content, allowed_mentions=NO_PINGS, view=view)
 

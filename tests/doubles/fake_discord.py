@@ -903,6 +903,20 @@ class FakeDiscord:
         }
         return channel_id
 
+    def add_text_channel(self, name: str) -> str:
+        """Another text channel in the guild; add it before the bot connects (it is announced in
+        GUILD_CREATE, not with CHANNEL_CREATE)."""
+        channel_id = self._add_text_channel(name, len(self.channel_ids))
+        self.channel_ids.append(channel_id)
+        return channel_id
+
+    def add_member(self, name: str) -> dict[str, Any]:
+        """Another person in the guild, without special permissions (usable as ``user=name``)."""
+        user = self._make_user(name)
+        self.users[name] = user
+        self._member_roles[user["id"]] = []
+        return user
+
     def add_dm_channel(self, user: str) -> str:
         """The DM channel (type 1) between the bot and ``user`` (created once)."""
         return self._dm_channel_for(self.users[user]["id"])

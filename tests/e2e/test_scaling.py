@@ -175,3 +175,15 @@ async def test_a_metrics_port_in_use_is_a_clear_configuration_error(bots: BotRun
         port = taken.getsockname()[1]
         with pytest.raises(ConfigurationError, match=f"Cannot serve metrics on 127.0.0.1:{port}"):
             await bots.start(metrics_port=port)
+
+
+async def test_only_the_process_running_shard_zero_prunes_the_shared_history(
+    bots: BotRunner, fake_discord: FakeDiscord
+) -> None:
+    one = await bots.start(shard_count=2, shard_ids=[1], retention_days=30)
+    assert sorted(one.shards) == [1]
+    assert one.get_cog("RetentionCog") is None
+    await bots.stop(one)
+    zero = await bots.start(shard_count=2, shard_ids=[0], retention_days=30)
+    assert sorted(zero.shards) == [0]
+    assert zero.get_cog("RetentionCog") is not None

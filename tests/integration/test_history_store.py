@@ -139,3 +139,47 @@ async def test_channel_settings_default_and_update(engine: AsyncEngine) -> None:
     assert (await channels.update(5, 1, model=None)).model is None
     with pytest.raises(TypeError):
         await channels.update(5, 1, colour="red")
+
+
+async def test_retention_prunes_by_age_and_by_count_per_channel(
+    store: HistoryStore, engine: AsyncEngine
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from bot.storage.models import Turn
+
+    for n in range(4):
+        await exchange(store, 1, f"one-{n}", f"uno-{n}")
+    await exchange(store, 2, "old", "viejo")
+    await exchange(store, 2, "new", "nuevo")
+    _, streaming = await store.begin_exchange(
+        channel_id=3,
+        guild_id=1,
+        user=ALICE,
+        text="still asking",
+        assistant=BOT,
+        model="m",
+        request_id="r",
+    )
+    long_ago = datetime.now(UTC) - timedelta(days=40)
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(Turn)
+            .where(Turn.content.in_(["old", "viejo", "still asking"]))
+            .values(created_at=long_ago)
+        )
+        await conn.execute(update(Turn).where(Turn.id == streaming).values(created_at=long_ago))
+
+    deleted = await store.prune(
+        older_than=datetime.now(UTC) - timedelta(days=30), keep_per_channel=None
+    )
+    assert deleted == 3  # "old", "viejo" and the question whose reply is still being written
+    assert [t.content for t in await store.all(2)] == ["new", "nuevo"]
+    assert [t.id for t in await store.all(3)] == [streaming]  # a reply in progress is kept
+
+    deleted = await store.prune(older_than=None, keep_per_channel=3)
+    assert deleted == 5
+    assert [t.content for t in await store.all(1)] == ["uno-2", "one-3", "uno-3"]
+    assert await store.prune(older_than=None, keep_per_channel=None) == 0

@@ -268,3 +268,15 @@ async def test_a_pull_that_breaks_on_one_host_names_the_host(
     with pytest.raises(PullFailed) as failed:
         await follow()
     assert f"{b.url}: the connection to Ollama was lost" in failed.value.user_message
+
+
+async def test_a_persona_model_is_created_on_every_host(
+    pool: OllamaPool, a: FakeOllama, b: FakeOllama
+) -> None:
+    lines = await drain(pool.create_model("persona-pirate", base="llama3.2", system="Arr."))
+    assert lines[-1].status == "success"
+    assert {line.status.split(": ")[0] for line in lines[:-1]} == {a.url, b.url}
+    for fake in (a, b):
+        assert fake.models["persona-pirate:latest"].system == "Arr."
+    listed = {m.name: m.hosts for m in await pool.list_models()}
+    assert listed["persona-pirate:latest"] == (a.url, b.url)
