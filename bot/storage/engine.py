@@ -30,7 +30,13 @@ def create_engine(url: str) -> AsyncEngine:
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, pool_pre_ping=not is_sqlite(url))
+    if is_sqlite(url):
+        # One connection: SQLite runs one writer at a time anyway, and waiting in the pool's
+        # queue costs nothing, while writers racing for SQLite's lock back off in sleeps of
+        # up to 100 ms each (seen as seconds of delay with a hundred conversations at once).
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+    else:
+        engine = create_async_engine(url, pool_pre_ping=True)
     if is_sqlite(url):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
