@@ -126,7 +126,6 @@ class HistoryCog(
         )
 
     @app_commands.command(name="clear", description="Delete this channel's conversation.")
-    @app_commands.default_permissions(manage_messages=True)
     @app_commands.checks.has_permissions(manage_messages=True)
     async def clear(self, interaction: discord.Interaction) -> None:
         deleted = await self.history.clear(interaction.channel_id or 0)

@@ -193,7 +193,6 @@ class PersonaCog(
 
     @app_commands.command(name="use", description="Give this channel a persona.")
     @app_commands.describe(name="The persona")
-    @app_commands.default_permissions(manage_channels=True)
     @permitted("persona_use_permission")
     async def use(self, interaction: discord.Interaction, name: str) -> None:
         guild_id = _guild_id(interaction)
@@ -227,7 +226,6 @@ class PersonaCog(
         )
 
     @app_commands.command(name="reset", description="Take this channel's persona off.")
-    @app_commands.default_permissions(manage_channels=True)
     @permitted("persona_use_permission")
     async def reset(self, interaction: discord.Interaction) -> None:
         previous = await self.personas.reset(_guild_id(interaction), _channel_id(interaction))

@@ -917,6 +917,26 @@ class FakeDiscord:
         self._member_roles[user["id"]] = []
         return user
 
+    async def archive_thread(self, thread_id: str) -> None:
+        """A moderator archives a thread: THREAD_UPDATE with archived metadata."""
+        thread = self._channel(thread_id)
+        if thread["type"] not in THREAD_TYPES:
+            raise ValueError(f"{thread_id} is not a thread")
+        thread["thread_metadata"]["archived"] = True
+        thread["thread_metadata"]["archive_timestamp"] = _now_iso()
+        self._notify()
+        await self._emit("THREAD_UPDATE", copy.deepcopy(thread), intent=INTENT_GUILDS)
+
+    async def delete_thread(self, thread_id: str) -> None:
+        """A moderator deletes a thread: it is gone from REST and THREAD_DELETE is dispatched."""
+        thread = self.channels.pop(thread_id)
+        if thread["type"] not in THREAD_TYPES:
+            self.channels[thread_id] = thread
+            raise ValueError(f"{thread_id} is not a thread")
+        self._notify()
+        data = {key: thread[key] for key in ("id", "guild_id", "parent_id", "type")}
+        await self._emit("THREAD_DELETE", data, intent=INTENT_GUILDS)
+
     def add_dm_channel(self, user: str) -> str:
         """The DM channel (type 1) between the bot and ``user`` (created once)."""
         return self._dm_channel_for(self.users[user]["id"])
