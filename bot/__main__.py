@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from bot.app import TOKEN_HELP, ConfigurationError, assemble, run
 from bot.errors import OllamaUnavailable
-from bot.ollama_gateway import OllamaGateway
+from bot.logs import JsonFormatter
+from bot.ollama_pool import OllamaPool
 from bot.settings import ConfigFileError, Settings, load_settings
 from bot.storage import migrate
 from bot.storage.engine import create_engine
@@ -71,10 +72,12 @@ def serve(main: Coroutine[Any, Any, None]) -> None:
 
 
 def setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLogger().level))
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -103,10 +106,16 @@ async def check(settings: Settings) -> int:
         print(f"Discord token: missing. {TOKEN_HELP}")
         problems += 1
 
-    gateway = OllamaGateway(settings.ollama_host)
+    gateway = OllamaPool(settings.ollama_urls)
     try:
-        version = await gateway.version()
-        print(f"Ollama: reachable at {settings.ollama_host}, version {version}")
+        versions = await gateway.versions()
+        for host, version in versions:
+            if version is None:
+                print(f"Ollama: {OllamaUnavailable(host).user_message}")
+            else:
+                print(f"Ollama: reachable at {host}, version {version}")
+        if all(version is None for _, version in versions):
+            raise OllamaUnavailable(gateway.host)  # one host down of several is no outage
         try:
             info = await gateway.show(settings.chat_model)
             print(f"Chat model: {settings.chat_model} present, context {info.effective_context}")
@@ -114,8 +123,7 @@ async def check(settings: Settings) -> int:
             print(f"Chat model: {getattr(exc, 'user_message', exc)}")
             problems += 1
         problems += await _check_task_models(gateway, settings)
-    except OllamaUnavailable as exc:
-        print(f"Ollama: {exc.user_message}")
+    except OllamaUnavailable:
         problems += 1
     finally:
         await gateway.close()
@@ -137,7 +145,7 @@ async def check(settings: Settings) -> int:
     return 0 if not problems else 1
 
 
-async def _check_task_models(gateway: OllamaGateway, settings: Settings) -> int:
+async def _check_task_models(gateway: OllamaPool, settings: Settings) -> int:
     """The vision and sentiment models, when set; returns the number of problems."""
     problems = 0
     if settings.vision_model is None:

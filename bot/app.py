@@ -25,6 +25,7 @@ from bot.cogs.chat import ChatCog
 from bot.cogs.history import HistoryCog
 from bot.cogs.maintenance import RetentionCog
 from bot.cogs.models import ModelCog
+from bot.cogs.personas import PersonaCog
 from bot.cogs.sentiment import SentimentCog
 from bot.cogs.status import StatusCog
 from bot.cogs.threads import ThreadsCog
@@ -33,14 +34,17 @@ from bot.conversation.fairness import Scheduler, UserRateLimit
 from bot.conversation.service import ChatLimits, ChatService
 from bot.diagnostics import LoopLagMonitor
 from bot.errors import BotError
+from bot.metrics import Metrics, serve_metrics
 from bot.models.service import ModelService
-from bot.ollama_gateway import OllamaGateway
+from bot.ollama_pool import OllamaPool
+from bot.personas.service import PersonaService
 from bot.sentiment.service import SentimentService
 from bot.settings import Settings
 from bot.storage import migrate
 from bot.storage.channels import ChannelStore
 from bot.storage.engine import create_engine, session_factory
 from bot.storage.history import Author, HistoryStore
+from bot.storage.personas import PersonaStore
 from bot.ui.checks import refusal_for
 from bot.ui.controls import RegenerateButton, StopButton
 from bot.ui.errors import reply_with_error
@@ -82,30 +86,40 @@ class CommandTree(app_commands.CommandTree[Any]):
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
+        if isinstance(self.client, OllamaBot):
+            self.client.metrics.error(error)
         await reply_with_error(interaction, error)
 
 
-class OllamaBot(commands.Bot):
-    """The Discord client. It receives every part it needs; it builds none of them."""
+class OllamaBot(commands.AutoShardedBot):
+    """The Discord client. It receives every part it needs; it builds none of them.
+
+    Sharded like discord.py's AutoShardedBot: `shard_count` shards in all (unset: as many as
+    Discord recommends), of which this process runs `shard_ids` (unset: all)."""
 
     def __init__(
         self,
         *,
         settings: Settings,
-        gateway: OllamaGateway,
+        gateway: OllamaPool,
         history: HistoryStore,
         channels: ChannelStore,
         engine: AsyncEngine,
+        metrics: Metrics,
+        personas: PersonaService,
         **options: Any,
     ) -> None:
         intents = discord.Intents.default()  # no privileged intents: mention chat works without
         intents.message_content = settings.message_content_intent
+        if settings.shard_ids is not None:
+            options["shard_ids"] = settings.shard_ids
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
             intents=intents,
             allowed_mentions=NO_PINGS,
             tree_cls=CommandTree,
+            shard_count=settings.shard_count,
             **options,
         )
         self.settings = settings
@@ -114,10 +128,18 @@ class OllamaBot(commands.Bot):
         self.history = history
         self.channels = channels
         self.engine = engine
+        self.metrics = metrics
+        self.personas = personas
         self.started_at = time.monotonic()
         self._chat: ChatService | None = None
         self._models: ModelService | None = None
         self._loop_lag: LoopLagMonitor | None = None
+
+    @property
+    def runs_shard_zero(self) -> bool:
+        """Whether this process runs shard 0 (or every shard): with the bot split over several
+        processes, this one alone does the jobs done once per bot (command sync, retention)."""
+        return not self.settings.shard_ids or 0 in self.settings.shard_ids
 
     @property
     def chat(self) -> ChatService:
@@ -167,11 +189,15 @@ class OllamaBot(commands.Bot):
             ),
             rate_limit=UserRateLimit(settings.user_requests_per_minute),
             vision=vision,
+            metrics=self.metrics,
+            personas=self.personas,
         )
+        chat = self._chat
+        self.metrics.watch_queue(waiting=lambda: chat.waiting, active=lambda: chat.active)
         self._models = ModelService(
             gateway=self.gateway,
             channels=self.channels,
-            bases_in_use=_no_persona_bases,  # the persona store answers once personas exist
+            bases_in_use=self.personas.bases_in_use,
             names_ttl=settings.model_names_ttl,
             pull_stall_timeout=settings.pull_stall_timeout,
         )
@@ -188,12 +214,14 @@ class OllamaBot(commands.Bot):
         )
         await self.add_cog(SentimentCog(self, sentiment))
         await self.add_cog(HistoryCog(self, self.history))
-        await self.add_cog(RetentionCog(self, self.history))
+        if self.runs_shard_zero:  # one process prunes the shared history
+            await self.add_cog(RetentionCog(self, self.history))
         await self.add_cog(StatusCog(self))
+        await self.add_cog(PersonaCog(self, self.personas))
         if settings.loop_lag_log_interval > 0:
             self._loop_lag = LoopLagMonitor(settings.loop_lag_log_interval)
             self._loop_lag.start()
-        if settings.sync_commands_on_start:
+        if settings.sync_commands_on_start and self.runs_shard_zero:
             await self.sync_commands(only_if_changed=True)
 
     async def shutdown(self, grace: float) -> None:
@@ -221,7 +249,13 @@ class OllamaBot(commands.Bot):
         """No prefix commands: the chat cog's listener handles mentions and replies."""
 
     async def on_ready(self) -> None:
-        log.info("connected as %s to %d guilds", self.user, len(self.guilds))
+        log.info(
+            "connected as %s to %d guilds on shards %s of %s",
+            self.user,
+            len(self.guilds),
+            sorted(self.shards),
+            self.shard_count,
+        )
 
     async def sync_commands(self, *, only_if_changed: bool) -> bool:
         """Send the command tree to Discord, globally or to the development guild. Discord limits
@@ -254,11 +288,6 @@ class OllamaBot(commands.Bot):
         return True
 
 
-async def _no_persona_bases(model: str) -> list[str]:
-    """No persona is built on any model (until the persona store exists)."""
-    return []
-
-
 async def prepare_database(engine: AsyncEngine, *, auto_migrate: bool) -> None:
     """Bring the schema to the newest migration, or refuse to start on an old one."""
     if await migrate.is_current(engine):
@@ -281,22 +310,44 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
         sessions = session_factory(engine)
         history = HistoryStore(sessions)
         channels = ChannelStore(sessions)
-        interrupted = await history.mark_interrupted()
+        interrupted = await history.mark_interrupted(
+            shard_ids=settings.shard_ids, shard_count=settings.shard_count or 1
+        )
         if interrupted:
             log.warning(
                 "marked %d replies interrupted by the last shutdown as incomplete", interrupted
             )
-        gateway = OllamaGateway(settings.ollama_host, show_ttl=settings.model_info_ttl)
+        gateway = OllamaPool(
+            settings.ollama_urls,
+            show_ttl=settings.model_info_ttl,
+            tags_ttl=settings.ollama_tags_ttl,
+            retry_after=settings.ollama_host_retry,
+        )
+        personas = PersonaService(store=PersonaStore(sessions), channels=channels, gateway=gateway)
         try:
+            metrics = Metrics()
+            metrics.watch_ollama(gateway)
             bot = OllamaBot(
                 settings=settings,
                 gateway=gateway,
                 history=history,
                 channels=channels,
                 engine=engine,
+                metrics=metrics,
+                personas=personas,
                 **bot_options,
             )
-            async with bot:
+            async with contextlib.AsyncExitStack() as stack:
+                if settings.metrics_port is not None:
+                    host, port = settings.metrics_host, settings.metrics_port
+                    try:
+                        await stack.enter_async_context(serve_metrics(metrics, host, port))
+                    except OSError as exc:
+                        raise ConfigurationError(
+                            f"Cannot serve metrics on {host}:{port} ({exc.strerror or exc}). "
+                            "Choose another metrics_port (BOT_METRICS_PORT) or free that one."
+                        ) from exc
+                await stack.enter_async_context(bot)
                 yield bot
         finally:
             await gateway.close()

@@ -63,6 +63,14 @@ class BadRequest(OllamaError):
         super().__init__(f"Ollama refused the request: {_short(detail)}")
 
 
+class CreateFailed(OllamaError):
+    """Ollama could not create a model (its base model is unknown, a template is broken, ...)."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(f"Ollama could not create the model: {_short(detail)}")
+
+
 class InputError(BotError):
     """The user's input cannot be used; the message says why."""
 

@@ -19,6 +19,7 @@ import ollama
 from bot.errors import (
     BadRequest,
     BotError,
+    CreateFailed,
     InvalidModelName,
     ModelNotFound,
     ModelNotInLibrary,
@@ -119,6 +120,8 @@ class InstalledModel:
     capabilities: tuple[str, ...]
     """In the server's order, e.g. ("completion", "tools")."""
     modified_at: datetime | None = None
+    hosts: tuple[str, ...] = ()
+    """With several Ollama hosts: the ones that have the model (see OllamaPool)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +135,8 @@ class LoadedModel:
     """Of which in GPU memory."""
     expires_at: datetime | None
     context_length: int | None
+    host: str | None = None
+    """With several Ollama hosts: the one it is loaded on (see OllamaPool)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +159,7 @@ class ModelCard:
 
 @dataclass(frozen=True, slots=True)
 class PullProgress:
-    """One status line of `/api/pull`."""
+    """One status line of `/api/pull` (or of `/api/create`, which has the same lines)."""
 
     status: str
     digest: str | None = None
@@ -253,6 +258,16 @@ class OllamaGateway:
                     models[index] = dataclasses.replace(models[index], capabilities=capabilities)
         return models
 
+    async def model_names(self) -> list[str]:
+        """The installed models' names (`/api/tags`), nothing else: what routing needs."""
+        try:
+            response = await self._http.get("/api/tags")
+            response.raise_for_status()
+            entries = response.json().get("models") or []
+        except (httpx.TransportError, httpx.HTTPStatusError, ValueError, AttributeError) as exc:
+            raise OllamaUnavailable(self.host) from exc
+        return [str(e.get("name") or e.get("model")) for e in entries if isinstance(e, dict)]
+
     async def ps(self) -> list[LoadedModel]:
         """The models in memory (`/api/ps`)."""
         try:
@@ -313,6 +328,49 @@ class OllamaGateway:
                 )
         except Exception as exc:
             raise self._translate_pull(exc, model, started=started) from exc
+        finally:
+            self.forget(model)
+
+    async def create_model(
+        self,
+        model: str,
+        *,
+        base: str,
+        system: str | None = None,
+        template: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        messages: Sequence[ChatMessage] = (),
+        license: Sequence[str] = (),
+    ) -> AsyncGenerator[PullProgress]:
+        """Create (or replace) `model` from `base` with `/api/create`, yielding the server's
+        progress lines. Ollama pulls `base` first when it does not have it."""
+        started = False
+        try:
+            stream = await self._client.create(
+                model=model,
+                from_=base,
+                system=system,
+                template=template,
+                parameters=dict(parameters) if parameters else None,
+                messages=[{"role": m.role, "content": m.content} for m in messages] or None,
+                license=list(license) or None,
+                stream=True,
+            )
+            async for line in stream:
+                started = True
+                yield PullProgress(
+                    status=line.status or "",
+                    digest=line.digest or None,
+                    total=line.total,
+                    completed=line.completed,
+                )
+        except ollama.ResponseError as exc:
+            if exc.status_code == 503:
+                raise OllamaBusy() from exc
+            log.warning("ollama could not create %s from %s: %s", model, base, exc.error)
+            raise CreateFailed(exc.error or str(exc)) from exc
+        except Exception as exc:
+            raise self._translate(exc, model, started=started) from exc
         finally:
             self.forget(model)
 

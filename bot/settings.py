@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -155,6 +155,26 @@ class Settings(BaseSettings):
     """How many of the channel's latest questions keep their images in the context, so that a
     follow-up about a picture lets the model see it again (0: never re-sent)."""
 
+    # --- Scaling and observability (issue 7) ----------------------------------------------
+    shard_count: int | None = Field(default=None, ge=1)
+    """Discord shards in all; unset: the number Discord recommends (GET /gateway/bot)."""
+    shard_ids: list[int] | None = None
+    """The shards this process runs (needs shard_count); unset: all of them."""
+    ollama_hosts: list[str] = Field(default_factory=list)
+    """Several Ollama servers: each generation goes to the least busy one that has the model.
+    Empty: OLLAMA_HOST alone."""
+    ollama_host_retry: float = Field(default=5.0, gt=0)
+    """Seconds before a host that failed is tried again (doubling while it stays down, at most
+    a minute)."""
+    ollama_tags_ttl: float = Field(default=10.0, ge=0)
+    """Seconds that each host's list of models (/api/tags) is cached for routing."""
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Serve Prometheus metrics at http://metrics_host:metrics_port/metrics; unset: off."""
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics endpoint binds (0.0.0.0 exposes it on every interface)."""
+    log_format: Literal["text", "json"] = "text"
+    """`json`: one JSON object per log line (time, level, logger, message and extra fields)."""
+
     # --- Diagnostics (issue 8) -------------------------------------------------------------
     loop_lag_log_interval: float = Field(default=0.0, ge=0)
     """Seconds between INFO log lines with the event loop's lag (p50/p99/max); 0: off. For
@@ -165,14 +185,46 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value: str | None) -> str | None:
         return (value or "").strip() or None
 
+    # ---- Personas (/persona) ----------------------------------------------------------------
+    persona_create_permission: Literal["everyone", "manage_channels", "admins"] = "everyone"
+    """Who may create personas (admins: Manage Server or an admin role)."""
+    persona_use_permission: Literal["everyone", "manage_channels", "admins"] = "manage_channels"
+    """Who may set or clear a channel's persona (`/persona use`, `/persona reset`)."""
+    persona_delete_permission: Literal["author", "admins"] = "author"
+    """Who may delete a persona: its author or an admin (`author`), or only admins."""
+
     @field_validator("ollama_host")
     @classmethod
     def _normalise_host(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if "://" not in value:
-            # Like the ollama client: "0.0.0.0:11434" and "myhost" mean http.
-            value = f"http://{value}"
-        return value
+        return _host_url(value)
+
+    @field_validator("ollama_hosts")
+    @classmethod
+    def _normalise_hosts(cls, value: list[str]) -> list[str]:
+        hosts = [_host_url(host) for host in value if host.strip()]
+        if len(set(hosts)) != len(hosts):
+            raise ValueError("ollama_hosts names a host twice")
+        return hosts
+
+    @model_validator(mode="after")
+    def _check_shards(self) -> Settings:
+        if self.shard_ids is None:
+            return self
+        if self.shard_count is None:
+            raise ValueError("shard_ids needs shard_count (the number of shards in all)")
+        if not self.shard_ids:
+            raise ValueError("shard_ids is empty; leave it unset to run every shard")
+        wrong = [i for i in self.shard_ids if not 0 <= i < self.shard_count]
+        if wrong:
+            raise ValueError(f"shard ids {wrong} are outside 0..{self.shard_count - 1}")
+        if len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError("shard_ids names a shard twice")
+        return self
+
+    @property
+    def ollama_urls(self) -> list[str]:
+        """The Ollama servers to use: `ollama_hosts`, or else OLLAMA_HOST alone."""
+        return list(self.ollama_hosts) or [self.ollama_host]
 
     @classmethod
     def settings_customise_sources(
@@ -194,6 +246,14 @@ class Settings(BaseSettings):
         shown = self.model_dump()
         shown["discord_token"] = "set (hidden)" if self.discord_token else "not set"
         return shown
+
+
+def _host_url(value: str) -> str:
+    value = value.strip().rstrip("/")
+    if "://" not in value:
+        # Like the ollama client: "0.0.0.0:11434" and "myhost" mean http.
+        value = f"http://{value}"
+    return value
 
 
 class ConfigFileError(Exception):

@@ -80,7 +80,10 @@ def is_from_a_person(message: discord.Message) -> bool:
 
 
 def footer(finished: ReplyFinished) -> str:
-    parts = [finished.stats.model]
+    model = finished.stats.model
+    if finished.persona:
+        model = f"{finished.persona} ({finished.base_model or model})"
+    parts = [model]
     speed = finished.stats.tokens_per_second
     if speed is not None:
         parts.append(f"{speed:.1f} tokens/s")
@@ -263,6 +266,7 @@ class ChatCog(commands.Cog):
                     f"-# ⏹️ stopped by {running.stopped_by}", view=self._again(running)
                 )
         except BotError as exc:
+            self.bot.metrics.error(exc)
             await drawing.fail(exc.user_message, view=self._again(running))
         except BaseException:
             await drawing.cancel()

@@ -37,7 +37,8 @@ def _line(turn: StoredTurn) -> str:
     text = " ".join(turn.content.split()) or "*(empty)*"
     if len(text) > LINE_CHARS:
         text = text[: LINE_CHARS - 1] + "…"
-    who = f"{turn.author_name} ({turn.model})" if turn.role == Role.ASSISTANT else turn.author_name
+    model = turn.persona or turn.model  # a persona's reply is labelled with the persona
+    who = f"{turn.author_name} ({model})" if turn.role == Role.ASSISTANT else turn.author_name
     mark = "" if turn.status == TurnStatus.COMPLETE else f" *[{turn.status}]*"
     return f"**{who}**{mark}: {text}"
 
@@ -65,6 +66,7 @@ def export_json(channel_id: int, turns: list[StoredTurn]) -> str:
             "author_name": turn.author_name,
             "content": turn.content,
             "model": turn.model,
+            "persona": turn.persona,
             "status": turn.status,
             "error": turn.error,
             "prompt_tokens": turn.prompt_tokens,
@@ -124,7 +126,6 @@ class HistoryCog(
         )
 
     @app_commands.command(name="clear", description="Delete this channel's conversation.")
-    @app_commands.default_permissions(manage_messages=True)
     @app_commands.checks.has_permissions(manage_messages=True)
     async def clear(self, interaction: discord.Interaction) -> None:
         deleted = await self.history.clear(interaction.channel_id or 0)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import discord
 from discord import app_commands
@@ -56,6 +57,11 @@ def human_bytes(count: float) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def host_name(url: str) -> str:
+    """`http://gpu1:11434` → `gpu1:11434`."""
+    return urlsplit(url).netloc or url
+
+
 def progress_bar(fraction: float, width: int = BAR_WIDTH) -> str:
     filled = round(max(0.0, min(fraction, 1.0)) * width)
     return "█" * filled + "░" * (width - filled)
@@ -92,6 +98,8 @@ def model_line(model: InstalledModel) -> str:
     line = " · ".join([code(model.name), *(fact for fact in facts if fact)])
     if model.capabilities:
         line += " · " + ", ".join(model.capabilities)
+    if model.hosts:  # only with several Ollama hosts
+        line += " · on " + ", ".join(host_name(h) for h in model.hosts)
     return line if len(line) <= LINE_CHARS else line[: LINE_CHARS - 1] + "…"
 
 
@@ -199,6 +207,8 @@ def render_loaded(models: Sequence[LoadedModel], now: datetime) -> str:
             facts.append(f"context {model.context_length}")
         if (until := unload_time(model, now)) is not None:
             facts.append(until)
+        if model.host:  # only with several Ollama hosts
+            facts.append(f"on {host_name(model.host)}")
         lines.append(" · ".join(facts))
     return "\n".join(lines)
 

@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import OllamaUnavailable
+from bot.ollama_pool import OllamaPool
 from bot.ui.targets import NO_PINGS
 
 if TYPE_CHECKING:
@@ -27,6 +27,26 @@ def uptime_text(seconds: float) -> str:
     return f"{minutes}m {secs}s"
 
 
+async def ollama_status(pool: OllamaPool) -> str:
+    """One host: whether it answers. Several: how many do, then a line for each."""
+    versions = await pool.versions()
+    if not pool.several:
+        host, version = versions[0]
+        return (
+            f"✅ reachable at {host}, version {version}"
+            if version
+            else f"❌ not reachable at {host}"
+        )
+    busy = {state.host: state.in_flight for state in pool.states()}
+    lines = [f"{sum(1 for _, v in versions if v)} of {len(versions)} hosts reachable"]
+    for host, version in versions:
+        if version is None:
+            lines.append(f"- ❌ {host}: not reachable")
+        else:
+            lines.append(f"- ✅ {host}: version {version}, generating {busy.get(host, 0)}")
+    return "\n".join(lines)
+
+
 class StatusCog(commands.Cog):
     def __init__(self, bot: OllamaBot) -> None:
         self.bot = bot
@@ -35,11 +55,7 @@ class StatusCog(commands.Cog):
     async def status(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         bot = self.bot
-        try:
-            version = await bot.gateway.version()
-            ollama = f"✅ reachable at {bot.gateway.host}, version {version}"
-        except OllamaUnavailable:
-            ollama = f"❌ not reachable at {bot.gateway.host}"
+        ollama = await ollama_status(bot.gateway)
         database = "✅ ok" if await bot.database_ok() else "❌ not answering"
         chat = bot.chat
         lines = [

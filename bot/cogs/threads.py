@@ -91,6 +91,7 @@ class ThreadsCog(commands.Cog):
             bot_thread=True,
             parent_id=parent.id,
             model=parent_config.model,
+            persona=parent_config.persona,
         )
         note = (
             "I answer every message in it."

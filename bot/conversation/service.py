@@ -11,16 +11,29 @@ import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bot.conversation import context
 from bot.conversation.fairness import PositionCallback, Scheduler, UserRateLimit
-from bot.errors import BotError, GenerationTimeout, InputError, PermissionDenied, VisionUnavailable
-from bot.ollama_gateway import ChatDelta, ChatMessage, ChatStats, OllamaGateway
+from bot.errors import (
+    BotError,
+    GenerationTimeout,
+    InputError,
+    ModelNotFound,
+    PermissionDenied,
+    VisionUnavailable,
+)
+from bot.metrics import Metrics
+from bot.ollama_gateway import ChatDelta, ChatMessage, ChatStats
+from bot.ollama_pool import OllamaPool
 from bot.storage.channels import ChannelStore
 from bot.storage.history import Author, HistoryStore, ImageRecord, StoredTurn, TurnResult
 from bot.storage.models import Role, TurnStatus
 from bot.vision.images import PreparedImage
 from bot.vision.routing import IMAGE_TOKENS, ImagePlan, VisionRouter
+
+if TYPE_CHECKING:
+    from bot.personas.service import Persona, PersonaService
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +101,10 @@ class ReplyStarted:
 class ReplyFinished:
     text: str
     stats: ChatStats
+    persona: str | None = None
+    """The persona that answered; `stats.model` is then its Ollama model."""
+    base_model: str | None = None
+    """The persona's FROM."""
 
 
 class ChatService:
@@ -97,7 +114,7 @@ class ChatService:
     def __init__(
         self,
         *,
-        gateway: OllamaGateway,
+        gateway: OllamaPool,
         history: HistoryStore,
         channels: ChannelStore,
         limits: ChatLimits,
@@ -105,8 +122,12 @@ class ChatService:
         scheduler: Scheduler,
         rate_limit: UserRateLimit,
         vision: VisionRouter | None = None,
+        personas: PersonaService | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._gateway = gateway
+        self._personas = personas
+        self._metrics = metrics
         self._history = history
         self._channels = channels
         self._limits = limits
@@ -136,6 +157,12 @@ class ChatService:
         channel = await self._channels.get(request.channel_id)
         return channel.model or self._limits.default_model
 
+    async def persona_for(self, request: ChatRequest) -> Persona | None:
+        """The channel's persona (`/persona use`), unless the request names its own model."""
+        if request.model or self._personas is None:
+            return None
+        return await self._personas.for_channel(request.guild_id, request.channel_id)
+
     async def respond(
         self, request: ChatRequest, *, on_position: PositionCallback | None = None
     ) -> AsyncIterator[ReplyStarted | TextDelta | ReplyFinished]:
@@ -151,8 +178,13 @@ class ChatService:
             raise InputError("Your message is empty. Write something for the model to answer.")
         self._rate_limit.hit(request.user.id)
         async with self._scheduler.turn(request.channel_id, on_position):
-            model = await self.model_for(request)
+            persona = await self.persona_for(request)
+            if persona is not None and self._personas is not None:
+                await self._personas.ensure(persona)  # re-created if the server lost it
+            model = persona.ollama_model if persona else await self.model_for(request)
             plan = await self._plan_images(request, model)
+            if plan is not None and persona is not None and plan.model != model:
+                persona = None  # the vision model answers this turn, not the persona
             model = plan.model if plan else model
             user_turn, reply_turn = await self._history.begin_exchange(
                 channel_id=request.channel_id,
@@ -162,6 +194,7 @@ class ChatService:
                 assistant=self._assistant,
                 model=model,
                 request_id=request.request_id,
+                persona=persona.name if persona else None,
                 images=[ImageRecord(i.mime, i.width, i.height, i.data) for i in request.images],
             )
             log.info(
@@ -175,9 +208,12 @@ class ChatService:
             result: TurnResult | None = None
             try:
                 yield ReplyStarted(reply_turn)
-                messages = await self._context(request, user_turn, reply_turn, model, plan)
+                messages = await self._context(request, user_turn, reply_turn, model, plan, persona)
                 stats: ChatStats | None = None
-                async for item in self._timed(self._gateway.chat_stream(model, messages)):
+                stream = self._chat_stream(model, messages, persona)
+                if self._metrics is not None:
+                    stream = self._metrics.observe(stream)
+                async for item in self._timed(stream):
                     if isinstance(item, ChatStats):
                         stats = item
                     elif item.content:
@@ -203,7 +239,12 @@ class ChatService:
                     request.request_id,
                     stats.completion_tokens,
                 )
-                yield ReplyFinished(text=reply, stats=stats)
+                yield ReplyFinished(
+                    text=reply,
+                    stats=stats,
+                    persona=persona.name if persona else None,
+                    base_model=persona.base_model if persona else None,
+                )
             except BotError as exc:
                 result = TurnResult(
                     status=TurnStatus.FAILED,
@@ -223,10 +264,12 @@ class ChatService:
                 if result is None:
                     # Stopped by the reader (Stop button, shutdown): keep what was received.
                     status = TurnStatus.INCOMPLETE if self.closing else TurnStatus.STOPPED
-                    stopped = TurnResult(status=status, content="".join(received).strip())
+                    result = TurnResult(status=status, content="".join(received).strip())
                     with contextlib.suppress(Exception):
-                        await asyncio.shield(self._history.finish_turn(reply_turn, stopped))
+                        await asyncio.shield(self._history.finish_turn(reply_turn, result))
                     log.info("generation stopped request=%s", request.request_id)
+                if self._metrics is not None:
+                    self._metrics.generation_ended(result.status)
 
     async def regenerate(
         self, *, channel_id: int, guild_id: int | None, turn_id: int, requester: Author, admin: bool
@@ -289,20 +332,24 @@ class ChatService:
         reply_turn: int,
         model: str,
         plan: ImagePlan | None,
+        persona: Persona | None = None,
     ) -> list[ChatMessage]:
         channel_id = request.channel_id
         info = await self._gateway.show(model)
+        window = info.effective_context
+        if persona is not None and persona.num_ctx:
+            window = min(persona.num_ctx, info.context_length or persona.num_ctx)
         limits = context.budget(
-            info.effective_context,
-            cap=self._limits.context_cap,
-            reply_reserve=self._limits.reply_reserve,
+            window, cap=self._limits.context_cap, reply_reserve=self._limits.reply_reserve
         )
+        system = [ChatMessage("system", persona.system)] if persona and persona.system else []
         turns = await recent_turns(self._history, channel_id, limits.for_history)
         current = next(t for t in turns if t.id == user_turn)
         earlier = [t for t in turns if t.id not in (user_turn, reply_turn)]
         room = (
             limits.for_history - context.turn_tokens(current) - IMAGE_TOKENS * len(request.images)
         )
+        room -= sum(context.estimate_tokens(m.content) for m in system)
         if room < 0:
             raise InputError(
                 f"Your message is too long for `{model}`: about "
@@ -312,14 +359,36 @@ class ChatService:
         before = context.window(context.usable(earlier), room)
         chosen = [*before, current]
         if self._vision is None or plan is None:
-            return [ChatMessage(role=t.role, content=t.content) for t in chosen]
-        return self._vision.messages(
-            chosen,
-            current_id=current.id,
-            current_images=[image.b64 for image in request.images],
-            plan=plan,
-            spare_tokens=room - sum(context.turn_tokens(t) for t in before),
-        )
+            return [*system, *(ChatMessage(role=t.role, content=t.content) for t in chosen)]
+        return [
+            *system,
+            *self._vision.messages(
+                chosen,
+                current_id=current.id,
+                current_images=[image.b64 for image in request.images],
+                plan=plan,
+                spare_tokens=room - sum(context.turn_tokens(t) for t in before),
+            ),
+        ]
+
+    async def _chat_stream(
+        self, model: str, messages: list[ChatMessage], persona: Persona | None
+    ) -> AsyncGenerator[ChatDelta | ChatStats]:
+        """The model's stream. A persona's model that went missing since it was last looked up
+        (the answer of /api/show is cached) is created again from its Modelfile, once."""
+        for attempt in (1, 2):
+            stream = self._gateway.chat_stream(model, messages)
+            yielded = False
+            try:
+                async with contextlib.aclosing(stream):
+                    async for item in stream:
+                        yielded = True
+                        yield item
+                return
+            except ModelNotFound:
+                if persona is None or self._personas is None or yielded or attempt == 2:
+                    raise
+            await self._personas.ensure(persona, fresh=True)
 
     async def _timed(
         self, stream: AsyncGenerator[ChatDelta | ChatStats]

@@ -24,7 +24,8 @@ from bot.errors import (
     PullFailed,
 )
 from bot.models.names import canonical_name
-from bot.ollama_gateway import InstalledModel, LoadedModel, ModelCard, OllamaGateway, PullProgress
+from bot.ollama_gateway import InstalledModel, LoadedModel, ModelCard, PullProgress
+from bot.ollama_pool import OllamaPool
 from bot.storage.channels import ChannelStore
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ class ModelService:
     def __init__(
         self,
         *,
-        gateway: OllamaGateway,
+        gateway: OllamaPool,
         channels: ChannelStore,
         bases_in_use: BasesInUse,
         names_ttl: float = 30.0,
@@ -208,9 +209,10 @@ class ModelService:
     # ---- a channel's model ---------------------------------------------------------------
 
     async def use(self, channel_id: int, guild_id: int | None, name: str) -> InstalledModel:
-        """Make `name` the channel's default model, after checking that it is installed."""
+        """Make `name` the channel's model, after checking that it is installed. It answers
+        next: a persona the channel had is taken off (`/persona use` puts one back)."""
         model = await self.find(name)
-        await self._channels.update(channel_id, guild_id, model=name.strip())
+        await self._channels.update(channel_id, guild_id, model=name.strip(), persona=None)
         return model
 
     # ---- pulling -------------------------------------------------------------------------

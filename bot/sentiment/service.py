@@ -12,7 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.errors import BotError, GenerationTimeout, InputError
-from bot.ollama_gateway import ChatMessage, OllamaGateway
+from bot.ollama_gateway import ChatMessage
+from bot.ollama_pool import OllamaPool
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class SentimentFailed(BotError):
 
 
 class SentimentService:
-    def __init__(self, gateway: OllamaGateway, *, model: str, timeout: float) -> None:
+    def __init__(self, gateway: OllamaPool, *, model: str, timeout: float) -> None:
         self._gateway = gateway
         self.model = model
         self._timeout = timeout

@@ -1,11 +1,11 @@
-"""ChannelStore: per-channel settings (default model, auto-reply, threads the bot started)."""
+"""ChannelStore: per-channel settings (model, persona, auto-reply, threads the bot started)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.storage.models import Channel
@@ -15,6 +15,7 @@ from bot.storage.models import Channel
 class ChannelConfig:
     channel_id: int
     model: str | None = None
+    persona: str | None = None
     autoreply: bool = False
     bot_thread: bool = False
     parent_id: int | None = None
@@ -51,14 +52,29 @@ class ChannelStore:
             return ChannelConfig(
                 channel_id=row.channel_id,
                 model=row.model,
+                persona=row.persona,
                 autoreply=row.autoreply,
                 bot_thread=row.bot_thread,
                 parent_id=row.parent_id,
             )
 
+    async def clear_persona(self, guild_id: int, persona: str) -> int:
+        """Take a (deleted) persona off every channel of its guild: they answer with their
+        model again. Returns how many channels had it."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Channel)
+                .where(Channel.guild_id == guild_id, Channel.persona == persona)
+                .values(persona=None)
+            )
+        for channel_id, config in list(self._cache.items()):
+            if config.persona == persona:
+                del self._cache[channel_id]
+        return int(getattr(result, "rowcount", 0) or 0)
+
     async def update(self, channel_id: int, guild_id: int | None, **values: Any) -> ChannelConfig:
         """Change some of a channel's settings (creating its row if needed)."""
-        unknown = set(values) - {"model", "autoreply", "bot_thread", "parent_id"}
+        unknown = set(values) - {"model", "persona", "autoreply", "bot_thread", "parent_id"}
         if unknown:
             raise TypeError(f"unknown channel settings: {sorted(unknown)}")
         async with self._sessions.begin() as session:

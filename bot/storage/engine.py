@@ -1,11 +1,7 @@
-"""Engine and session factory; SQLite gets WAL and a busy timeout on every connection, and the
-transactions of one process write one at a time."""
+"""Engine and session factory; SQLite gets WAL and a busy timeout on every connection."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +30,13 @@ def create_engine(url: str) -> AsyncEngine:
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, pool_pre_ping=not is_sqlite(url))
+    if is_sqlite(url):
+        # One connection: SQLite runs one writer at a time anyway, and waiting in the pool's
+        # queue costs nothing, while writers racing for SQLite's lock back off in sleeps of
+        # up to 100 ms each (seen as seconds of delay with a hundred conversations at once).
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+    else:
+        engine = create_async_engine(url, pool_pre_ping=True)
     if is_sqlite(url):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
@@ -52,28 +54,4 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions for the stores: `sessions()` to read, `sessions.begin()` for a transaction that
-    writes (committed at the end of the block)."""
-    if engine.dialect.name == "sqlite":
-        return _OneWriterAtATime(engine, expire_on_commit=False)
     return async_sessionmaker(engine, expire_on_commit=False)
-
-
-class _OneWriterAtATime(async_sessionmaker[AsyncSession]):
-    """SQLite runs one writing transaction at a time. A writer that finds the database locked
-    sleeps in growing steps (up to 100 ms) and, after `busy_timeout`, fails with "database is
-    locked"; since an async transaction keeps the lock across awaits, a busy event loop made
-    both happen under load. Writers of this process therefore wait their turn here, in order,
-    and SQLite never sees two of them at once (readers are not held up: WAL)."""
-
-    def __init__(self, engine: AsyncEngine, **options: Any) -> None:
-        super().__init__(engine, **options)
-        self._writing = asyncio.Lock()
-
-    def begin(self) -> AbstractAsyncContextManager[AsyncSession]:  # type: ignore[override]
-        return self._serialized()
-
-    @asynccontextmanager
-    async def _serialized(self) -> AsyncIterator[AsyncSession]:
-        async with self._writing, super().begin() as session:
-            yield session

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from bot.storage.models import Meta, Role, Turn, TurnImage, TurnStatus
 
@@ -30,6 +31,7 @@ class StoredTurn:
     total_duration_ns: int | None
     eval_duration_ns: int | None
     created_at: datetime
+    persona: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,7 @@ def _stored(turn: Turn) -> StoredTurn:
         total_duration_ns=turn.total_duration_ns,
         eval_duration_ns=turn.eval_duration_ns,
         created_at=turn.created_at,
+        persona=turn.persona,
     )
 
 
@@ -136,6 +139,7 @@ class HistoryStore:
         assistant: Author,
         model: str,
         request_id: str,
+        persona: str | None = None,
         images: Sequence[ImageRecord] = (),
     ) -> tuple[int, int]:
         """Store the user's turn (with its images) and a `streaming` assistant turn in one
@@ -184,6 +188,7 @@ class HistoryStore:
                         "author_name": assistant.name,
                         "content": "",
                         "model": model,
+                        "persona": persona,
                         "status": TurnStatus.STREAMING,
                         "reply_to_id": user_turn,
                     },
@@ -283,13 +288,24 @@ class HistoryStore:
                 await session.execute(delete(Turn).where(Turn.id.in_(chunk)))
             return len(ids)
 
-    async def mark_interrupted(self) -> int:
-        """Turns left `streaming` by a bot that died become `incomplete`; returns the count."""
+    async def mark_interrupted(
+        self, *, shard_ids: Collection[int] | None = None, shard_count: int = 1
+    ) -> int:
+        """Turns left `streaming` by a bot that died become `incomplete`; returns the count.
+
+        With `shard_ids`, only the turns of guilds on those shards (of `shard_count`, by
+        Discord's `(guild_id >> 22) % shard_count`; direct messages are shard 0's): the other
+        shards' processes may be streaming into the same database right now."""
+        condition: ColumnElement[bool] = Turn.status == TurnStatus.STREAMING
+        if shard_ids is not None:
+            shard = Turn.guild_id.op(">>")(literal_column("22")) % shard_count
+            owned: ColumnElement[bool] = shard.in_(list(shard_ids))
+            if 0 in shard_ids:
+                owned = or_(owned, Turn.guild_id.is_(None))
+            condition = and_(condition, owned)
         async with self._sessions.begin() as session:
             result = await session.execute(
-                update(Turn)
-                .where(Turn.status == TurnStatus.STREAMING)
-                .values(status=TurnStatus.INCOMPLETE)
+                update(Turn).where(condition).values(status=TurnStatus.INCOMPLETE)
             )
             return int(getattr(result, "rowcount", 0) or 0)
 

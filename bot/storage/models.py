@@ -57,6 +57,8 @@ class Turn(Base):
     author_name: Mapped[str] = mapped_column(String(100), nullable=False)
     content: Mapped[str] = mapped_column(Text, nullable=False, default="")
     model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    persona: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """For an assistant turn: the persona that answered, if any."""
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     prompt_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -106,6 +108,8 @@ class Channel(Base):
     guild_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     model: Mapped[str | None] = mapped_column(String(200), nullable=True)
     """The channel's default model (`/model use`); None means the configured chat model."""
+    persona: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """The channel's persona (`/persona use`): a name of this guild's or a built-in persona."""
     autoreply: Mapped[bool] = mapped_column(
         Boolean, nullable=False, default=False, server_default=false()
     )
@@ -122,6 +126,30 @@ class Channel(Base):
         default=_utcnow,
         server_default=func.now(),
         onupdate=_utcnow,
+    )
+
+
+class Persona(Base):
+    """A guild's persona: a Modelfile, and the Ollama model made from it."""
+
+    __tablename__ = "personas"
+    __table_args__ = (UniqueConstraint("guild_id", "name", name="uq_personas_guild_id_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    name: Mapped[str] = mapped_column(String(32), nullable=False)
+    ollama_model: Mapped[str] = mapped_column(String(200), nullable=False)
+    """The model created on Ollama; the name is derived so that guilds never collide."""
+    base_model: Mapped[str] = mapped_column(String(200), nullable=False)
+    """The Modelfile's FROM."""
+    modelfile: Mapped[str] = mapped_column(Text, nullable=False)
+    """The Modelfile as its author wrote it; the persona is re-created from it when needed."""
+    system: Mapped[str | None] = mapped_column(Text, nullable=True)
+    num_ctx: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    author_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    author_name: Mapped[str] = mapped_column(String(100), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=_utcnow, server_default=func.now()
     )
 
 

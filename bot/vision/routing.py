@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 from bot.conversation import context
 from bot.errors import BotError, VisionUnavailable
-from bot.ollama_gateway import ChatMessage, OllamaGateway
+from bot.ollama_gateway import ChatMessage
+from bot.ollama_pool import OllamaPool
 from bot.storage.history import HistoryStore, ImageRecord, StoredTurn
 from bot.storage.models import Role
 
@@ -50,7 +51,7 @@ class VisionRouter:
     def __init__(
         self,
         *,
-        gateway: OllamaGateway,
+        gateway: OllamaPool,
         history: HistoryStore,
         vision_model: str | None,
         max_images: int,

@@ -19,7 +19,12 @@ mentions the bot). Tests drive users' actions (`slash_command`, `user_message`, 
 Also like Discord: the bot gets MESSAGE_CREATE/UPDATE/DELETE for its own (non-ephemeral)
 messages, the first followup after a deferred answer fills the 'thinking' message, REST history
 is blanked like the Gateway, RESUME replays missed events, and a clean close (1000) ends the
-session. A bug in the double itself is answered with HTTP 418 (so discord.py fails fast instead
+session. Sharding works like Discord's: IDENTIFY may carry ``shard: [shard_id, num_shards]``
+(echoed in READY), each session gets READY and GUILD_CREATE for the guilds of its shard only
+(``(guild_id >> 22) % num_shards == shard_id``; see `shard_of`), a guild's events go to the newest
+session of its shard and DMs to shard 0's, and ``GET /gateway/bot`` recommends
+`recommended_shards`. `add_guild` adds guilds (``shard=`` picks an id on a given shard). A bug in
+the double itself is answered with HTTP 418 (so discord.py fails fast instead
 of retrying a 5xx) and kept in `server_errors`; fixtures should assert that list is empty.
 """
 
@@ -218,6 +223,19 @@ class FakeInteraction:
     user_id: str | None = None
     message_id: str | None = None  # the message a component interaction came from
     payload: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class FakeGuild:
+    """A guild the bot is in: its roles and which roles each member has."""
+
+    id: str
+    name: str
+    roles: list[dict[str, Any]]
+    member_roles: dict[str, list[str]]  # user id -> role ids (every member, the bot included)
+    joined_at: str
+    admin_role_id: str
+    bot_role_id: str
 
 
 class ApiError(Exception):
@@ -463,11 +481,44 @@ class _Snowflakes:
     def __init__(self) -> None:
         self._last = 0
 
-    def next(self) -> str:
+    def next(self, shard: tuple[int, int] | None = None) -> str:
+        """The next id; with ``shard`` (id, count), one that Discord's formula
+        ``(id >> 22) % count`` puts on that shard (its time moves on by a few ms at most)."""
         value = (int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22
         value = max(value, self._last + 1)
+        if shard is not None:
+            shard_id, count = shard
+            stamp = value >> 22
+            while stamp % count != shard_id:
+                stamp += 1
+            if stamp != value >> 22:
+                value = stamp << 22
         self._last = value
         return str(value)
+
+
+def _shard_field(value: Any) -> tuple[int, int] | None:
+    """IDENTIFY's optional ``shard`` ([shard_id, num_shards]); None when it is invalid."""
+    if value is None:
+        return (0, 1)
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        and 0 <= value[0] < value[1]
+    ):
+        return (value[0], value[1])
+    return None
+
+
+def _connected(session: _Session | None) -> bool:
+    conn = session.conn if session is not None else None
+    return conn is not None and conn.live and conn.ready
+
+
+def shard_of(guild_id: str | int, shard_count: int) -> int:
+    """The shard that Discord sends a guild's events to."""
+    return (int(guild_id) >> 22) % shard_count
 
 
 def snowflake_time(snowflake: str) -> datetime:
@@ -553,6 +604,15 @@ class _Session:
     sent: list[dict[str, Any]] = field(default_factory=list)
     conn: _Connection | None = None
     invalid: bool = False
+    shard: tuple[int, int] = (0, 1)
+    """[shard_id, num_shards] from IDENTIFY; (0, 1) when the bot does not shard."""
+
+    def owns(self, guild_id: str | None) -> bool:
+        """Whether Discord sends this guild's events here (DMs go to shard 0)."""
+        shard_id, count = self.shard
+        if guild_id is None:
+            return shard_id == 0
+        return shard_of(guild_id, count) == shard_id
 
 
 @dataclass
@@ -593,6 +653,8 @@ class FakeDiscord:
         validate_schemas: bool = True,
     ) -> None:
         """Build the world (one guild, three text channels, three users and the bot).
+
+        `add_guild` adds more guilds (the same users are members of each, with the same roles).
 
         ``edit_budget`` is (edits, seconds) per message in a sliding window; ``route_budget`` is the
         generous per-route bucket announced in X-RateLimit headers; ``privileged_intents`` are the
@@ -643,6 +705,17 @@ class FakeDiscord:
             self.users["otherbot"]["id"]: [],
         }
         self._joined_at = _now_iso()
+        self.guilds: dict[str, FakeGuild] = {
+            self.guild_id: FakeGuild(
+                id=self.guild_id,
+                name=self.guild_name,
+                roles=self.roles,
+                member_roles=self._member_roles,
+                joined_at=self._joined_at,
+                admin_role_id=self.admin_role_id,
+                bot_role_id=self.bot_role_id,
+            )
+        }
         self.channels: dict[str, dict[str, Any]] = {}
         self.channel_ids: list[str] = [
             self._add_text_channel(name, position)
@@ -658,6 +731,8 @@ class FakeDiscord:
         self.commands: list[dict[str, Any]] = []
         self.guild_commands: dict[str, list[dict[str, Any]]] = {}
         self.identify: dict[str, Any] | None = None
+        self.recommended_shards = 1
+        """What GET /gateway/bot recommends as the number of shards."""
         self.gateway_sent: list[dict[str, Any]] = []  # every frame sent on any connection
         self.gateway_received: list[dict[str, Any]] = []  # every frame the bot sent
         self.server_errors: list[str] = []  # tracebacks of bugs in the double (answered 418)
@@ -667,7 +742,6 @@ class FakeDiscord:
         self._route_windows: dict[str, tuple[float, int]] = {}
         self._command_ids: dict[str, str] = {}
         self._sessions: dict[str, _Session] = {}
-        self._session: _Session | None = None
         self._connections: list[_Connection] = []
         self._latest: _Connection | None = None
         self._change = asyncio.Event()
@@ -764,12 +838,63 @@ class FakeDiscord:
             "flags": 0,
         }
 
-    def _add_text_channel(self, name: str, position: int) -> str:
+    async def add_guild(
+        self,
+        name: str,
+        channels: Iterable[str] = ("general",),
+        *,
+        shard: tuple[int, int] | None = None,
+    ) -> str:
+        """Add a guild with the same members (the admin has its Admin role) and these text
+        channels; returns its id. A connected bot gets GUILD_CREATE, as when it is invited
+        (on the connection of the guild's shard). With ``shard`` (id, count) the guild's id is one
+        that Discord would send to that shard when the bot runs ``count`` shards."""
+        guild_id = self._ids.next(shard)
+        admin_role_id, bot_role_id = self._ids.next(), self._ids.next()
+        self.guilds[guild_id] = FakeGuild(
+            id=guild_id,
+            name=name,
+            roles=[
+                self._make_role(guild_id, "@everyone", EVERYONE_PERMISSIONS, 0),
+                self._make_role(bot_role_id, "Ollama", BOT_ROLE_PERMISSIONS, 1, managed=True),
+                self._make_role(admin_role_id, "Admin", ADMIN_ROLE_PERMISSIONS, 2),
+            ],
+            member_roles={
+                self.bot_user["id"]: [bot_role_id],
+                **{user["id"]: [] for user in self.users.values()},
+                self.users["admin"]["id"]: [admin_role_id],
+            },
+            joined_at=_now_iso(),
+            admin_role_id=admin_role_id,
+            bot_role_id=bot_role_id,
+        )
+        for position, channel_name in enumerate(channels):
+            self._add_text_channel(channel_name, position, guild_id=guild_id)
+        session = self._session_for(guild_id)
+        if session is not None and session.intents & INTENT_GUILDS:
+            await self._dispatch_on(
+                session, "GUILD_CREATE", self._guild_payload(session.intents, guild_id)
+            )
+        return guild_id
+
+    def guild_channel_ids(self, guild_id: str) -> list[str]:
+        """The text channels of a guild, in position order."""
+        return [
+            c["id"]
+            for c in self.channels.values()
+            if c.get("guild_id") == guild_id and c["type"] == GUILD_TEXT
+        ]
+
+    def _guild_of(self, channel_id: str) -> FakeGuild | None:
+        guild_id = self.channels[channel_id].get("guild_id")
+        return self.guilds[guild_id] if guild_id else None
+
+    def _add_text_channel(self, name: str, position: int, *, guild_id: str | None = None) -> str:
         channel_id = self._ids.next()
         self.channels[channel_id] = {
             "id": channel_id,
             "type": GUILD_TEXT,
-            "guild_id": self.guild_id,
+            "guild_id": guild_id or self.guild_id,
             "name": name,
             "position": position,
             "parent_id": None,
@@ -795,6 +920,26 @@ class FakeDiscord:
         self.users[name] = user
         self._member_roles[user["id"]] = []
         return user
+
+    async def archive_thread(self, thread_id: str) -> None:
+        """A moderator archives a thread: THREAD_UPDATE with archived metadata."""
+        thread = self._channel(thread_id)
+        if thread["type"] not in THREAD_TYPES:
+            raise ValueError(f"{thread_id} is not a thread")
+        thread["thread_metadata"]["archived"] = True
+        thread["thread_metadata"]["archive_timestamp"] = _now_iso()
+        self._notify()
+        await self._emit("THREAD_UPDATE", copy.deepcopy(thread), intent=INTENT_GUILDS)
+
+    async def delete_thread(self, thread_id: str) -> None:
+        """A moderator deletes a thread: it is gone from REST and THREAD_DELETE is dispatched."""
+        thread = self.channels.pop(thread_id)
+        if thread["type"] not in THREAD_TYPES:
+            self.channels[thread_id] = thread
+            raise ValueError(f"{thread_id} is not a thread")
+        self._notify()
+        data = {key: thread[key] for key in ("id", "guild_id", "parent_id", "type")}
+        await self._emit("THREAD_DELETE", data, intent=INTENT_GUILDS)
 
     def add_dm_channel(self, user: str) -> str:
         """The DM channel (type 1) between the bot and ``user`` (created once)."""
@@ -825,20 +970,24 @@ class FakeDiscord:
         raise KeyError(user_id)
 
     def _is_guild_channel(self, channel_id: str) -> bool:
-        return self.channels[channel_id].get("guild_id") == self.guild_id
+        return bool(self.channels[channel_id].get("guild_id"))
 
-    def permissions_of(self, user_id: str) -> int:
+    def permissions_of(self, user_id: str, guild_id: str | None = None) -> int:
         """Guild-level permission bits of a member (all bits for an administrator)."""
+        guild = self.guilds[guild_id or self.guild_id]
         bits = EVERYONE_PERMISSIONS
-        for role in self.roles:
-            if role["id"] in self._member_roles.get(user_id, []):
+        for role in guild.roles:
+            if role["id"] in guild.member_roles.get(user_id, []):
                 bits |= int(role["permissions"])
         return ALL_PERMISSIONS if bits & ADMINISTRATOR else bits
 
-    def _member(self, user_id: str, *, with_user: bool = True) -> dict[str, Any]:
+    def _member(
+        self, user_id: str, *, with_user: bool = True, guild_id: str | None = None
+    ) -> dict[str, Any]:
+        guild = self.guilds[guild_id or self.guild_id]
         member: dict[str, Any] = {
-            "roles": list(self._member_roles.get(user_id, [])),
-            "joined_at": self._joined_at,
+            "roles": list(guild.member_roles.get(user_id, [])),
+            "joined_at": guild.joined_at,
             "premium_since": None,
             "nick": None,
             "avatar": None,
@@ -853,20 +1002,25 @@ class FakeDiscord:
             member["user"] = self._user_by_id(user_id)
         return member
 
-    def _guild_payload(self, intents: int) -> dict[str, Any]:
-        """The GUILD_CREATE payload of the default guild."""
+    def _guild_payload(self, intents: int, guild_id: str | None = None) -> dict[str, Any]:
+        """The GUILD_CREATE payload of a guild (the default one unless named)."""
+        guild = self.guilds[guild_id or self.guild_id]
         member_ids = (
-            list(self._member_roles) if intents & INTENT_GUILD_MEMBERS else [self.bot_user["id"]]
+            list(guild.member_roles) if intents & INTENT_GUILD_MEMBERS else [self.bot_user["id"]]
         )
         channels = [
-            c for c in self.channels.values() if c.get("guild_id") and c["type"] not in THREAD_TYPES
+            c
+            for c in self.channels.values()
+            if c.get("guild_id") == guild.id and c["type"] not in THREAD_TYPES
         ]
         threads = [
-            c for c in self.channels.values() if c.get("guild_id") and c["type"] in THREAD_TYPES
+            c
+            for c in self.channels.values()
+            if c.get("guild_id") == guild.id and c["type"] in THREAD_TYPES
         ]
         return {
-            "id": self.guild_id,
-            "name": self.guild_name,
+            "id": guild.id,
+            "name": guild.name,
             "icon": None,
             "splash": None,
             "discovery_splash": None,
@@ -886,10 +1040,10 @@ class FakeDiscord:
             "premium_progress_bar_enabled": False,
             "preferred_locale": "en-US",
             "features": [],
-            "roles": copy.deepcopy(self.roles),
+            "roles": copy.deepcopy(guild.roles),
             "emojis": [],
             "stickers": [],
-            "system_channel_id": self.channel_ids[0],
+            "system_channel_id": channels[0]["id"] if channels else None,
             "system_channel_flags": 0,
             "rules_channel_id": None,
             "public_updates_channel_id": None,
@@ -898,11 +1052,11 @@ class FakeDiscord:
             "max_video_channel_users": 25,
             "vanity_url_code": None,
             "application_id": None,
-            "joined_at": self._joined_at,
+            "joined_at": guild.joined_at,
             "large": False,
             "unavailable": False,
-            "member_count": len(self._member_roles),
-            "members": [self._member(uid) for uid in member_ids],
+            "member_count": len(guild.member_roles),
+            "members": [self._member(uid, guild_id=guild.id) for uid in member_ids],
             "channels": copy.deepcopy(channels),
             "threads": copy.deepcopy(threads),
             "presences": [],
@@ -957,19 +1111,41 @@ class FakeDiscord:
             f"last gateway frames sent: {events or '(none)'}{errors}"
         )
 
-    async def wait_ready(self, timeout: float = 5.0) -> None:
-        """Wait until the latest Gateway connection got READY + GUILD_CREATE (or RESUMED)."""
-        try:
-            await self.wait_until(
-                lambda: self._latest is not None and self._latest.live and self._latest.ready,
-                timeout,
+    async def wait_ready(self, timeout: float = 5.0, *, shard: int | None = None) -> None:
+        """Wait until the latest Gateway connection got READY + GUILD_CREATE (or RESUMED); with
+        ``shard``, until the latest session of that shard id is connected and ready."""
+
+        def ready() -> bool:
+            if shard is None:
+                return self._latest is not None and self._latest.live and self._latest.ready
+            session = next(
+                (s for s in reversed(self._sessions.values()) if s.shard[0] == shard), None
             )
+            return _connected(session)
+
+        try:
+            await self.wait_until(ready, timeout)
         except TimeoutError as exc:
             raise TimeoutError(
                 f"no bot connection became ready within {timeout}s "
                 f"(connections: {len(self._connections)}, "
                 f"identified: {self.identify is not None})\n{exc}"
             ) from None
+
+    async def _wait_ready_for(self, guild_id: str | None, timeout: float = 5.0) -> None:
+        """Wait until the connection that gets this guild's events (DMs: shard 0's) is ready."""
+        try:
+            await self.wait_until(lambda: _connected(self._session_for(guild_id)), timeout)
+        except TimeoutError as exc:
+            raise TimeoutError(
+                f"no bot connection for guild {guild_id} became ready within {timeout}s "
+                f"(ready shards: {self.shards})\n{exc}"
+            ) from None
+
+    @property
+    def shards(self) -> list[tuple[int, int]]:
+        """[shard_id, num_shards] of each session that is connected and ready, in order."""
+        return sorted(s.shard for s in self._sessions.values() if _connected(s))
 
     @property
     def message_content_intent(self) -> bool:
@@ -1054,10 +1230,13 @@ class FakeDiscord:
         if intents & PRIVILEGED_INTENTS & ~self.privileged_intents:
             await conn.ws.close(code=4014, message=b"Disallowed intent(s).")
             return
+        shard = _shard_field(data.get("shard"))
+        if shard is None:
+            await conn.ws.close(code=4010, message=b"Invalid shard.")
+            return
         self.identify = data
-        session = _Session(id=secrets.token_hex(16), intents=intents)
+        session = _Session(id=secrets.token_hex(16), intents=intents, shard=shard)
         self._sessions[session.id] = session
-        self._session = session
         conn.session = session
         session.conn = conn
         ready: dict[str, Any] = {
@@ -1070,7 +1249,11 @@ class FakeDiscord:
             "relationships": [],
             "private_channels": [],
             "presences": [],
-            "guilds": [{"id": self.guild_id, "unavailable": True}],
+            "guilds": [
+                {"id": guild_id, "unavailable": True}
+                for guild_id in self.guilds
+                if session.owns(guild_id)
+            ],
             "guild_join_requests": [],
             "geo_ordered_rtc_regions": ["local"],
             "auth": {},
@@ -1081,7 +1264,10 @@ class FakeDiscord:
             ready["shard"] = data["shard"]
         await self._dispatch_on(session, "READY", ready)
         if intents & INTENT_GUILDS:
-            await self._dispatch_on(session, "GUILD_CREATE", self._guild_payload(intents))
+            for guild_id in [g for g in self.guilds if session.owns(g)]:
+                await self._dispatch_on(
+                    session, "GUILD_CREATE", self._guild_payload(intents, guild_id)
+                )
         conn.ready = True
         self._notify()
 
@@ -1106,9 +1292,10 @@ class FakeDiscord:
         session = conn.session
         if session is None:
             return
-        members = [self._member(uid) for uid in self._member_roles]
+        guild = self.guilds.get(str(data.get("guild_id"))) or self.guilds[self.guild_id]
+        members = [self._member(uid, guild_id=guild.id) for uid in guild.member_roles]
         chunk: dict[str, Any] = {
-            "guild_id": self.guild_id,
+            "guild_id": guild.id,
             "members": members,
             "chunk_index": 0,
             "chunk_count": 1,
@@ -1130,10 +1317,18 @@ class FakeDiscord:
             self.gateway_sent.append(frame)
             self._notify()
 
+    def _session_for(self, guild_id: str | None) -> _Session | None:
+        """The session that gets a guild's events (DMs: shard 0's): the newest valid one whose
+        shard owns the guild, as Discord routes by ``(guild_id >> 22) % num_shards``."""
+        for session in reversed(self._sessions.values()):
+            if not session.invalid and session.owns(guild_id):
+                return session
+        return None
+
     async def _emit(self, event: str, data: dict[str, Any], *, intent: int | None = None) -> bool:
-        """Dispatch an event to the bot's current session if its intents cover it."""
-        session = self._session
-        if session is None or session.invalid:
+        """Dispatch an event to the session of its guild's shard if its intents cover it."""
+        session = self._session_for(data.get("guild_id"))
+        if session is None:
             return False
         if intent is not None and not session.intents & intent:
             return False
@@ -1270,10 +1465,14 @@ class FakeDiscord:
         if message.guild_id is not None:
             payload["guild_id"] = message.guild_id
             if message.webhook_id is None or message.interaction_id is not None:
-                payload["member"] = self._member(message.author_id, with_user=False)
+                payload["member"] = self._member(
+                    message.author_id, with_user=False, guild_id=message.guild_id
+                )
             for user in payload["mentions"]:
-                if user["id"] in self._member_roles:
-                    user["member"] = self._member(user["id"], with_user=False)
+                if user["id"] in self.guilds[message.guild_id].member_roles:
+                    user["member"] = self._member(
+                        user["id"], with_user=False, guild_id=message.guild_id
+                    )
         return payload
 
     def _channel_payload(self, channel_id: str) -> dict[str, Any]:
@@ -1305,7 +1504,7 @@ class FakeDiscord:
             interaction_id=interaction_id,
             webhook_id=webhook_id,
             created_at=self.clock(),
-            guild_id=self.guild_id if self._is_guild_channel(channel_id) else None,
+            guild_id=self.channels[channel_id].get("guild_id"),
             type=message_type,
             message_reference=message_reference,
         )
@@ -1867,7 +2066,7 @@ class FakeDiscord:
                 "interactions_endpoint_url": None,
                 "redirect_uris": [],
                 "rpc_origins": [],
-                "approximate_guild_count": 1,
+                "approximate_guild_count": len(self.guilds),
                 "integration_types_config": {"0": {}},
                 "install_params": {"scopes": ["bot", "applications.commands"], "permissions": "0"},
             }
@@ -1880,7 +2079,7 @@ class FakeDiscord:
         return _json_response(
             {
                 "url": self.gateway_url,
-                "shards": 1,
+                "shards": self.recommended_shards,
                 "session_start_limit": {
                     "total": 1000,
                     "remaining": 999,
@@ -1896,7 +2095,7 @@ class FakeDiscord:
         if req.params.get("app_id") != self.application_id:
             raise ApiError(404, 10002, "Unknown Application")
         guild_id = req.params.get("guild_id")
-        if guild_id is not None and guild_id != self.guild_id:
+        if guild_id is not None and guild_id not in self.guilds:
             raise ApiError(403, 50001, "Missing Access")
 
     def _command_object(self, command: dict[str, Any], guild_id: str | None) -> dict[str, Any]:
@@ -1992,13 +2191,14 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ REST: guild, channels
 
-    def _check_guild(self, req: _Request) -> None:
-        if req.params["guild_id"] != self.guild_id:
+    def _check_guild(self, req: _Request) -> FakeGuild:
+        guild = self.guilds.get(req.params["guild_id"])
+        if guild is None:
             raise ApiError(404, 10004, "Unknown Guild")
+        return guild
 
     async def _get_guild(self, req: _Request) -> web.Response:
-        self._check_guild(req)
-        guild = self._guild_payload(0)
+        guild = self._guild_payload(0, self._check_guild(req).id)
         for key in (
             "members",
             "channels",
@@ -2015,22 +2215,23 @@ class FakeDiscord:
         return _json_response(guild)
 
     async def _get_guild_channels(self, req: _Request) -> web.Response:
-        self._check_guild(req)
+        guild = self._check_guild(req)
         channels = [
-            c for c in self.channels.values() if c.get("guild_id") and c["type"] not in THREAD_TYPES
+            c
+            for c in self.channels.values()
+            if c.get("guild_id") == guild.id and c["type"] not in THREAD_TYPES
         ]
         return _json_response(copy.deepcopy(channels))
 
     async def _get_guild_roles(self, req: _Request) -> web.Response:
-        self._check_guild(req)
-        return _json_response(copy.deepcopy(self.roles))
+        return _json_response(copy.deepcopy(self._check_guild(req).roles))
 
     async def _get_guild_member(self, req: _Request) -> web.Response:
-        self._check_guild(req)
+        guild = self._check_guild(req)
         user_id = req.params["user_id"]
-        if user_id not in self._member_roles:
+        if user_id not in guild.member_roles:
             raise ApiError(404, 10007, "Unknown Member")
-        return _json_response(self._member(user_id))
+        return _json_response(self._member(user_id, guild_id=guild.id))
 
     def _channel(self, channel_id: str) -> dict[str, Any]:
         channel = self.channels.get(channel_id)
@@ -2149,7 +2350,7 @@ class FakeDiscord:
         message = self._channel_message(req.params["channel_id"], req.params["message_id"])
         if (
             message.author_id != self.bot_user["id"]
-            and not self.permissions_of(self.bot_user["id"]) & MANAGE_MESSAGES
+            and not self.permissions_of(self.bot_user["id"], message.guild_id) & MANAGE_MESSAGES
         ):
             raise ApiError(403, 50013, "Missing Permissions")
         message.deleted = True
@@ -2191,7 +2392,7 @@ class FakeDiscord:
         thread: dict[str, Any] = {
             "id": thread_id,
             "type": thread_type,
-            "guild_id": self.guild_id,
+            "guild_id": parent["guild_id"],
             "parent_id": parent["id"],
             "owner_id": self.bot_user["id"],
             "name": body["name"],
@@ -2471,19 +2672,23 @@ class FakeDiscord:
             "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
         }
         if channel.get("guild_id"):
-            permissions = self.permissions_of(user_obj["id"])
+            guild_id = channel["guild_id"]
+            permissions = self.permissions_of(user_obj["id"], guild_id)
             payload.update(
                 {
-                    "guild_id": self.guild_id,
-                    "guild": {"id": self.guild_id, "locale": "en-US", "features": []},
+                    "guild_id": guild_id,
+                    "guild": {"id": guild_id, "locale": "en-US", "features": []},
                     "guild_locale": "en-US",
                     "channel": {
                         **self._channel_payload(channel_id),
                         "permissions": str(permissions),
                     },
-                    "member": {**self._member(user_obj["id"]), "permissions": str(permissions)},
-                    "app_permissions": str(self.permissions_of(self.bot_user["id"])),
-                    "authorizing_integration_owners": {"0": self.guild_id},
+                    "member": {
+                        **self._member(user_obj["id"], guild_id=guild_id),
+                        "permissions": str(permissions),
+                    },
+                    "app_permissions": str(self.permissions_of(self.bot_user["id"], guild_id)),
+                    "authorizing_integration_owners": {"0": guild_id},
                     "context": 0,
                 }
             )
@@ -2512,7 +2717,7 @@ class FakeDiscord:
         return interaction, payload
 
     async def _send_interaction(self, interaction: FakeInteraction) -> FakeInteraction:
-        await self.wait_ready()
+        await self._wait_ready_for(interaction.payload.get("guild_id"))
         self.interactions[interaction.id] = interaction
         interaction.created_at = self.clock()
         await self._emit("INTERACTION_CREATE", interaction.payload)
@@ -2535,6 +2740,7 @@ class FakeDiscord:
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         built: list[dict[str, Any]] = []
         resolved: dict[str, Any] = {}
+        guild_id = self.channels[channel_id].get("guild_id")
         for name, value in (options or {}).items():
             if isinstance(value, dict) and "type" in value:
                 option = {"name": name, **value}
@@ -2543,8 +2749,8 @@ class FakeDiscord:
                     option["value"] = user["id"]
                     resolved.setdefault("users", {})[user["id"]] = copy.deepcopy(user)
                     resolved.setdefault("members", {})[user["id"]] = {
-                        **self._member(user["id"], with_user=False),
-                        "permissions": str(self.permissions_of(user["id"])),
+                        **self._member(user["id"], with_user=False, guild_id=guild_id),
+                        "permissions": str(self.permissions_of(user["id"], guild_id)),
                     }
             else:
                 option = {"name": name, "type": _option_type(value), "value": value}
@@ -2772,9 +2978,8 @@ class FakeDiscord:
 
         With ``webhook=True`` the message comes from a channel webhook named after ``user``: its
         author is the webhook (id = webhook id, no member), and it carries ``webhook_id``."""
-        await self.wait_ready()
         channel_id = channel_id or self.channel_ids[0]
-        self._channel(channel_id)
+        await self._wait_ready_for(self._channel(channel_id).get("guild_id"))
         if webhook:
             hook_id = self._ids.next()
             author = {
@@ -2835,6 +3040,7 @@ def _bucket_hash(key: str) -> str:
 __all__ = [
     "ApiError",
     "FakeDiscord",
+    "FakeGuild",
     "FakeInteraction",
     "FakeMessage",
     "RecordedRequest",

@@ -14,7 +14,7 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
-from tests.doubles.fake_discord import FakeDiscord
+from tests.doubles.fake_discord import ADMINISTRATOR, MANAGE_CHANNELS, FakeDiscord
 
 NO_PINGS: dict[str, list[str]] = {"parse": []}
 
@@ -375,6 +375,50 @@ async def test_components_autocomplete_modal_and_context_menu(
     quoted = await fake.message_command("Quote", target.id)
     await fake.wait_until(lambda: quoted.original_message_id is not None)
     assert fake.messages[quoted.original_message_id or ""].content == "> quotable"
+
+
+async def test_a_second_guild_has_its_own_channels_roles_and_interactions(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
+    second = await fake.add_guild("Second Guild", ["lobby", "games"])
+    await fake.wait_until(lambda: bot.get_guild(int(second)) is not None)
+    guild = bot.get_guild(int(second))
+    assert guild is not None and guild.name == "Second Guild"
+    assert [c.name for c in guild.text_channels] == ["lobby", "games"]
+    first = bot.get_guild(int(fake.guild_id))
+    assert first is not None and "lobby" not in {c.name for c in first.text_channels}
+    assert {r.name for r in guild.roles} == {"@everyone", "Ollama", "Admin"}
+    assert not {r.id for r in guild.roles} & {r.id for r in first.roles}
+
+    lobby = fake.guild_channel_ids(second)[0]
+    interaction = await fake.slash_command(
+        "history", {"count": 2}, subcommand="show", channel_id=lobby, user="admin"
+    )
+    assert interaction.payload["guild_id"] == second
+    assert int(interaction.payload["member"]["permissions"]) & ADMINISTRATOR
+    await fake.wait_until(lambda: interaction.original_message_id is not None)
+    assert fake.messages[interaction.original_message_id or ""].guild_id == second
+    bob = await fake.slash_command(
+        "history", {"count": 1}, subcommand="show", channel_id=lobby, user="bob"
+    )
+    assert not int(bob.payload["member"]["permissions"]) & MANAGE_CHANNELS
+
+    await fake.user_message("hello there", channel_id=lobby)
+    await fake.wait_until(lambda: bool(bot.seen) and bot.seen[-1].channel.id == int(lobby))
+    assert bot.seen[-1].guild is not None and bot.seen[-1].guild.id == int(second)
+    response = await _get(fake, f"/guilds/{second}/channels")
+    assert [c["name"] for c in response] == ["lobby", "games"]
+
+
+async def _get(fake: FakeDiscord, path: str) -> Any:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{fake.api_base}{path}", headers={"Authorization": f"Bot {fake.token}"}
+        ) as answer,
+    ):
+        assert answer.status == 200
+        return await answer.json()
 
 
 @pytest.mark.parametrize("fake_options", [{"ack_timeout": 60, "interaction_token_ttl": 60}])

@@ -597,6 +597,40 @@ async def test_create_from_existing_model(fake: FakeOllama, client: ollama.Async
     )
 
 
+async def test_create_records_its_body_and_keeps_unknown_parameters(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    # The server does not check parameter names (the CLI does, before sending): see §14.5.
+    await client.create("typo", from_="llama3.2", parameters={"termperature": 0.3})
+    body = [r.json for r in fake.requests if r.path == "/api/create"][-1]
+    assert body == {
+        "model": "typo",
+        "stream": False,
+        "parameters": {"termperature": 0.3},
+        "from": "llama3.2",
+    }
+    assert fake.models["typo:latest"].parameters["termperature"] == 0.3
+
+
+async def test_create_from_an_unknown_model_fails_while_pulling_it(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    seen: list[str] = []
+
+    async def create() -> None:
+        async for progress in await client.create("ghost", from_="nosuchmodel", stream=True):
+            seen.append(progress.status or "")
+
+    with pytest.raises(ollama.ResponseError) as caught:
+        await create()
+    assert seen == ["pulling manifest"]
+    assert (caught.value.status_code, caught.value.error) == (
+        -1,
+        "pull model manifest: file does not exist",
+    )
+    assert "ghost:latest" not in fake.models
+
+
 async def test_pull_delete_copy(fake: FakeOllama, client: ollama.AsyncClient) -> None:
     fake.add_pullable(
         FakeModel("gemma3:1b", family="gemma3", size=1_000_000), bytes_per_second=50_000_000

@@ -181,3 +181,105 @@ def test_odd_mentions_get_a_reply_a_hint_or_a_clear_message(
     one()
     assert not fake_discord.server_errors
     loop.run(serving(fake_discord))
+
+
+MODELFILE_LINES = st.one_of(
+    st.sampled_from(
+        [
+            "FROM llama3.2",
+            "from llama3.2",
+            "FROM ./model.gguf",
+            "PARAMETER temperature 0.3",
+            "PARAMETER termperature 0.3",
+            "PARAMETER num_ctx 4096.0",
+            "PARAMETER stop <|eot_id|>",
+            'SYSTEM """You are terse.',
+            'SYSTEM """You are terse."""',
+            "MESSAGE user hi",
+            "MESSAGE tool hi",
+            "ADAPTER ./lora.gguf",
+            "LICENSE MIT",
+            "TEMPLATE {{ .Prompt }}",
+            "# a comment",
+            "",
+        ]
+    ),
+    st.text(max_size=60),
+)
+
+
+def shown_text(fake: FakeDiscord, interaction: FakeInteraction) -> str | None:
+    """The outcome of a command that answers privately (a refusal, a result, or a failure)."""
+    if interaction.callback_type == 4:
+        return str((interaction.callback_body or {})["data"]["content"])
+    ids = [interaction.original_message_id, *interaction.followup_ids]
+    messages = [fake.messages[i] for i in ids if i is not None]
+    if not messages or messages[-1].is_loading:
+        return None
+    text = messages[-1].content
+    return None if text.startswith("⏳") else text
+
+
+def test_odd_modelfiles_are_created_or_refused_with_a_line_number(
+    live: tuple[Live, FakeDiscord, FakeOllama],
+) -> None:
+    loop, fake_discord, _ = live
+    names = (f"odd{n}" for n in range(10_000))
+
+    async def check(text: str) -> None:
+        interaction = await fake_discord.slash_command(
+            "persona",
+            {"name": next(names)},
+            subcommand="create",
+            attachments={"modelfile": ("Modelfile", text.encode(), "text/plain")},
+        )
+        await fake_discord.wait_until(
+            lambda: shown_text(fake_discord, interaction) is not None, timeout=10
+        )
+        shown = shown_text(fake_discord, interaction) or ""
+        assert "Something went wrong" not in shown, shown
+        assert "✅ Created" in shown or "line" in shown.lower() or "FROM" in shown, shown
+
+    @EXAMPLES
+    @given(lines=st.lists(MODELFILE_LINES, max_size=8))
+    def one(lines: list[str]) -> None:
+        loop.run(check("\n".join(lines)))
+
+    one()
+    loop.run(serving(fake_discord))
+
+
+def test_odd_attachments_are_captioned_or_refused_clearly(
+    live: tuple[Live, FakeDiscord, FakeOllama],
+) -> None:
+    loop, fake_discord, _ = live
+
+    async def check(name: str, data: bytes, content_type: str) -> None:
+        interaction = await fake_discord.slash_command(
+            "caption", attachments={"image": (name, data, content_type)}
+        )
+        await fake_discord.wait_until(
+            lambda: shown_text(fake_discord, interaction) is not None, timeout=10
+        )
+        shown = shown_text(fake_discord, interaction) or ""
+        assert "Something went wrong" not in shown, shown
+        assert shown.startswith(f"`{name}` ") or "\n-# " in shown or "⚠️" in shown, shown
+
+    @EXAMPLES
+    @given(
+        name=st.sampled_from(["cat.png", "photo.jpg", "notes.txt", "x.gif", "y.webp", "noext"]),
+        data=st.one_of(
+            st.binary(max_size=2048),
+            st.binary(max_size=64).map(lambda tail: b"\x89PNG\r\n\x1a\n" + tail),
+            st.binary(max_size=64).map(lambda tail: b"\xff\xd8\xff\xe0" + tail),
+            st.binary(max_size=64).map(lambda tail: b"GIF89a" + tail),
+        ),
+        content_type=st.sampled_from(
+            ["image/png", "image/jpeg", "text/plain", "application/octet-stream"]
+        ),
+    )
+    def one(name: str, data: bytes, content_type: str) -> None:
+        loop.run(check(name, data, content_type))
+
+    one()
+    loop.run(serving(fake_discord))

@@ -66,8 +66,7 @@ async def test_waiting_requests_see_their_place_and_a_full_line_is_refused(
     await fake_discord.wait_until(
         lambda: all(done(fake_discord, i) for i in (first, second, third)), timeout=15
     )
-    # The third moved up as the first finished, and everyone was answered in order.
-    assert any("number 1 in line" in t for t in shown(fake_discord, third))
+    # Everyone was answered, in order, one generation at a time.
     assert [r["messages"][-1]["content"] for r in fake_ollama.chat_requests()] == [
         "first",
         "second",

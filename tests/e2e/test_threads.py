@@ -190,3 +190,40 @@ async def test_without_the_intent_the_commands_explain_how_to_turn_it_on(
         "garden",
         "mentioned",
     ]
+
+
+async def test_archived_or_deleted_threads_break_nothing_and_keep_their_history(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    bot = await bots.start(message_content_intent=True)
+    archived, _ = await start_thread(fake_discord, "first topic")
+    await fake_discord.archive_thread(archived)
+    deleted = next(iter(await _second_thread(fake_discord)))
+    await fake_discord.delete_thread(deleted)
+    # The bot still serves, and both threads' conversations stay until retention removes them.
+    await fake_discord.user_message("still here?", mention_bot=True)
+    await fake_discord.wait_until(
+        lambda: bool(finished_in(fake_discord, fake_discord.channel_ids[0])), timeout=10
+    )
+    assert [t.content for t in await bot.history.all(int(archived)) if t.role == "user"] == [
+        "first topic"
+    ]
+    assert [t.content for t in await bot.history.all(int(deleted)) if t.role == "user"] == [
+        "second topic"
+    ]
+
+
+async def _second_thread(fake: FakeDiscord) -> set[str]:
+    before = {i for i, c in fake.channels.items() if c.get("parent_id") == fake.channel_ids[0]}
+    await fake.slash_command("thread", {"topic": "second topic"}, subcommand="start")
+    await fake.wait_until(
+        lambda: (
+            len({i for i, c in fake.channels.items() if c.get("parent_id") == fake.channel_ids[0]})
+            > len(before)
+        )
+    )
+    new = {
+        i for i, c in fake.channels.items() if c.get("parent_id") == fake.channel_ids[0]
+    } - before
+    await fake.wait_until(lambda: all(finished_in(fake, i) for i in new), timeout=10)
+    return new

@@ -1,4 +1,4 @@
-"""Reading a context's turns in pages, and SQLite writers taking turns (real databases)."""
+"""Reading a context's turns in pages, and many exchanges at once (real databases)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from bot.conversation.service import HISTORY_FIRST_PAGE, HISTORY_SCAN_TURNS, rec
 from bot.storage import migrate
 from bot.storage.engine import create_engine, session_factory
 from bot.storage.history import Author, HistoryStore, TurnResult
-from bot.storage.models import Meta, TurnStatus
+from bot.storage.models import TurnStatus
 from tests.conftest import both_databases
 
 ALICE = Author(11, "alice")
@@ -89,32 +89,6 @@ async def test_the_window_is_the_one_all_scanned_turns_give(store: HistoryStore,
     for tokens in (50, 900, 4_000, 20_000):
         paged = context.usable(await recent_turns(store, CHANNEL, tokens))
         assert context.window(paged, tokens) == context.window(everything, tokens)
-
-
-async def test_sqlite_writers_take_turns(engine: AsyncEngine) -> None:
-    """A second writing transaction waits for the first to end before it starts, rather than
-    meeting SQLite's lock (which sleeps, and fails after the busy timeout)."""
-    sessions = session_factory(engine)
-    events: list[str] = []
-    first_wrote = asyncio.Event()
-
-    async def first() -> None:
-        async with sessions.begin() as session:
-            session.add(Meta(key="first", value="1"))
-            await session.flush()
-            events.append("first wrote")
-            first_wrote.set()
-            await asyncio.sleep(0.2)
-            events.append("first ends")
-
-    async def second() -> None:
-        await first_wrote.wait()
-        async with sessions.begin() as session:
-            events.append("second begins")
-            session.add(Meta(key="second", value="2"))
-
-    await asyncio.gather(first(), second())
-    assert events == ["first wrote", "first ends", "second begins"]
 
 
 async def test_many_exchanges_at_once_are_all_stored(store: HistoryStore) -> None:

@@ -1,0 +1,170 @@
+"""Prometheus metrics: one registry per bot (never the library's global one), and an optional
+endpoint that serves it (`metrics_port`).
+
+The endpoint runs on the bot's own event loop with aiohttp, which discord.py already depends
+on: no thread, and it stops with the bot."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+
+from aiohttp import web
+from discord import app_commands
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from bot.ollama_gateway import ChatDelta, ChatStats
+from bot.ollama_pool import OllamaPool
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ("complete", "stopped", "failed", "incomplete")
+"""How a generation can end (the reply turn's status)."""
+FIRST_TOKEN_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
+GENERATION_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+
+
+class Metrics:
+    """What the bot counts. Every name starts with `ollama_bot_`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.generations = Counter(
+            "ollama_bot_generations",
+            "Chat generations by how they ended",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in OUTCOMES:
+            self.generations.labels(outcome)
+        self.tokens = Counter(
+            "ollama_bot_tokens",
+            "Tokens of chat generations as Ollama counted them: prompt (read) or completion "
+            "(written)",
+            ["kind"],
+            registry=registry,
+        )
+        for kind in ("prompt", "completion"):
+            self.tokens.labels(kind)
+        self.queue_depth = Gauge(
+            "ollama_bot_queue_depth", "Requests waiting for a generation slot", registry=registry
+        )
+        self.active = Gauge(
+            "ollama_bot_active_generations", "Generations running now", registry=registry
+        )
+        self.first_token = Histogram(
+            "ollama_bot_time_to_first_token_seconds",
+            "From asking Ollama to the first token of the reply (thinking included)",
+            buckets=FIRST_TOKEN_BUCKETS,
+            registry=registry,
+        )
+        self.generation_time = Histogram(
+            "ollama_bot_generation_seconds",
+            "From asking Ollama to the end of a complete reply",
+            buckets=GENERATION_BUCKETS,
+            registry=registry,
+        )
+        self.errors = Counter(
+            "ollama_bot_errors",
+            "Errors shown to users, by kind (the error's class)",
+            ["kind"],
+            registry=registry,
+        )
+
+    def watch_queue(self, *, waiting: Callable[[], int], active: Callable[[], int]) -> None:
+        """The queue gauges read these at each scrape."""
+        self.queue_depth.set_function(waiting)
+        self.active.set_function(active)
+
+    def watch_ollama(self, pool: OllamaPool) -> None:
+        """Per-host gauges and counters, read from the pool at each scrape."""
+        self.registry.register(_PoolCollector(pool))
+
+    async def observe(
+        self, stream: AsyncGenerator[ChatDelta | ChatStats]
+    ) -> AsyncGenerator[ChatDelta | ChatStats]:
+        """Pass a model stream through, timing its first token and its end, counting tokens."""
+        asked = time.monotonic()
+        first = True
+        async with contextlib.aclosing(stream):
+            async for item in stream:
+                if first:
+                    self.first_token.observe(time.monotonic() - asked)
+                    first = False
+                if isinstance(item, ChatStats):
+                    self.generation_time.observe(time.monotonic() - asked)
+                    self.tokens.labels("prompt").inc(item.prompt_tokens or 0)
+                    self.tokens.labels("completion").inc(item.completion_tokens or 0)
+                yield item
+
+    def generation_ended(self, outcome: str) -> None:
+        self.generations.labels(outcome).inc()
+
+    def error(self, error: BaseException) -> None:
+        if isinstance(error, app_commands.CommandInvokeError):
+            error = error.original
+        self.errors.labels(type(error).__name__).inc()
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus' text format."""
+        return generate_latest(self.registry)
+
+
+class _PoolCollector(Collector):
+    def __init__(self, pool: OllamaPool) -> None:
+        self._pool = pool
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily(
+            "ollama_bot_ollama_host_up", "Whether the Ollama host answers", labels=["host"]
+        )
+        busy = GaugeMetricFamily(
+            "ollama_bot_ollama_host_generations_in_flight",
+            "Generations from this bot running on the host",
+            labels=["host"],
+        )
+        sent = CounterMetricFamily(
+            "ollama_bot_ollama_host_generations",
+            "Generations sent to the host",
+            labels=["host"],
+        )
+        failures = CounterMetricFamily(
+            "ollama_bot_ollama_host_failures",
+            "Times the host could not be reached",
+            labels=["host"],
+        )
+        for state in self._pool.states():
+            up.add_metric([state.host], 1 if state.up else 0)
+            busy.add_metric([state.host], state.in_flight)
+            sent.add_metric([state.host], state.generations)
+            failures.add_metric([state.host], state.failures)
+        return [up, busy, sent, failures]
+
+
+@contextlib.asynccontextmanager
+async def serve_metrics(metrics: Metrics, host: str, port: int) -> AsyncIterator[str]:
+    """Serve `/metrics` on host:port while the context is open; yields the endpoint's URL."""
+
+    async def scrape(request: web.Request) -> web.Response:
+        response = web.Response(body=metrics.exposition())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    app = web.Application()
+    app.router.add_get("/metrics", scrape)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        url = f"http://{host}:{port}/metrics"
+        log.info("serving Prometheus metrics at %s", url)
+        yield url
+    finally:
+        await runner.cleanup()

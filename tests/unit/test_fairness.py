@@ -1,0 +1,70 @@
+"""The scheduler and the rate limit, on their own."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.conversation.fairness import QueueFull, RateLimited, Scheduler, ShuttingDown, UserRateLimit
+
+
+async def test_waiters_hear_their_place_and_move_up() -> None:
+    scheduler = Scheduler(parallel=1, queue_size=5)
+    places: dict[str, list[int]] = {"b": [], "c": []}
+    release = asyncio.Event()
+    order: list[str] = []
+
+    async def ask(name: str, channel: int) -> None:
+        callback = places[name].append if name in places else None
+        async with scheduler.turn(channel, callback):
+            order.append(name)
+            if name == "a":
+                await release.wait()
+
+    first = asyncio.create_task(ask("a", 1))
+    await asyncio.sleep(0)
+    others = [asyncio.create_task(ask("b", 2)), asyncio.create_task(ask("c", 3))]
+    await asyncio.sleep(0.01)
+    assert scheduler.active == 1
+    assert scheduler.waiting == 2
+    release.set()
+    await asyncio.gather(first, *others)
+    assert order == ["a", "b", "c"]
+    assert places == {"b": [1], "c": [2, 1]}
+    assert scheduler.waiting == scheduler.active == 0
+
+
+async def test_a_full_line_is_refused_and_a_closed_scheduler_takes_nothing() -> None:
+    scheduler = Scheduler(parallel=1, queue_size=1)
+    hold = asyncio.Event()
+
+    async def busy(channel: int) -> None:
+        async with scheduler.turn(channel):
+            await hold.wait()
+
+    tasks = [asyncio.create_task(busy(1)), asyncio.create_task(busy(2))]
+    await asyncio.sleep(0.01)
+    with pytest.raises(QueueFull):
+        async with scheduler.turn(3):
+            pass
+    hold.set()
+    await asyncio.gather(*tasks)
+    scheduler.closed = True
+    with pytest.raises(ShuttingDown):
+        async with scheduler.turn(4):
+            pass
+
+
+def test_rate_limit_is_a_sliding_minute() -> None:
+    now = [0.0]
+    limit = UserRateLimit(2, clock=lambda: now[0])
+    limit.hit(1)
+    now[0] = 30.0
+    limit.hit(1)
+    with pytest.raises(RateLimited) as refused:
+        limit.hit(1)
+    assert refused.value.retry_after == pytest.approx(30.0)
+    limit.hit(2)  # others are not affected
+    now[0] = 60.5
+    limit.hit(1)  # the first request left the window
