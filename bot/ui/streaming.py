@@ -105,6 +105,7 @@ class StreamingReply(Generic[T]):
         self._stop_view = stop_view  # on the first message while streaming
         self._final_view: Any = None  # on the last message once finished
         self._wake = asyncio.Event()
+        self._idle = False  # the writer waits for news (everything shown is up to date)
         self._writer = asyncio.create_task(self._write(), name="streaming-reply-writer")
         self.edits = 0
 
@@ -118,10 +119,16 @@ class StreamingReply(Generic[T]):
             return
         self._tail += text
         self._fed = True
+        froze = False
         while (cut := split_once(self._tail, self._limit)) is not None:
             head, self._tail = cut
             self._frozen.append(head)
-        self._wake.set()
+            froze = True
+        # A writer waiting out an edit's spacing could not show this text any sooner: waking
+        # it for every token cost more than reading the token (bench/README.md). A piece cut
+        # off for good may be drawn at once, and an idle writer has news.
+        if froze or self._idle:
+            self._wake.set()
 
     async def finish(
         self, footer: str | None = None, *, empty: str = "*(no reply)*", view: Any = None
@@ -194,7 +201,9 @@ class StreamingReply(Generic[T]):
             if delay is None:
                 if final:
                     return
+                self._idle = True
                 await self._wake.wait()
+                self._idle = False
                 self._wake.clear()
             elif final:
                 await asyncio.sleep(delay)  # only when Discord's budget is spent

@@ -1,0 +1,65 @@
+"""StreamingReply's writer: what it draws while it waits out an edit's spacing."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bot.ui.streaming import StreamingReply
+
+
+class Recorder:
+    """A ReplyTarget that keeps what was drawn (messages are their index)."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+        self.edits: list[tuple[int, str]] = []
+        self.changed = asyncio.Event()
+
+    async def send(self, index: int, content: str, view: Any) -> int:
+        self.shown.append(content)
+        self.changed.set()
+        return index
+
+    async def edit(self, handle: int, content: str, view: Any) -> int:
+        self.shown[handle] = content
+        self.edits.append((handle, content))
+        self.changed.set()
+        return handle
+
+
+async def until(predicate: Any, target: Recorder, limit: float) -> None:
+    async with asyncio.timeout(limit):
+        while not predicate():
+            target.changed.clear()
+            await target.changed.wait()
+
+
+async def test_text_between_edits_waits_for_the_next_edit() -> None:
+    target = Recorder()
+    reply: StreamingReply[int] = StreamingReply(target, interval=0.3)
+    reply.feed("one ")
+    await until(lambda: target.shown == ["one "], target, 2)
+    for word in ("two ", "three ", "four "):
+        reply.feed(word)  # within the spacing: no edit for each
+        await asyncio.sleep(0.01)
+    await until(lambda: target.shown == ["one two three four "], target, 2)
+    assert target.edits == [(0, "one two three four ")]
+    await reply.finish("-# done")
+    assert target.shown == ["one two three four\n-# done"]
+
+
+async def test_a_full_message_continues_in_a_new_one_without_waiting_out_the_spacing() -> None:
+    target = Recorder()
+    reply: StreamingReply[int] = StreamingReply(target, interval=30.0, limit=100)
+    reply.feed("start ")
+    await until(lambda: len(target.shown) == 1, target, 2)
+    reply.feed("more ")  # too soon to show: the writer waits out the spacing
+    await asyncio.sleep(0.05)
+    reply.feed("word " * 30)  # past 100 characters: the first message is complete for good
+    # Far sooner than the 30 s spacing: the cut-off piece gets its last edit, the rest a message.
+    await until(lambda: len(target.shown) == 2, target, 5)
+    assert target.shown[0].startswith("start more word") and len(target.shown[0]) <= 100
+    await reply.finish()
+    whole = "start more " + "word " * 30
+    assert "".join(target.shown).replace(" ", "") == whole.replace(" ", "")
