@@ -16,7 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs.models import model_choices
-from bot.conversation.fairness import ShuttingDown
+from bot.conversation.fairness import ShuttingDown, Ticket
 from bot.conversation.service import (
     ChatRequest,
     ChatService,
@@ -131,16 +131,21 @@ class ChatCog(commands.Cog):
             text=message,
             model=model,
         )
-        checked: tuple[CheckedImage, ...] = ()
-        if image is not None:  # refusals come before anything public is shown
-            checked = await before_ack(interaction, self.checked_images(request, [image]))
-        await defer(interaction)
-        await self.reply(
-            request,
-            InteractionTarget(interaction, token_ttl=self.bot.settings.interaction_token_ttl),
-            prefix=echo(message),
-            images=checked,
-        )
+        ticket = self.chat.reserve(request.channel_id)  # before any await: keeps arrival order
+        try:
+            checked: tuple[CheckedImage, ...] = ()
+            if image is not None:  # refusals come before anything public is shown
+                checked = await before_ack(interaction, self.checked_images(request, [image]))
+            await defer(interaction)
+            await self.reply(
+                request,
+                InteractionTarget(interaction, token_ttl=self.bot.settings.interaction_token_ttl),
+                prefix=echo(message),
+                images=checked,
+                ticket=ticket,
+            )
+        finally:
+            self.chat.release(ticket)
 
     async def checked_images(
         self, request: ChatRequest, attachments: Sequence[discord.Attachment]
@@ -171,8 +176,19 @@ class ChatCog(commands.Cog):
         )
         if refusal is not None:
             return  # quietly: answering every message of a shut-out user would be noise
+        ticket = self.chat.reserve(message.channel.id)  # before any await: keeps arrival order
+        try:
+            await self._route(message, me, ticket)
+        finally:
+            self.chat.release(ticket)
+
+    async def _route(
+        self, message: discord.Message, me: discord.ClientUser, ticket: Ticket
+    ) -> None:
         if message.guild is None:  # a direct message, which the rules allow: all of it is for us
-            await self._answer(message, message.content.strip(), addressed=True, mentioned=False)
+            await self._answer(
+                message, message.content.strip(), addressed=True, mentioned=False, ticket=ticket
+            )
             return
         bot_role = message.guild.self_role
         mentioned = any(user.id == me.id for user in message.mentions) or (
@@ -189,10 +205,16 @@ class ChatCog(commands.Cog):
             names={user.id: user.display_name for user in message.mentions},
             roles={role.id: role.name for role in message.role_mentions},
         )
-        await self._answer(message, text, addressed=addressed, mentioned=mentioned)
+        await self._answer(message, text, addressed=addressed, mentioned=mentioned, ticket=ticket)
 
     async def _answer(
-        self, message: discord.Message, text: str, *, addressed: bool, mentioned: bool
+        self,
+        message: discord.Message,
+        text: str,
+        *,
+        addressed: bool,
+        mentioned: bool,
+        ticket: Ticket | None = None,
     ) -> None:
         attachments = image_attachments(message)
         if not text and not attachments:
@@ -216,7 +238,7 @@ class ChatCog(commands.Cog):
                 return
         with contextlib.suppress(discord.HTTPException):  # the typing dots are a courtesy
             await message.channel.typing()
-        await self.reply(request, MessageTarget(message), images=checked)
+        await self.reply(request, MessageTarget(message), images=checked, ticket=ticket)
 
     async def _answers_unprompted(self, message: discord.Message) -> bool:
         """Whether a message that does not address the bot is still for it: every message in an
@@ -236,6 +258,7 @@ class ChatCog(commands.Cog):
         *,
         prefix: str = "",
         images: Sequence[CheckedImage] = (),
+        ticket: Ticket | None = None,
     ) -> None:
         """Stream the answer to `request` into `target`, with a Stop button while it streams and
         a Regenerate button when done; failures end up in the same message. Checked `images` are
@@ -252,7 +275,7 @@ class ChatCog(commands.Cog):
         try:
             if images:
                 request = dataclasses.replace(request, images=await self.images.prepare(images))
-            running.task = asyncio.create_task(self._consume(request, drawing, running))
+            running.task = asyncio.create_task(self._consume(request, drawing, running, ticket))
             finished = await running.task
             await drawing.finish(footer(finished), view=self._again(running))
         except asyncio.CancelledError:
@@ -275,11 +298,17 @@ class ChatCog(commands.Cog):
             self._running.pop(request.request_id, None)
 
     async def _consume(
-        self, request: ChatRequest, drawing: StreamingReply[discord.Message], running: _Running
+        self,
+        request: ChatRequest,
+        drawing: StreamingReply[discord.Message],
+        running: _Running,
+        ticket: Ticket | None,
     ) -> ReplyFinished:
         finished: ReplyFinished | None = None
         async for event in self.chat.respond(
-            request, on_position=lambda place: drawing.set_status(waiting_text(place))
+            request,
+            on_position=lambda place: drawing.set_status(waiting_text(place)),
+            ticket=ticket,
         ):
             if isinstance(event, TextDelta):
                 drawing.feed(event.text)

@@ -10,7 +10,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.errors import BotError
 
@@ -67,17 +67,28 @@ class _Waiter:
     position: int = 0
 
 
+@dataclass(eq=False, slots=True)
+class Ticket:
+    """A place in a channel's line, taken the moment a request arrives (before any await), so
+    that a channel's requests are answered in the order Discord delivered them."""
+
+    channel_id: int
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    done: bool = False
+
+
 class Scheduler:
     """Admission and ordering of generations.
 
     `turn(channel_id)` waits until it is this request's turn: first for its channel (one
-    generation per channel, first come first served), then for one of the `parallel` slots.
-    At most `queue_size` requests wait in all; one more is refused at once with QueueFull."""
+    generation per channel, in the order the tickets were taken), then for one of the `parallel`
+    slots. At most `queue_size` requests wait in all; one more is refused at once with
+    QueueFull."""
 
     def __init__(self, *, parallel: int, queue_size: int) -> None:
         self._slots = asyncio.Semaphore(parallel)
         self._queue_size = queue_size
-        self._channels: dict[int, tuple[asyncio.Lock, int]] = {}  # lock, requests using it
+        self._channels: dict[int, deque[Ticket]] = {}
         self._waiting: dict[int, _Waiter] = {}  # in arrival order
         self._ids = itertools.count()
         self.active = 0
@@ -87,45 +98,69 @@ class Scheduler:
     def waiting(self) -> int:
         return len(self._waiting)
 
+    def reserve(self, channel_id: int) -> Ticket:
+        """Take the next place in the channel's line. Never waits. Every ticket must end in
+        `turn` or `release`."""
+        line = self._channels.setdefault(channel_id, deque())
+        ticket = Ticket(channel_id)
+        if not line:
+            ticket.ready.set()
+        line.append(ticket)
+        return ticket
+
+    def release(self, ticket: Ticket) -> None:
+        """Give the place up (idempotent); the next ticket in the channel's line may go."""
+        if ticket.done:
+            return
+        ticket.done = True
+        line = self._channels.get(ticket.channel_id)
+        if not line:
+            return
+        was_first = line[0] is ticket
+        with contextlib.suppress(ValueError):
+            line.remove(ticket)
+        if not line:
+            del self._channels[ticket.channel_id]
+        elif was_first:
+            line[0].ready.set()
+
     @contextlib.asynccontextmanager
     async def turn(
-        self, channel_id: int, on_position: PositionCallback | None = None
+        self,
+        channel_id: int,
+        on_position: PositionCallback | None = None,
+        ticket: Ticket | None = None,
     ) -> AsyncIterator[None]:
-        if self.closed:
-            raise ShuttingDown()
-        if len(self._waiting) >= self._queue_size:
-            raise QueueFull()
-        ticket = next(self._ids)
-        self._waiting[ticket] = _Waiter(on_position)
-        lock, users = self._channels.get(channel_id, (asyncio.Lock(), 0))
-        self._channels[channel_id] = (lock, users + 1)
-        acquired_lock = acquired_slot = False
+        if ticket is None:
+            ticket = self.reserve(channel_id)
         try:
-            if lock.locked() or self._slots.locked() or len(self._waiting) > 1:
-                self._tell_positions()  # only those who really wait are told their place
-            await lock.acquire()
-            acquired_lock = True
-            await self._slots.acquire()
-            acquired_slot = True
-            del self._waiting[ticket]
-            self._tell_positions()
-            self.active += 1
+            if self.closed:
+                raise ShuttingDown()
+            if len(self._waiting) >= self._queue_size:
+                raise QueueFull()
+            number = next(self._ids)
+            self._waiting[number] = _Waiter(on_position)
+            acquired_slot = False
             try:
-                yield
-            finally:
-                self.active -= 1
-        finally:
-            if self._waiting.pop(ticket, None) is not None:
+                if not ticket.ready.is_set() or self._slots.locked() or len(self._waiting) > 1:
+                    self._tell_positions()  # only those who really wait are told their place
+                await ticket.ready.wait()
+                await self._slots.acquire()
+                acquired_slot = True
+                del self._waiting[number]
                 self._tell_positions()
-            if acquired_slot:
-                self._slots.release()
-            if acquired_lock:
-                lock.release()
-            lock, users = self._channels[channel_id]
-            if users == 1:
-                del self._channels[channel_id]
-            else:
-                self._channels[channel_id] = (lock, users - 1)
+                self.active += 1
+                try:
+                    yield
+                finally:
+                    self.active -= 1
+            finally:
+                if self._waiting.pop(number, None) is not None:
+                    self._tell_positions()
+                if acquired_slot:
+                    self._slots.release()
+        finally:
+            self.release(ticket)
 
     def _tell_positions(self) -> None:
         for place, waiter in enumerate(self._waiting.values(), start=1):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bot.conversation import context
-from bot.conversation.fairness import PositionCallback, Scheduler, UserRateLimit
+from bot.conversation.fairness import PositionCallback, Scheduler, Ticket, UserRateLimit
 from bot.errors import (
     BotError,
     GenerationTimeout,
@@ -163,8 +163,20 @@ class ChatService:
             return None
         return await self._personas.for_channel(request.guild_id, request.channel_id)
 
+    def reserve(self, channel_id: int) -> Ticket:
+        """Take the request's place in its channel's line as soon as it arrives (see Ticket);
+        pass it to `respond`, or give it back with `release`."""
+        return self._scheduler.reserve(channel_id)
+
+    def release(self, ticket: Ticket) -> None:
+        self._scheduler.release(ticket)
+
     async def respond(
-        self, request: ChatRequest, *, on_position: PositionCallback | None = None
+        self,
+        request: ChatRequest,
+        *,
+        on_position: PositionCallback | None = None,
+        ticket: Ticket | None = None,
     ) -> AsyncIterator[ReplyStarted | TextDelta | ReplyFinished]:
         """Store the user's turn, stream the model's reply, store how it ended.
 
@@ -177,7 +189,7 @@ class ChatService:
         if not text:
             raise InputError("Your message is empty. Write something for the model to answer.")
         self._rate_limit.hit(request.user.id)
-        async with self._scheduler.turn(request.channel_id, on_position):
+        async with self._scheduler.turn(request.channel_id, on_position, ticket):
             persona = await self.persona_for(request)
             if persona is not None and self._personas is not None:
                 await self._personas.ensure(persona)  # re-created if the server lost it

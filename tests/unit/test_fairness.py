@@ -68,3 +68,30 @@ def test_rate_limit_is_a_sliding_minute() -> None:
     limit.hit(2)  # others are not affected
     now[0] = 60.5
     limit.hit(1)  # the first request left the window
+
+
+async def test_tickets_keep_arrival_order_even_when_the_later_request_gets_there_first() -> None:
+    scheduler = Scheduler(parallel=4, queue_size=10)
+    order: list[str] = []
+    first = scheduler.reserve(1)
+    second = scheduler.reserve(1)
+
+    async def run(name: str, ticket: object, delay: float) -> None:
+        await asyncio.sleep(delay)  # e.g. the first one is still acknowledging its interaction
+        async with scheduler.turn(1, ticket=ticket):  # type: ignore[arg-type]
+            order.append(name)
+
+    await asyncio.gather(run("first", first, 0.05), run("second", second, 0.0))
+    assert order == ["first", "second"]
+
+
+async def test_a_ticket_given_back_lets_the_next_one_go() -> None:
+    scheduler = Scheduler(parallel=1, queue_size=10)
+    abandoned = scheduler.reserve(7)
+    kept = scheduler.reserve(7)
+    scheduler.release(abandoned)
+    scheduler.release(abandoned)  # idempotent
+    async with asyncio.timeout(1), scheduler.turn(7, ticket=kept):
+        pass
+    async with asyncio.timeout(1), scheduler.turn(7):  # the line is empty again
+        pass
