@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,19 +17,6 @@ pytestmark = both_databases
 
 ALICE = Author(11, "alice")
 BOT = Author(99, "ollama-bot")
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await migrate.upgrade(engine)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def store(engine: AsyncEngine) -> HistoryStore:
-    return HistoryStore(session_factory(engine))
 
 
 async def exchange(store: HistoryStore, channel: int, text: str, reply: str) -> tuple[int, int]:

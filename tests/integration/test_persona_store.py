@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,14 +13,6 @@ from bot.storage.channels import ChannelConfig, ChannelStore
 from bot.storage.engine import create_engine, session_factory, sqlite_path
 from bot.storage.history import Author, HistoryStore
 from bot.storage.personas import NameTaken, NewPersona, PersonaStore
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await migrate.upgrade(engine)
-    yield engine
-    await engine.dispose()
 
 
 def persona(guild_id: int, name: str, author_id: int = 7) -> NewPersona:

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.conversation import context
 from bot.conversation.service import HISTORY_FIRST_PAGE, HISTORY_SCAN_TURNS, recent_turns
-from bot.storage import migrate
-from bot.storage.engine import create_engine, session_factory
 from bot.storage.history import Author, HistoryStore, TurnResult
 from bot.storage.models import TurnStatus
 from tests.conftest import both_databases
@@ -20,19 +16,6 @@ from tests.conftest import both_databases
 ALICE = Author(11, "alice")
 BOT = Author(99, "ollama-bot")
 CHANNEL = 5
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await migrate.upgrade(engine)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def store(engine: AsyncEngine) -> HistoryStore:
-    return HistoryStore(session_factory(engine))
 
 
 async def fill(

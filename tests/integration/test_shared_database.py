@@ -4,7 +4,6 @@ they may migrate at the same moment."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,14 +19,6 @@ BOT = Author(99, "ollama-bot")
 # Guild ids whose creation time puts them on shard 0 and 1 of 2 ((id >> 22) % 2).
 GUILD_ON_0 = (1_000_000 << 22) | 5
 GUILD_ON_1 = (1_000_001 << 22) | 5
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await migrate.upgrade(engine)
-    yield engine
-    await engine.dispose()
 
 
 async def streaming_reply(store: HistoryStore, channel: int, guild: int | None) -> int:

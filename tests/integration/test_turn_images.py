@@ -3,34 +3,18 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from alembic import command
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.storage import migrate
-from bot.storage.engine import create_engine, session_factory, sqlite_path
+from bot.storage.engine import create_engine, sqlite_path
 from bot.storage.history import Author, HistoryStore, ImageRecord
 
 ALICE = Author(11, "alice")
 BOT = Author(99, "ollama-bot")
 CAT = ImageRecord("image/jpeg", 64, 48, b"\xff\xd8\xff cat")
 DOG = ImageRecord("image/jpeg", 32, 32, b"\xff\xd8\xff dog")
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await migrate.upgrade(engine)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def store(engine: AsyncEngine) -> HistoryStore:
-    return HistoryStore(session_factory(engine))
 
 
 async def ask(store: HistoryStore, channel: int, text: str, *images: ImageRecord) -> int:

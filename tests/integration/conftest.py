@@ -1,0 +1,25 @@
+"""Fixtures for the storage tests: a database migrated by Alembic, and the history store on it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.storage import migrate
+from bot.storage.engine import create_engine, session_factory
+from bot.storage.history import HistoryStore
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    await migrate.upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def store(engine: AsyncEngine) -> HistoryStore:
+    return HistoryStore(session_factory(engine))
