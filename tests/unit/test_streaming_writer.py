@@ -63,3 +63,26 @@ async def test_a_full_message_continues_in_a_new_one_without_waiting_out_the_spa
     await reply.finish()
     whole = "start more " + "word " * 30
     assert "".join(target.shown).replace(" ", "") == whole.replace(" ", "")
+
+
+async def test_a_reply_complete_within_the_gather_is_written_once() -> None:
+    target = Recorder()
+    reply: StreamingReply[int] = StreamingReply(target, gather=0.2)
+    for word in ("Short ", "answer."):
+        reply.feed(word)
+        await asyncio.sleep(0)  # the writer runs, and holds the first text back
+    assert target.shown == []
+    await reply.finish("-# done")
+    assert target.shown == ["Short answer.\n-# done"]
+    assert target.edits == []  # one send, already final
+
+
+async def test_a_reply_still_streaming_after_the_gather_shows_its_first_text() -> None:
+    target = Recorder()
+    reply: StreamingReply[int] = StreamingReply(target, interval=30.0, gather=0.05)
+    reply.feed("Once ")
+    await until(lambda: target.shown == ["Once "], target, 2)  # no more text needed for it
+    reply.feed("upon a time.")
+    await reply.finish("-# done")
+    assert target.shown == ["Once upon a time.\n-# done"]
+    assert target.edits == [(0, "Once upon a time.\n-# done")]
