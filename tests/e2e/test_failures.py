@@ -89,6 +89,8 @@ async def test_ollama_dying_mid_stream(
     [
         (Script(reply="late", first_token_delay=2.0), "waiting for the first token"),
         (Script(reply="one two three", token_interval=2.0), "between tokens"),
+        # Each token in time, but the whole reply is not: 20 tokens 0.1 s apart, 1 s in all.
+        (Script(reply=" ".join(["word"] * 20), token_interval=0.1), "in all, 1 s"),
     ],
 )
 async def test_timeouts(
@@ -98,7 +100,7 @@ async def test_timeouts(
     script: Script,
     expected: str,
 ) -> None:
-    bot = await bots.start(first_token_timeout=0.5, between_tokens_timeout=0.5)
+    bot = await bots.start(first_token_timeout=0.5, between_tokens_timeout=0.5, total_timeout=1)
     fake_ollama.script(script)
     message = await failed_chat(fake_discord)
     assert expected in message.content
