@@ -120,6 +120,9 @@ class OllamaBot(commands.AutoShardedBot):
             allowed_mentions=NO_PINGS,
             tree_cls=CommandTree,
             shard_count=settings.shard_count,
+            # No message cache: the bot never looks a message up in it, and each of its own edits
+            # arrives back as MESSAGE_UPDATE, which discord.py copies when the message is cached.
+            max_messages=None,
             **options,
         )
         self.settings = settings

@@ -2591,8 +2591,11 @@ class FakeDiscord:
             req.files,
         )
         original = self.messages.get(interaction.original_message_id or "")
-        if original is not None and original.is_loading and interaction.callback_type == 5:
-            # The first followup after a deferred (type 5) answer fills the 'thinking' message.
+        filling = original is not None and original.is_loading and not original.deleted
+        if filling and interaction.callback_type == 5:
+            # The first followup after a deferred (type 5) answer fills the 'thinking' message,
+            # unless that was deleted: then the followup is a message of its own.
+            assert original is not None
             message = original
             self._apply_body(message, body, req.files, creating=False)
             self._record_edit(message, body, budgeted=False)

@@ -72,6 +72,12 @@ class DoubleBot(commands.Bot):
             await interaction.followup.send("first", file=discord.File(io.BytesIO(data), "a.txt"))
             await interaction.followup.send("second", file=discord.File(io.BytesIO(b"B"), "b.txt"))
 
+        @tree.command(description="Takes its answer back")
+        async def regret(interaction: discord.Interaction) -> None:
+            await interaction.response.defer(thinking=True)
+            await interaction.delete_original_response()
+            await interaction.followup.send("only for you", ephemeral=True)
+
         @tree.command(description="Streams edits")
         async def stream(interaction: discord.Interaction) -> None:
             await interaction.response.defer()
@@ -210,6 +216,17 @@ async def test_followups_with_files(fake: FakeDiscord, bot: DoubleBot) -> None:
     assert [r.files for r in multipart] == [[("a.txt", b"hello file")], [("b.txt", b"B")]]
     assert multipart[0].json["content"] == "first"
     assert [r.path for r in fake.cdn_requests if r.status == 200]  # the bot downloaded it
+
+
+async def test_a_followup_after_the_deferred_answer_was_deleted_is_a_new_message(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
+    interaction = await fake.slash_command("regret")
+    await fake.wait_until(lambda: bool(interaction.followup_ids))
+    original = fake.messages[interaction.original_message_id or ""]
+    told = fake.messages[interaction.followup_ids[0]]
+    assert original.deleted and told.id != original.id
+    assert told.content == "only for you" and told.is_ephemeral
 
 
 async def test_channel_send_and_edit(fake: FakeDiscord, bot: DoubleBot) -> None:
