@@ -53,11 +53,18 @@ class EditPacer:
         self._clock = clock
         self._next = 0.0  # when the next streaming edit may go
 
-    def wait(self) -> float:
-        """Seconds until a streaming edit may go (0: now)."""
-        return max(self._next - self._clock(), 0.0)
+    def reserve(self) -> float:
+        """Take the next free slot for a streaming edit; seconds until it comes (0: now).
+        Each waiting writer holds a slot of its own, so a freed slot wakes one writer, not all
+        of them (with 200 replies streaming, waking every writer 25 times a second to find the
+        slot taken cost a fifth of the bot's CPU)."""
+        now = self._clock()
+        slot = max(self._next, now)
+        self._next = slot + self._interval
+        return slot - now
 
     def spend(self) -> None:
+        """Count a write that did not wait for a slot (a first send, a final edit)."""
         self._next = max(self._next, self._clock()) + self._interval
 
 
@@ -115,6 +122,7 @@ class StreamingReply(Generic[T]):
         self._final_view: Any = None  # on the last message once finished
         self._wake = asyncio.Event()
         self._idle = False  # the writer waits for news (everything shown is up to date)
+        self._slot = False  # a pacer slot is held for the next write
         self._writer = asyncio.create_task(self._write(), name="streaming-reply-writer")
         self.edits = 0
 
@@ -276,10 +284,14 @@ class StreamingReply(Generic[T]):
                 return 0.0
             return writes[0] + self._budget_window - now
         spacing = self._spacing if self._fed else max(self._spacing, STATUS_INTERVAL)
-        own = max(writes[-1] + spacing - now if writes else 0.0, 0.0)
-        shared = self._pacer.wait() if self._pacer is not None else 0.0
-        return max(own, shared)
+        own = writes[-1] + spacing - now if writes else 0.0
+        if own > 0 or self._pacer is None or self._slot:
+            return max(own, 0.0)
+        self._slot = True
+        return self._pacer.reserve()
 
     def _spend(self) -> None:
-        if self._pacer is not None:
+        if self._slot:
+            self._slot = False  # counted when it was reserved
+        elif self._pacer is not None:
             self._pacer.spend()

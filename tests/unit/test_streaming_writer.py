@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bot.ui.streaming import StreamingReply
+from bot.ui.streaming import EditPacer, StreamingReply
 
 
 class Recorder:
@@ -86,3 +86,33 @@ async def test_a_reply_still_streaming_after_the_gather_shows_its_first_text() -
     await reply.finish("-# done")
     assert target.shown == ["Once upon a time.\n-# done"]
     assert target.edits == [(0, "Once upon a time.\n-# done")]
+
+
+def test_the_pacer_gives_each_waiting_writer_a_slot_of_its_own() -> None:
+    now = [100.0]
+    pacer = EditPacer(per_second=10, clock=lambda: now[0])
+    assert [round(pacer.reserve(), 3) for _ in range(3)] == [0.0, 0.1, 0.2]
+    pacer.spend()  # a final edit goes at once, but counts: later slots move back
+    assert round(pacer.reserve(), 3) == 0.4
+    now[0] += 10  # a quiet spell: the next writer goes at once
+    assert pacer.reserve() == 0.0
+
+
+async def test_replies_sharing_a_pacer_stay_under_its_rate() -> None:
+    pacer = EditPacer(per_second=20)
+    targets = [Recorder() for _ in range(5)]
+    # A generous per-message budget, so that only the shared pacer holds the edits back.
+    replies = [
+        StreamingReply(t, interval=0.0, pacer=pacer, gather=0.0, budget=(100, 1.0)) for t in targets
+    ]
+    await asyncio.sleep(0.05)
+    for n in range(40):
+        for reply in replies:
+            reply.feed(f"{n} ")
+        await asyncio.sleep(0.01)
+    edits = sum(len(t.edits) for t in targets)
+    for reply in replies:
+        await reply.cancel()
+    # The first sends go at once (5); then 20 edits a second in all over about 0.4 s.
+    assert all(t.shown for t in targets)
+    assert 3 <= edits <= 0.5 * 20 + 1
