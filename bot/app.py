@@ -42,7 +42,7 @@ from bot.sentiment.service import SentimentService
 from bot.settings import Settings
 from bot.storage import migrate
 from bot.storage.channels import ChannelStore
-from bot.storage.engine import create_engine, session_factory
+from bot.storage.engine import Database, create_engine, session_factory
 from bot.storage.history import Author, HistoryStore
 from bot.storage.personas import PersonaStore
 from bot.ui.checks import refusal_for
@@ -305,10 +305,11 @@ async def prepare_database(engine: AsyncEngine, *, auto_migrate: bool) -> None:
 async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[OllamaBot]:
     """Build the bot and everything it uses; close them all on the way out."""
     engine = create_engine(settings.database_url)
+    database = Database(engine)
     try:
         await prepare_database(engine, auto_migrate=settings.auto_migrate)
         sessions = session_factory(engine)
-        history = HistoryStore(sessions)
+        history = HistoryStore(database)
         channels = ChannelStore(sessions)
         interrupted = await history.mark_interrupted(
             shard_ids=settings.shard_ids, shard_count=settings.shard_count or 1
@@ -352,6 +353,7 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
         finally:
             await gateway.close()
     finally:
+        await database.close()
         await engine.dispose()
 
 
