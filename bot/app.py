@@ -166,7 +166,6 @@ class OllamaBot(commands.AutoShardedBot):
         )
         vision = VisionRouter(
             gateway=self.gateway,
-            history=self.history,
             vision_model=settings.vision_model,
             max_images=settings.images_per_turn,
             followup_turns=settings.image_followup_turns,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -50,6 +50,15 @@ class ImageRecord:
     width: int
     height: int
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Recent:
+    """A channel's newest turns, oldest first, and the stored images of some of them."""
+
+    turns: list[StoredTurn]
+    images: dict[int, list[ImageRecord]]
+    """Turn id -> its images, in their order; only turns with images."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +152,17 @@ def _newest(conn: Connection, channel_id: int, limit: int, before: int | None) -
     statement = _NEWEST if before is None else _NEWEST_BEFORE
     rows = conn.execute(statement, {"channel_id": channel_id, "limit": limit, "before": before})
     return [StoredTurn(*row) for row in reversed(rows.all())]
+
+
+def _recent(
+    conn: Connection,
+    channel_id: int,
+    limit: int,
+    images_of: Callable[[Sequence[StoredTurn]], Collection[int]] | None,
+) -> Recent:
+    turns = _newest(conn, channel_id, limit, None)
+    wanted = images_of(turns) if images_of is not None else ()
+    return Recent(turns, _images_for(conn, wanted) if wanted else {})
 
 
 def _images_for(conn: Connection, turn_ids: Collection[int]) -> dict[int, list[ImageRecord]]:
@@ -241,6 +261,21 @@ class HistoryStore:
         cost several times more to build than the rows themselves."""
         return await self._db.read(
             partial(_newest, channel_id=channel_id, limit=limit, before=before)
+        )
+
+    async def recent(
+        self,
+        channel_id: int,
+        limit: int,
+        *,
+        images_of: Callable[[Sequence[StoredTurn]], Collection[int]] | None = None,
+    ) -> Recent:
+        """The channel's newest `limit` turns, oldest first, with the images of those of them
+        that `images_of` picks, in one read: a reply needs both before it is stored (the
+        images decide which model answers), and each read has a fixed cost well above its
+        rows'. `images_of` runs on the database's thread: a plain function of the turns."""
+        return await self._db.read(
+            partial(_recent, channel_id=channel_id, limit=limit, images_of=images_of)
         )
 
     async def images_for(self, turn_ids: Collection[int]) -> dict[int, list[ImageRecord]]:
