@@ -119,10 +119,11 @@ class Database:
         return await self._run(self._write_here, work, undo)
 
     async def close(self) -> None:
+        """Finish the units asked for so far, then close the connection; no units after this."""
         if self._thread is None or self._sync is None:
             return
-        await asyncio.wrap_future(self._thread.submit(self._sync.dispose))
-        self._thread.shutdown()
+        await asyncio.wrap_future(self._thread.submit(self._sync.dispose))  # after the others
+        self._thread.shutdown(wait=False)  # idle by now: the thread ends without a wait here
 
     async def _run(
         self,
