@@ -27,7 +27,7 @@ from bot.conversation import context
 from bot.conversation.service import HISTORY_SCAN_TURNS, recent_turns
 from bot.settings import Settings
 from bot.storage import migrate
-from bot.storage.engine import create_engine, session_factory
+from bot.storage.engine import Database, create_engine
 from bot.storage.history import HistoryStore
 
 SCENARIO = "history"
@@ -158,9 +158,10 @@ async def time_reads(
     of all HISTORY_SCAN_TURNS turns (`newest`, the read before bench/ existed), on a fresh
     engine; and how many turns each context read returned."""
     engine = create_engine(url)
+    database = Database(engine)
     tokens = window_tokens()
     try:
-        history = HistoryStore(session_factory(engine))
+        history = HistoryStore(database)
         for _ in range(20):  # open the pool's connection, fill SQLAlchemy's statement cache
             await recent_turns(history, CHANNEL_BASE + rng.randrange(options.channels), tokens)
         paged, whole, counts = [], [], []
@@ -176,6 +177,7 @@ async def time_reads(
             whole.append((time.perf_counter() - began) * 1000)
         return paged, whole, counts
     finally:
+        await database.close()
         await engine.dispose()
 
 

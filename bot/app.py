@@ -42,7 +42,7 @@ from bot.sentiment.service import SentimentService
 from bot.settings import Settings
 from bot.storage import migrate
 from bot.storage.channels import ChannelStore
-from bot.storage.engine import create_engine, session_factory
+from bot.storage.engine import Database, create_engine, session_factory
 from bot.storage.history import Author, HistoryStore
 from bot.storage.personas import PersonaStore
 from bot.ui.checks import refusal_for
@@ -187,7 +187,6 @@ class OllamaBot(commands.AutoShardedBot):
         )
         vision = VisionRouter(
             gateway=self.gateway,
-            history=self.history,
             vision_model=settings.vision_model,
             max_images=settings.images_per_turn,
             followup_turns=settings.image_followup_turns,
@@ -326,10 +325,11 @@ async def prepare_database(engine: AsyncEngine, *, auto_migrate: bool) -> None:
 async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[OllamaBot]:
     """Build the bot and everything it uses; close them all on the way out."""
     engine = create_engine(settings.database_url)
+    database = Database(engine)
     try:
         await prepare_database(engine, auto_migrate=settings.auto_migrate)
         sessions = session_factory(engine)
-        history = HistoryStore(sessions)
+        history = HistoryStore(database)
         channels = ChannelStore(sessions)
         interrupted = await history.mark_interrupted(
             shard_ids=settings.shard_ids, shard_count=settings.shard_count or 1
@@ -373,6 +373,7 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
         finally:
             await gateway.close()
     finally:
+        await database.close()
         await engine.dispose()
 
 

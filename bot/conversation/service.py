@@ -9,8 +9,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.conversation import context
@@ -43,13 +44,22 @@ HISTORY_FIRST_PAGE = 64
 """How many are read first; most windows are full before that."""
 
 
-async def recent_turns(history: HistoryStore, channel_id: int, tokens: int) -> list[StoredTurn]:
+async def recent_turns(
+    history: HistoryStore,
+    channel_id: int,
+    tokens: int,
+    *,
+    first_page: Sequence[StoredTurn] | None = None,
+) -> list[StoredTurn]:
     """The channel's newest turns, oldest first: enough that the ones fit for a context hold
     more than `tokens`, else all of them, but at most HISTORY_SCAN_TURNS. Read back in growing
     pages, because a window is usually full after a few dozen turns and reading hundreds cost
     more than all the rest of a turn (bench/README.md). Older turns than these could never be
-    chosen: a window takes the newest turns up to the first that does not fit."""
-    turns = await history.newest(channel_id, HISTORY_FIRST_PAGE)
+    chosen: a window takes the newest turns up to the first that does not fit. `first_page`:
+    the newest HISTORY_FIRST_PAGE turns, when they were read already."""
+    if first_page is None:
+        first_page = await history.newest(channel_id, HISTORY_FIRST_PAGE)
+    turns = list(first_page)
     asked = HISTORY_FIRST_PAGE
     while (
         len(turns) == asked
@@ -194,7 +204,7 @@ class ChatService:
             if persona is not None and self._personas is not None:
                 await self._personas.ensure(persona)  # re-created if the server lost it
             model = persona.ollama_model if persona else await self.model_for(request)
-            plan = await self._plan_images(request, model)
+            plan, first_page = await self._plan_images(request, model)
             if plan is not None and persona is not None and plan.model != model:
                 persona = None  # the vision model answers this turn, not the persona
             model = plan.model if plan else model
@@ -220,7 +230,7 @@ class ChatService:
             result: TurnResult | None = None
             try:
                 yield ReplyStarted(reply_turn)
-                messages = await self._context(request, user_turn, reply_turn, model, plan, persona)
+                messages = await self._context(request, user_turn, first_page, model, plan, persona)
                 stats: ChatStats | None = None
                 stream = self._chat_stream(model, messages, persona)
                 if self._metrics is not None:
@@ -324,28 +334,41 @@ class ChatService:
             caption=request.caption,
         )
 
-    async def _plan_images(self, request: ChatRequest, model: str) -> ImagePlan | None:
+    async def _plan_images(
+        self, request: ChatRequest, model: str
+    ) -> tuple[ImagePlan | None, list[StoredTurn]]:
+        """The vision plan, and the channel's newest turns before this exchange (the context's
+        first page): one read gives both, with the earlier images the plan may re-send."""
         if self._vision is None:
             if request.images:
                 raise VisionUnavailable("This bot is not set up to read images.")
-            return None
-        return await self._vision.plan(
+            page = await self._history.newest(request.channel_id, HISTORY_FIRST_PAGE)
+            return None, page
+        recent = await self._history.recent(
+            request.channel_id, HISTORY_FIRST_PAGE, images_of=self._vision.earlier_questions
+        )
+        plan = await self._vision.plan(
             channel_id=request.channel_id,
             chat_model=model,
             requested=request.model,
             caption=request.caption,
             with_images=bool(request.images),
+            earlier=recent.images,
         )
+        return plan, recent.turns
 
     async def _context(
         self,
         request: ChatRequest,
         user_turn: int,
-        reply_turn: int,
+        first_page: list[StoredTurn],
         model: str,
         plan: ImagePlan | None,
         persona: Persona | None = None,
     ) -> list[ChatMessage]:
+        """The messages for the model. `first_page` was read just before this exchange was
+        stored; no other turn of the channel is written meanwhile (one reply at a time per
+        channel), so the stored question is rebuilt here rather than read back."""
         channel_id = request.channel_id
         info = await self._gateway.show(model)
         window = info.effective_context
@@ -355,9 +378,26 @@ class ChatService:
             window, cap=self._limits.context_cap, reply_reserve=self._limits.reply_reserve
         )
         system = [ChatMessage("system", persona.system)] if persona and persona.system else []
-        turns = await recent_turns(self._history, channel_id, limits.for_history)
-        current = next(t for t in turns if t.id == user_turn)
-        earlier = [t for t in turns if t.id not in (user_turn, reply_turn)]
+        earlier = await recent_turns(
+            self._history, channel_id, limits.for_history, first_page=first_page
+        )
+        current = StoredTurn(
+            id=user_turn,
+            channel_id=channel_id,
+            role=Role.USER,
+            author_id=request.user.id,
+            author_name=request.user.name,
+            content=request.text.strip(),
+            model=None,
+            status=TurnStatus.COMPLETE,
+            error=None,
+            reply_to_id=None,
+            prompt_tokens=None,
+            completion_tokens=None,
+            total_duration_ns=None,
+            eval_duration_ns=None,
+            created_at=datetime.now(UTC),
+        )
         room = (
             limits.for_history - context.turn_tokens(current) - IMAGE_TOKENS * len(request.images)
         )

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, literal_column, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from bot.storage.engine import Database
 from bot.storage.models import Meta, Role, Turn, TurnImage, TurnStatus
 
 
@@ -51,6 +53,15 @@ class ImageRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Recent:
+    """A channel's newest turns, oldest first, and the stored images of some of them."""
+
+    turns: list[StoredTurn]
+    images: dict[int, list[ImageRecord]]
+    """Turn id -> its images, in their order; only turns with images."""
+
+
+@dataclass(frozen=True, slots=True)
 class TurnResult:
     """How an assistant turn ended."""
 
@@ -66,27 +77,6 @@ class TurnResult:
     discord_message_id: int | None = None
 
 
-def _stored(turn: Turn) -> StoredTurn:
-    return StoredTurn(
-        id=turn.id,
-        channel_id=turn.channel_id,
-        role=turn.role,
-        author_id=turn.author_id,
-        author_name=turn.author_name,
-        content=turn.content,
-        model=turn.model,
-        status=turn.status,
-        error=turn.error,
-        reply_to_id=turn.reply_to_id,
-        prompt_tokens=turn.prompt_tokens,
-        completion_tokens=turn.completion_tokens,
-        total_duration_ns=turn.total_duration_ns,
-        eval_duration_ns=turn.eval_duration_ns,
-        created_at=turn.created_at,
-        persona=turn.persona,
-    )
-
-
 _STORED_COLUMNS = [getattr(Turn, name) for name in StoredTurn.__dataclass_fields__]
 # Built once: composing a statement costs more than running it on a small table.
 _NEWEST = (
@@ -96,8 +86,8 @@ _NEWEST = (
     .limit(bindparam("limit"))
 )
 _NEWEST_BEFORE = _NEWEST.where(Turn.id < bindparam("before"))
-# Every reply writes its exchange with these; run on the session's connection, they skip the
-# ORM's unit of work and its bookkeeping, which cost more than the SQL (bench/README.md).
+# Every reply writes its exchange with these: prebuilt Core statements skip the ORM's unit of
+# work and its bookkeeping, which cost more than the SQL (bench/README.md).
 _INSERT_TURN = insert(Turn).returning(Turn.id)
 _FINISHED_FIELDS = (
     "status",
@@ -116,6 +106,7 @@ _FINISH_TURN = (
     .where(Turn.id == bindparam("turn"))
     .values({name: bindparam(f"new_{name}") for name in _FINISHED_FIELDS})
 )
+_INSERT_IMAGE = insert(TurnImage)
 _IMAGES_OF = (
     select(TurnImage.turn_id, TurnImage.mime, TurnImage.width, TurnImage.height, TurnImage.data)
     .where(TurnImage.turn_id.in_(bindparam("turn_ids", expanding=True)))
@@ -123,11 +114,93 @@ _IMAGES_OF = (
 )
 
 
-class HistoryStore:
-    """Reads and writes turns. One short session per call; never shared between tasks."""
+_ALL = select(*_STORED_COLUMNS).where(Turn.channel_id == bindparam("channel_id")).order_by(Turn.id)
+_COUNT = select(func.count()).select_from(Turn).where(Turn.channel_id == bindparam("channel_id"))
+_META = select(Meta.value).where(Meta.key == bindparam("key"))
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+
+def _begin_exchange(
+    conn: Connection,
+    common: dict[str, Any],
+    user: dict[str, Any],
+    reply: dict[str, Any],
+    images: Sequence[ImageRecord],
+) -> tuple[int, int]:
+    user_turn: int = conn.execute(_INSERT_TURN, {**common, **user}).scalar_one()
+    if images:
+        conn.execute(
+            _INSERT_IMAGE,
+            [
+                {
+                    "turn_id": user_turn,
+                    "position": position,
+                    "mime": image.mime,
+                    "width": image.width,
+                    "height": image.height,
+                    "data": image.data,
+                }
+                for position, image in enumerate(images)
+            ],
+        )
+    reply_turn: int = conn.execute(
+        _INSERT_TURN, {**common, **reply, "reply_to_id": user_turn}
+    ).scalar_one()
+    return user_turn, reply_turn
+
+
+def _newest(conn: Connection, channel_id: int, limit: int, before: int | None) -> list[StoredTurn]:
+    statement = _NEWEST if before is None else _NEWEST_BEFORE
+    rows = conn.execute(statement, {"channel_id": channel_id, "limit": limit, "before": before})
+    return [StoredTurn(*row) for row in reversed(rows.all())]
+
+
+def _recent(
+    conn: Connection,
+    channel_id: int,
+    limit: int,
+    images_of: Callable[[Sequence[StoredTurn]], Collection[int]] | None,
+) -> Recent:
+    turns = _newest(conn, channel_id, limit, None)
+    wanted = images_of(turns) if images_of is not None else ()
+    return Recent(turns, _images_for(conn, wanted) if wanted else {})
+
+
+def _images_for(conn: Connection, turn_ids: Collection[int]) -> dict[int, list[ImageRecord]]:
+    found: dict[int, list[ImageRecord]] = {}
+    for turn, mime, width, height, data in conn.execute(_IMAGES_OF, {"turn_ids": list(turn_ids)}):
+        found.setdefault(turn, []).append(ImageRecord(mime, width, height, data))
+    return found
+
+
+def _delete_turns(conn: Connection, turn_ids: Collection[int]) -> None:
+    ids = list(turn_ids)
+    for start in range(0, len(ids), 500):  # bounded statements on huge histories
+        chunk = ids[start : start + 500]
+        conn.execute(delete(TurnImage).where(TurnImage.turn_id.in_(chunk)))
+        conn.execute(delete(Turn).where(Turn.id.in_(chunk)))
+
+
+def _clear(conn: Connection, channel_id: int) -> int:
+    # The foreign key cascades too; deleting the images first does not depend on it (SQLite
+    # enforces foreign keys only when a connection asks for it).
+    channel_turns = select(Turn.id).where(Turn.channel_id == channel_id)
+    conn.execute(delete(TurnImage).where(TurnImage.turn_id.in_(channel_turns)))
+    result = conn.execute(delete(Turn).where(Turn.channel_id == channel_id))
+    return int(result.rowcount or 0)
+
+
+def _set_meta(conn: Connection, key: str, value: str) -> None:
+    if conn.execute(_META, {"key": key}).first() is None:
+        conn.execute(insert(Meta).values(key=key, value=value))
+    else:
+        conn.execute(update(Meta).where(Meta.key == key).values(value=value))
+
+
+class HistoryStore:
+    """Reads and writes turns, each call one unit of work on the Database (one transaction)."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
 
     async def begin_exchange(
         self,
@@ -146,67 +219,39 @@ class HistoryStore:
         transaction.
 
         Returns (user turn id, assistant turn id). If the bot dies before `finish_turn`, the
-        assistant turn is found at the next start and marked incomplete."""
-        common = {"channel_id": channel_id, "guild_id": guild_id, "request_id": request_id}
-        async with self._sessions.begin() as session:
-            conn = await session.connection()
-            user_turn: int = (
-                await conn.execute(
-                    _INSERT_TURN,
-                    {
-                        **common,
-                        "role": Role.USER,
-                        "author_id": user.id,
-                        "author_name": user.name,
-                        "content": text,
-                        "status": TurnStatus.COMPLETE,
-                    },
-                )
-            ).scalar_one()
-            if images:
-                await conn.execute(
-                    insert(TurnImage),
-                    [
-                        {
-                            "turn_id": user_turn,
-                            "position": position,
-                            "mime": image.mime,
-                            "width": image.width,
-                            "height": image.height,
-                            "data": image.data,
-                        }
-                        for position, image in enumerate(images)
-                    ],
-                )
-            reply: int = (
-                await conn.execute(
-                    _INSERT_TURN,
-                    {
-                        **common,
-                        "role": Role.ASSISTANT,
-                        "author_id": assistant.id,
-                        "author_name": assistant.name,
-                        "content": "",
-                        "model": model,
-                        "persona": persona,
-                        "status": TurnStatus.STREAMING,
-                        "reply_to_id": user_turn,
-                    },
-                )
-            ).scalar_one()
-            return user_turn, reply
+        assistant turn is found at the next start and marked incomplete. If the caller is
+        cancelled meanwhile, nothing stays stored."""
+        work = partial(
+            _begin_exchange,
+            common={"channel_id": channel_id, "guild_id": guild_id, "request_id": request_id},
+            user={
+                "role": Role.USER,
+                "author_id": user.id,
+                "author_name": user.name,
+                "content": text,
+                "status": TurnStatus.COMPLETE,
+            },
+            reply={
+                "role": Role.ASSISTANT,
+                "author_id": assistant.id,
+                "author_name": assistant.name,
+                "content": "",
+                "model": model,
+                "persona": persona,
+                "status": TurnStatus.STREAMING,
+            },
+            images=images,
+        )
+        return await self._db.write(work, undo=_delete_turns)
 
     async def finish_turn(self, turn_id: int, result: TurnResult) -> None:
         """Write the assistant turn's final text, metrics and status in one statement."""
-        async with self._sessions.begin() as session:
-            conn = await session.connection()
-            await conn.execute(
-                _FINISH_TURN,
-                {
-                    "turn": turn_id,
-                    **{f"new_{name}": getattr(result, name) for name in _FINISHED_FIELDS},
-                },
-            )
+        values = {"turn": turn_id, **{f"new_{n}": getattr(result, n) for n in _FINISHED_FIELDS}}
+
+        def work(conn: Connection) -> None:
+            conn.execute(_FINISH_TURN, values)
+
+        await self._db.write(work)
 
     async def newest(
         self, channel_id: int, limit: int, *, before: int | None = None
@@ -214,53 +259,49 @@ class HistoryStore:
         """The channel's newest `limit` turns (older than turn `before`, if given), oldest
         first. Read as plain rows: every reply reads its context this way, and ORM objects
         cost several times more to build than the rows themselves."""
-        statement = _NEWEST if before is None else _NEWEST_BEFORE
-        async with self._sessions() as session:
-            rows = await session.execute(
-                statement, {"channel_id": channel_id, "limit": limit, "before": before}
-            )
-            return [StoredTurn(*row) for row in reversed(rows.all())]
+        return await self._db.read(
+            partial(_newest, channel_id=channel_id, limit=limit, before=before)
+        )
+
+    async def recent(
+        self,
+        channel_id: int,
+        limit: int,
+        *,
+        images_of: Callable[[Sequence[StoredTurn]], Collection[int]] | None = None,
+    ) -> Recent:
+        """The channel's newest `limit` turns, oldest first, with the images of those of them
+        that `images_of` picks, in one read: a reply needs both before it is stored (the
+        images decide which model answers), and each read has a fixed cost well above its
+        rows'. `images_of` runs on the database's thread: a plain function of the turns."""
+        return await self._db.read(
+            partial(_recent, channel_id=channel_id, limit=limit, images_of=images_of)
+        )
 
     async def images_for(self, turn_ids: Collection[int]) -> dict[int, list[ImageRecord]]:
         """The images of these turns, in their order; turns without images are left out."""
         if not turn_ids:
             return {}
-        async with self._sessions() as session:
-            conn = await session.connection()
-            rows = await conn.execute(_IMAGES_OF, {"turn_ids": list(turn_ids)})
-            found: dict[int, list[ImageRecord]] = {}
-            for turn, mime, width, height, data in rows:
-                found.setdefault(turn, []).append(ImageRecord(mime, width, height, data))
-            return found
+        return await self._db.read(partial(_images_for, turn_ids=list(turn_ids)))
 
     async def all(self, channel_id: int) -> list[StoredTurn]:
-        async with self._sessions() as session:
-            rows = await session.scalars(
-                select(Turn).where(Turn.channel_id == channel_id).order_by(Turn.id)
-            )
-            return [_stored(turn) for turn in rows.all()]
+        def work(conn: Connection) -> list[StoredTurn]:
+            return [StoredTurn(*row) for row in conn.execute(_ALL, {"channel_id": channel_id})]
+
+        return await self._db.read(work)
 
     async def count(self, channel_id: int) -> int:
-        async with self._sessions() as session:
-            total = await session.scalar(
-                select(func.count()).select_from(Turn).where(Turn.channel_id == channel_id)
-            )
-            return int(total or 0)
+        def work(conn: Connection) -> int:
+            return int(conn.execute(_COUNT, {"channel_id": channel_id}).scalar_one())
+
+        return await self._db.read(work)
 
     async def delete_turns(self, turn_ids: list[int]) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(delete(TurnImage).where(TurnImage.turn_id.in_(turn_ids)))
-            await session.execute(delete(Turn).where(Turn.id.in_(turn_ids)))
+        await self._db.write(partial(_delete_turns, turn_ids=turn_ids))
 
     async def clear(self, channel_id: int) -> int:
         """Delete the channel's turns (not hide them). Returns how many were deleted."""
-        async with self._sessions.begin() as session:
-            # The foreign key cascades too; deleting the images first does not depend on it
-            # (SQLite enforces foreign keys only when a connection asks for it).
-            channel_turns = select(Turn.id).where(Turn.channel_id == channel_id)
-            await session.execute(delete(TurnImage).where(TurnImage.turn_id.in_(channel_turns)))
-            result = await session.execute(delete(Turn).where(Turn.channel_id == channel_id))
-            return int(getattr(result, "rowcount", 0) or 0)
+        return await self._db.write(partial(_clear, channel_id=channel_id))
 
     async def prune(self, *, older_than: datetime | None, keep_per_channel: int | None) -> int:
         """Retention: delete turns older than `older_than` and, in each channel, all but the
@@ -280,13 +321,13 @@ class HistoryStore:
         if not doomed:
             return 0
         victims = select(Turn.id).where(or_(*doomed), Turn.status != TurnStatus.STREAMING)
-        async with self._sessions.begin() as session:
-            ids = list((await session.scalars(victims)).all())
-            for start in range(0, len(ids), 500):  # bounded statements on huge histories
-                chunk = ids[start : start + 500]
-                await session.execute(delete(TurnImage).where(TurnImage.turn_id.in_(chunk)))
-                await session.execute(delete(Turn).where(Turn.id.in_(chunk)))
+
+        def work(conn: Connection) -> int:
+            ids = list(conn.scalars(victims))
+            _delete_turns(conn, ids)
             return len(ids)
+
+        return await self._db.write(work)
 
     async def mark_interrupted(
         self, *, shard_ids: Collection[int] | None = None, shard_count: int = 1
@@ -303,16 +344,11 @@ class HistoryStore:
             if 0 in shard_ids:
                 owned = or_(owned, Turn.guild_id.is_(None))
             condition = and_(condition, owned)
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(Turn).where(condition).values(status=TurnStatus.INCOMPLETE)
-            )
-            return int(getattr(result, "rowcount", 0) or 0)
+        statement = update(Turn).where(condition).values(status=TurnStatus.INCOMPLETE)
+        return await self._db.write(lambda conn: int(conn.execute(statement).rowcount or 0))
 
     async def get_meta(self, key: str) -> str | None:
-        async with self._sessions() as session:
-            return await session.scalar(select(Meta.value).where(Meta.key == key))
+        return await self._db.read(lambda conn: conn.execute(_META, {"key": key}).scalar())
 
     async def set_meta(self, key: str, value: str) -> None:
-        async with self._sessions.begin() as session:
-            await session.merge(Meta(key=key, value=value))
+        await self._db.write(partial(_set_meta, key=key, value=value))

@@ -25,7 +25,7 @@ from bot.conversation import context
 from bot.errors import BotError, VisionUnavailable
 from bot.ollama_gateway import ChatMessage
 from bot.ollama_pool import OllamaPool
-from bot.storage.history import HistoryStore, ImageRecord, StoredTurn
+from bot.storage.history import ImageRecord, StoredTurn
 from bot.storage.models import Role
 
 log = logging.getLogger(__name__)
@@ -52,13 +52,11 @@ class VisionRouter:
         self,
         *,
         gateway: OllamaPool,
-        history: HistoryStore,
         vision_model: str | None,
         max_images: int,
         followup_turns: int,
     ) -> None:
         self._gateway = gateway
-        self._history = history
         self.vision_model = vision_model
         self._max_images = max_images
         self._followup_turns = followup_turns
@@ -96,6 +94,16 @@ class VisionRouter:
             "with vision, such as `llava`."
         )
 
+    def earlier_questions(self, turns: Sequence[StoredTurn]) -> list[int]:
+        """Of a channel's newest turns (oldest first), the questions whose stored images may be
+        shown again: the latest `followup_turns` that belong in a context."""
+        if self._followup_turns <= 0:
+            return []
+        # Each question has one reply: a few times the question count is enough to scan.
+        scanned = turns[-(4 * self._followup_turns + 4) :]
+        questions = [t for t in context.usable(scanned) if t.role == Role.USER]
+        return [t.id for t in questions[-self._followup_turns :]]
+
     async def plan(
         self,
         *,
@@ -104,9 +112,10 @@ class VisionRouter:
         requested: str | None,
         caption: bool,
         with_images: bool,
+        earlier: Mapping[int, Sequence[ImageRecord]],
     ) -> ImagePlan:
-        """Route a turn. Raises VisionUnavailable only when the turn itself has images."""
-        earlier = await self._earlier_images(channel_id)
+        """Route a turn, given the stored images of the `earlier_questions`. Raises
+        VisionUnavailable only when the turn itself has images."""
         if with_images:
             model = await self.model_for_images(
                 requested=requested, chat_model=chat_model, caption=caption
@@ -122,15 +131,6 @@ class VisionRouter:
             log.info("earlier images left out of channel %s: %s", channel_id, exc.user_message)
             return ImagePlan(chat_model)
         return ImagePlan(model, earlier)
-
-    async def _earlier_images(self, channel_id: int) -> dict[int, Sequence[ImageRecord]]:
-        if self._followup_turns <= 0:
-            return {}
-        # Each question has one reply: a few times the question count is enough to scan.
-        turns = await self._history.newest(channel_id, 4 * self._followup_turns + 4)
-        questions = [t for t in context.usable(turns) if t.role == Role.USER]
-        latest = [t.id for t in questions[-self._followup_turns :]]
-        return dict(await self._history.images_for(latest))
 
     def messages(
         self,

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.storage import migrate
-from bot.storage.engine import create_engine, session_factory
+from bot.storage.engine import Database, create_engine
 from bot.storage.history import HistoryStore
 
 
@@ -21,5 +21,12 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-def store(engine: AsyncEngine) -> HistoryStore:
-    return HistoryStore(session_factory(engine))
+async def database(engine: AsyncEngine) -> AsyncIterator[Database]:
+    database = Database(engine)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+def store(database: Database) -> HistoryStore:
+    return HistoryStore(database)

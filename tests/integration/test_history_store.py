@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.storage import migrate
 from bot.storage.channels import ChannelConfig, ChannelStore
-from bot.storage.engine import create_engine, session_factory
+from bot.storage.engine import Database, create_engine, session_factory
 from bot.storage.history import Author, HistoryStore, TurnResult
 from bot.storage.models import TurnStatus
 from tests.conftest import both_databases
@@ -101,10 +101,12 @@ async def test_turns_survive_a_new_engine_on_the_same_file(
 ) -> None:
     await exchange(store, 8, "remember me", "I will")
     other = create_engine(database_url)
+    database = Database(other)
     try:
-        again = HistoryStore(session_factory(other))
+        again = HistoryStore(database)
         assert [t.content for t in await again.all(8)] == ["remember me", "I will"]
     finally:
+        await database.close()
         await other.dispose()
 
 

@@ -68,8 +68,8 @@ async def test_a_deleted_persona_is_taken_off_its_guilds_channels(engine: AsyncE
     assert await store.get(2, "butler") is not None
 
 
-async def test_a_reply_remembers_its_persona(engine: AsyncEngine) -> None:
-    history = HistoryStore(session_factory(engine))
+async def test_a_reply_remembers_its_persona(store: HistoryStore) -> None:
+    history = store
     await history.begin_exchange(
         channel_id=5,
         guild_id=1,

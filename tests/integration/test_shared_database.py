@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.storage import migrate
-from bot.storage.engine import create_engine, session_factory
+from bot.storage.engine import create_engine
 from bot.storage.history import Author, HistoryStore
 from bot.storage.models import TurnStatus
 from tests.conftest import both_databases
@@ -40,9 +39,8 @@ async def statuses(store: HistoryStore, *channels: int) -> list[str]:
 
 @both_databases
 async def test_a_starting_shard_marks_only_its_own_guilds_replies_interrupted(
-    engine: AsyncEngine,
+    store: HistoryStore,
 ) -> None:
-    store = HistoryStore(session_factory(engine))
     await streaming_reply(store, 1, GUILD_ON_0)
     await streaming_reply(store, 2, GUILD_ON_1)
     await streaming_reply(store, 3, None)  # a direct message: shard 0's

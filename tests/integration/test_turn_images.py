@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 from alembic import command
 
 from bot.storage import migrate
 from bot.storage.engine import create_engine, sqlite_path
-from bot.storage.history import Author, HistoryStore, ImageRecord
+from bot.storage.history import Author, HistoryStore, ImageRecord, StoredTurn
+from tests.conftest import both_databases
 
 ALICE = Author(11, "alice")
 BOT = Author(99, "ollama-bot")
@@ -38,6 +40,28 @@ async def test_the_images_of_a_turn_come_back_in_order(store: HistoryStore) -> N
     found = await store.images_for([first, second, third])
     assert found == {first: [CAT, DOG], third: [DOG]}
     assert await store.images_for([]) == {}
+
+
+@both_databases
+async def test_one_read_gives_the_newest_turns_and_the_images_of_those_picked(
+    store: HistoryStore,
+) -> None:
+    old = await ask(store, 1, "old picture", CAT)
+    await ask(store, 2, "other channel", DOG)
+    await ask(store, 1, "no picture")
+    newer = await ask(store, 1, "new picture", DOG)
+    seen: list[list[int]] = []
+
+    def picked(turns: Sequence[StoredTurn]) -> list[int]:
+        seen.append([t.id for t in turns])
+        return [t.id for t in turns if t.role == "user"][-2:]
+
+    recent = await store.recent(1, 4, images_of=picked)
+    assert recent.turns == await store.newest(1, 4)
+    assert seen == [[t.id for t in recent.turns]]
+    assert recent.images == {newer: [DOG]}  # the question before it has none; `old` not picked
+    assert (await store.recent(1, 10, images_of=lambda turns: [old])).images == {old: [CAT]}
+    assert (await store.recent(1, 10)).images == {}
 
 
 async def test_clearing_a_channel_deletes_its_images(
