@@ -531,6 +531,12 @@ def snowflake_time(snowflake: str) -> datetime:
     return datetime.fromtimestamp(((int(snowflake) >> 22) + DISCORD_EPOCH_MS) / 1000, UTC)
 
 
+@functools.lru_cache(maxsize=4096)
+def _snowflake_iso(snowflake: str) -> str:
+    """The creation time of a snowflake as Discord prints timestamps (each payload shows it)."""
+    return _iso(snowflake_time(snowflake))
+
+
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
@@ -774,6 +780,11 @@ class FakeDiscord:
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._routes = self._build_routes()
+        # Routes by the path's first segment (each template starts with a literal one), so a
+        # request tries a few patterns instead of all of them.
+        self._routes_by_head: dict[str, list[_Route]] = {}
+        for route in self._routes:
+            self._routes_by_head.setdefault(route.bucket.split("/", 2)[1], []).append(route)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -1423,7 +1434,7 @@ class FakeDiscord:
             "mention_roles": [],
             "attachments": [] if blank else _clone(message.attachment_payloads),
             "embeds": [] if blank else _clone(message.embeds),
-            "timestamp": _iso(snowflake_time(message.id)),
+            "timestamp": _snowflake_iso(message.id),
             "edited_timestamp": message.edited_timestamp,
             "flags": message.flags,
             "components": [] if blank else _clone(message.components),
@@ -1849,7 +1860,7 @@ class FakeDiscord:
         files: list[tuple[str, bytes, str]],
     ) -> web.Response:
         matched_path = False
-        for route in self._routes:
+        for route in self._routes_by_head.get(path.split("/", 2)[1] if "/" in path else "", ()):
             match = route.pattern.fullmatch(path)
             if match is None:
                 continue

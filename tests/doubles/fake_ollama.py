@@ -346,6 +346,7 @@ class ModelName:
         return self.full.lower()
 
 
+@functools.lru_cache(maxsize=1024)  # every lookup parses each installed model's name
 def parse_model_name(name: str) -> ModelName | None:
     """Parse like Ollama's ``model.ParseName``; None when the name is empty or invalid."""
     rest = name.split("@", 1)[0]
@@ -852,12 +853,24 @@ class RecordedRequest:
 
     method: str
     path: str
-    json: Any
     t: float
     status: int
     headers: dict[str, str]
+    raw: bytes = field(default=b"", repr=False)
+    """The body as received."""
     sent: list[float] = field(default_factory=list)
     """time.monotonic() at which each streamed line was written (for benchmarks)."""
+
+    @functools.cached_property
+    def json(self) -> Any:
+        """The JSON body, None without one or when it is not JSON; decoded when first read (a
+        bench records thousands of long conversations and reads few of them)."""
+        if not self.raw:
+            return None
+        try:
+            return json.loads(self.raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
 
 
 @dataclass
@@ -1225,19 +1238,13 @@ class FakeOllama:
         record = RecordedRequest(
             method=request.method,
             path=request.path,
-            json=None,
             t=time.monotonic(),
             status=0,
             headers=dict(request.headers),
         )
         self.requests.append(record)
         request[RECORD_KEY] = record
-        raw = await request.read()
-        if raw:
-            try:
-                record.json = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                record.json = None
+        record.raw = await request.read()
         if self.down:
             self._abort(request)
         try:
