@@ -259,6 +259,19 @@ async def sample_while(
     return values
 
 
+async def own_lag_while(running: asyncio.Event, period: float = 0.01) -> list[tuple[float, float]]:
+    """This process's event-loop lag: every `period` seconds until `running` is cleared, when
+    (monotonic) and how many ms late a timer fired. A figure timed by the doubles' stamps
+    includes this process's backlog, which this shows."""
+    loop = asyncio.get_running_loop()
+    found = []
+    while running.is_set():
+        asked = loop.time()
+        await asyncio.sleep(period)
+        found.append((time.monotonic(), (loop.time() - asked - period) * 1000))
+    return found
+
+
 @contextlib.asynccontextmanager
 async def profiled(bot: BotProcess, folder: Path | None, name: str) -> AsyncIterator[None]:
     """With a folder, record where the bot process spends its time meanwhile (py-spy, from the
