@@ -713,6 +713,7 @@ class FakeDiscord:
         }
         # Another bot in the guild: its messages must never be answered.
         self.users["otherbot"] = self._make_user("otherbot", bot=True)
+        self._user_names: dict[str, tuple[str, dict[str, Any]]] = {}  # id -> (name, user)
         # Webhook authors (by webhook id): messages posted through a channel webhook.
         self._webhook_users: dict[str, dict[str, Any]] = {}
         self.thread_members: dict[str, list[str]] = {}
@@ -999,8 +1000,13 @@ class FakeDiscord:
     def _user_by_id(self, user_id: str) -> dict[str, Any]:
         if user_id == self.bot_user["id"]:
             return self.bot_user
-        for user in self.users.values():
+        # Every payload names users: remember where each was found (checked still there).
+        seen = self._user_names.get(user_id)
+        if seen is not None and self.users.get(seen[0]) is seen[1]:
+            return seen[1]
+        for name, user in self.users.items():
             if user["id"] == user_id:
+                self._user_names[user_id] = (name, user)
                 return user
         if user_id in self._webhook_users:
             return self._webhook_users[user_id]
