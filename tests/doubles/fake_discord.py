@@ -159,7 +159,12 @@ class RecordedRequest:
     files: list[tuple[str, bytes]]
     status: int
     t: float  # clock() when the request arrived
-    response: Any = None  # the JSON body answered (None for 204)
+    raw_response: bytes = field(default=b"", repr=False)  # the body answered, as sent
+
+    @functools.cached_property
+    def response(self) -> Any:
+        """The JSON body answered (None for 204), decoded when first read."""
+        return json.loads(self.raw_response) if self.raw_response else None
 
 
 @dataclass
@@ -526,6 +531,12 @@ def snowflake_time(snowflake: str) -> datetime:
     return datetime.fromtimestamp(((int(snowflake) >> 22) + DISCORD_EPOCH_MS) / 1000, UTC)
 
 
+@functools.lru_cache(maxsize=4096)
+def _snowflake_iso(snowflake: str) -> str:
+    """The creation time of a snowflake as Discord prints timestamps (each payload shows it)."""
+    return _iso(snowflake_time(snowflake))
+
+
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
@@ -541,6 +552,22 @@ def _json_response(
     all_headers = {"Content-Type": "application/json"}
     all_headers.update(headers or {})
     return web.Response(body=json.dumps(body).encode(), status=status, headers=all_headers)
+
+
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
+
+
+def _clone(value: Any) -> Any:
+    """A deep copy of JSON-like data (dicts, lists, scalars), several times cheaper than
+    copy.deepcopy, which it uses for anything else."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _clone(item) for key, item in value.items()}
+    if kind is list:
+        return [_clone(item) for item in value]
+    if kind in _IMMUTABLE:
+        return value
+    return copy.deepcopy(value)
 
 
 def _truthy(value: str | None) -> bool:
@@ -686,6 +713,7 @@ class FakeDiscord:
         }
         # Another bot in the guild: its messages must never be answered.
         self.users["otherbot"] = self._make_user("otherbot", bot=True)
+        self._user_names: dict[str, tuple[str, dict[str, Any]]] = {}  # id -> (name, user)
         # Webhook authors (by webhook id): messages posted through a channel webhook.
         self._webhook_users: dict[str, dict[str, Any]] = {}
         self.thread_members: dict[str, list[str]] = {}
@@ -728,6 +756,7 @@ class FakeDiscord:
         self.cdn_requests: list[RecordedRequest] = []
         self.messages: dict[str, FakeMessage] = {}
         self.interactions: dict[str, FakeInteraction] = {}
+        self._by_token: dict[str, FakeInteraction] = {}  # the same interactions, by token
         self.commands: list[dict[str, Any]] = []
         self.guild_commands: dict[str, list[dict[str, Any]]] = {}
         self.identify: dict[str, Any] | None = None
@@ -736,6 +765,10 @@ class FakeDiscord:
         self.gateway_sent: list[dict[str, Any]] = []  # every frame sent on any connection
         self.gateway_received: list[dict[str, Any]] = []  # every frame the bot sent
         self.server_errors: list[str] = []  # tracebacks of bugs in the double (answered 418)
+        self.request_hooks: list[Callable[[RecordedRequest], None]] = []
+        """Called with each REST request once it was answered and its effects recorded (for the
+        bench, which waits on thousands of replies at once without polling); an exception in
+        one is kept in `server_errors`."""
 
         self._files: dict[str, tuple[str, bytes, str]] = {}  # attachment id -> file
         self._edit_times: dict[str, deque[float]] = {}
@@ -744,10 +777,15 @@ class FakeDiscord:
         self._sessions: dict[str, _Session] = {}
         self._connections: list[_Connection] = []
         self._latest: _Connection | None = None
-        self._change = asyncio.Event()
+        self._change: asyncio.Event | None = None  # made by the first waiter
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._routes = self._build_routes()
+        # Routes by the path's first segment (each template starts with a literal one), so a
+        # request tries a few patterns instead of all of them.
+        self._routes_by_head: dict[str, list[_Route]] = {}
+        for route in self._routes:
+            self._routes_by_head.setdefault(route.bucket.split("/", 2)[1], []).append(route)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -929,7 +967,7 @@ class FakeDiscord:
         thread["thread_metadata"]["archived"] = True
         thread["thread_metadata"]["archive_timestamp"] = _now_iso()
         self._notify()
-        await self._emit("THREAD_UPDATE", copy.deepcopy(thread), intent=INTENT_GUILDS)
+        await self._emit("THREAD_UPDATE", _clone(thread), intent=INTENT_GUILDS)
 
     async def delete_thread(self, thread_id: str) -> None:
         """A moderator deletes a thread: it is gone from REST and THREAD_DELETE is dispatched."""
@@ -962,8 +1000,13 @@ class FakeDiscord:
     def _user_by_id(self, user_id: str) -> dict[str, Any]:
         if user_id == self.bot_user["id"]:
             return self.bot_user
-        for user in self.users.values():
+        # Every payload names users: remember where each was found (checked still there).
+        seen = self._user_names.get(user_id)
+        if seen is not None and self.users.get(seen[0]) is seen[1]:
+            return seen[1]
+        for name, user in self.users.items():
             if user["id"] == user_id:
+                self._user_names[user_id] = (name, user)
                 return user
         if user_id in self._webhook_users:
             return self._webhook_users[user_id]
@@ -1040,7 +1083,7 @@ class FakeDiscord:
             "premium_progress_bar_enabled": False,
             "preferred_locale": "en-US",
             "features": [],
-            "roles": copy.deepcopy(guild.roles),
+            "roles": _clone(guild.roles),
             "emojis": [],
             "stickers": [],
             "system_channel_id": channels[0]["id"] if channels else None,
@@ -1057,8 +1100,8 @@ class FakeDiscord:
             "unavailable": False,
             "member_count": len(guild.member_roles),
             "members": [self._member(uid, guild_id=guild.id) for uid in member_ids],
-            "channels": copy.deepcopy(channels),
-            "threads": copy.deepcopy(threads),
+            "channels": _clone(channels),
+            "threads": _clone(threads),
             "presences": [],
             "voice_states": [],
             "stage_instances": [],
@@ -1075,8 +1118,9 @@ class FakeDiscord:
 
     def _notify(self) -> None:
         """Wake every waiter: something was recorded."""
-        self._change.set()
-        self._change = asyncio.Event()
+        if self._change is not None:  # nobody waits most of the time (the bench)
+            self._change.set()
+            self._change = None
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         """Wait until ``predicate()`` is true.
@@ -1091,6 +1135,8 @@ class FakeDiscord:
             if remaining <= 0:
                 raise TimeoutError(self._timeout_message(predicate, timeout))
             change = self._change
+            if change is None:
+                change = self._change = asyncio.Event()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(change.wait(), min(remaining, 0.01))
 
@@ -1386,18 +1432,18 @@ class FakeDiscord:
         without the MESSAGE_CONTENT intent, unless ``exempt`` (messages inside interactions).
         """
         blank = not exempt and self._blanked_for_bot(message)
-        author = copy.deepcopy(self._user_by_id(message.author_id))
+        author = _clone(self._user_by_id(message.author_id))
         payload: dict[str, Any] = {
             "type": message.type,
             "content": "" if blank else message.content,
-            "mentions": [copy.deepcopy(self._user_by_id(uid)) for uid in message.mentions],
+            "mentions": [_clone(self._user_by_id(uid)) for uid in message.mentions],
             "mention_roles": [],
-            "attachments": [] if blank else copy.deepcopy(message.attachment_payloads),
-            "embeds": [] if blank else copy.deepcopy(message.embeds),
-            "timestamp": _iso(snowflake_time(message.id)),
+            "attachments": [] if blank else _clone(message.attachment_payloads),
+            "embeds": [] if blank else _clone(message.embeds),
+            "timestamp": _snowflake_iso(message.id),
             "edited_timestamp": message.edited_timestamp,
             "flags": message.flags,
-            "components": [] if blank else copy.deepcopy(message.components),
+            "components": [] if blank else _clone(message.components),
             "id": message.id,
             "channel_id": message.channel_id,
             "author": author,
@@ -1412,7 +1458,7 @@ class FakeDiscord:
         if message.interaction_id:
             interaction = self.interactions.get(message.interaction_id)
             if interaction is not None:
-                user = copy.deepcopy(self._user_by_id(interaction.user_id or ""))
+                user = _clone(self._user_by_id(interaction.user_id or ""))
                 name = str((interaction.payload.get("data") or {}).get("name", ""))
                 payload["interaction_metadata"] = {
                     "id": interaction.id,
@@ -1446,7 +1492,7 @@ class FakeDiscord:
                 )
         thread = self.channels.get(message.id)
         if thread is not None and thread["type"] in THREAD_TYPES:
-            payload["thread"] = copy.deepcopy(thread)
+            payload["thread"] = _clone(thread)
         return payload
 
     def _blanked_for_bot(self, message: FakeMessage) -> bool:
@@ -1476,7 +1522,7 @@ class FakeDiscord:
         return payload
 
     def _channel_payload(self, channel_id: str) -> dict[str, Any]:
-        return copy.deepcopy(self.channels[channel_id])
+        return _clone(self.channels[channel_id])
 
     # ------------------------------------------------------------------ messages
 
@@ -1510,8 +1556,8 @@ class FakeDiscord:
         )
         if body is not None:
             self._apply_body(message, body, files or [], creating=True)
-            message.history.append(copy.deepcopy(body))
-            message.allowed_mentions = copy.deepcopy(body.get("allowed_mentions"))
+            message.history.append(_clone(body))
+            message.allowed_mentions = _clone(body.get("allowed_mentions"))
         self.messages[message.id] = message
         self.channels[channel_id]["last_message_id"] = message.id
         self._notify()
@@ -1531,7 +1577,7 @@ class FakeDiscord:
         if "embeds" in body:
             message.embeds = [{"type": "rich", **e} for e in body["embeds"] or []]
         if "components" in body:
-            message.components = copy.deepcopy(body["components"] or [])
+            message.components = _clone(body["components"] or [])
         if creating and body.get("flags"):
             message.flags |= int(body["flags"]) & (
                 FLAG_SUPPRESS_EMBEDS
@@ -1683,9 +1729,9 @@ class FakeDiscord:
         if budgeted:
             self._edit_times.setdefault(message.id, deque()).append(now)
         message.edits.append((now, message.content))
-        message.history.append(copy.deepcopy(body))
+        message.history.append(_clone(body))
         if "allowed_mentions" in body:
-            message.allowed_mentions = copy.deepcopy(body["allowed_mentions"])
+            message.allowed_mentions = _clone(body["allowed_mentions"])
         message.edited_timestamp = _now_iso()
         message.flags &= ~FLAG_LOADING
         self._notify()
@@ -1758,14 +1804,17 @@ class FakeDiscord:
             files=[(name, data) for name, data, _ in files],
             status=response.status,
             t=started,
-            response=json.loads(response.body)
-            if isinstance(response.body, bytes) and response.body
-            else None,
+            raw_response=response.body if isinstance(response.body, bytes) else b"",
         )
         self.requests.append(recorded)
         if response.status == 429:
             self.rate_limited.append(recorded)
         self._notify()
+        for hook in self.request_hooks:
+            try:
+                hook(recorded)
+            except Exception:
+                self.server_errors.append(traceback.format_exc())
         return response
 
     async def _read_body(self, request: web.Request) -> tuple[Any, list[tuple[str, bytes, str]]]:
@@ -1817,7 +1866,7 @@ class FakeDiscord:
         files: list[tuple[str, bytes, str]],
     ) -> web.Response:
         matched_path = False
-        for route in self._routes:
+        for route in self._routes_by_head.get(path.split("/", 2)[1] if "/" in path else "", ()):
             match = route.pattern.fullmatch(path)
             if match is None:
                 continue
@@ -2122,7 +2171,7 @@ class FakeDiscord:
             "nsfw": bool(command.get("nsfw", False)),
         }
         if command.get("options"):
-            result["options"] = copy.deepcopy(command["options"])
+            result["options"] = _clone(command["options"])
         if guild_id is not None:
             result["guild_id"] = guild_id
         return result
@@ -2221,10 +2270,10 @@ class FakeDiscord:
             for c in self.channels.values()
             if c.get("guild_id") == guild.id and c["type"] not in THREAD_TYPES
         ]
-        return _json_response(copy.deepcopy(channels))
+        return _json_response(_clone(channels))
 
     async def _get_guild_roles(self, req: _Request) -> web.Response:
-        return _json_response(copy.deepcopy(self._check_guild(req).roles))
+        return _json_response(_clone(self._check_guild(req).roles))
 
     async def _get_guild_member(self, req: _Request) -> web.Response:
         guild = self._check_guild(req)
@@ -2424,9 +2473,9 @@ class FakeDiscord:
         self.channels[thread_id] = thread
         self._notify()
         await self._emit(
-            "THREAD_CREATE", {**copy.deepcopy(thread), "newly_created": True}, intent=INTENT_GUILDS
+            "THREAD_CREATE", {**_clone(thread), "newly_created": True}, intent=INTENT_GUILDS
         )
-        return _json_response(copy.deepcopy(thread), 201)
+        return _json_response(_clone(thread), 201)
 
     async def _add_thread_member(self, req: _Request) -> web.Response:
         thread = self._channel(req.params["channel_id"])
@@ -2520,13 +2569,13 @@ class FakeDiscord:
                 self._record_edit(message, data, budgeted=False)
                 await self._announce(message, "MESSAGE_UPDATE")
         elif callback_type == 8:
-            interaction.choices = copy.deepcopy(data.get("choices") or [])
+            interaction.choices = _clone(data.get("choices") or [])
         elif callback_type == 9:
-            interaction.modal = copy.deepcopy(data)
+            interaction.modal = _clone(data)
 
         interaction.callback_type = callback_type
         interaction.callback_at = self.clock()
-        interaction.callback_body = copy.deepcopy(body)
+        interaction.callback_body = _clone(body)
         self._notify()
         if not _truthy(req.query.get("with_response")):
             return web.Response(status=204)
@@ -2557,9 +2606,7 @@ class FakeDiscord:
         """The interaction behind /webhooks/{app}/{token}, with Discord's errors."""
         if req.params["app_id"] != self.application_id:
             raise ApiError(404, 10015, "Unknown Webhook")
-        interaction = next(
-            (i for i in self.interactions.values() if i.token == req.params["token"]), None
-        )
+        interaction = self._interaction_by_token(req.params["token"])
         if (
             interaction is None
             or self.clock() - interaction.created_at > self.interaction_token_ttl
@@ -2568,6 +2615,17 @@ class FakeDiscord:
         if interaction.callback_type is None:
             raise ApiError(404, 10015, "Unknown Webhook")
         return interaction
+
+    def _interaction_by_token(self, token: str) -> FakeInteraction | None:
+        """The interaction in `interactions` with this token: by index (a scan of thousands of
+        interactions per request cost the bench more than anything else), by scan for those a
+        test put into `interactions` itself."""
+        found = self._by_token.get(token)
+        if found is None or self.interactions.get(found.id) is not found:
+            found = next((i for i in self.interactions.values() if i.token == token), None)
+            if found is not None:
+                self._by_token[token] = found
+        return found
 
     def _webhook_message(self, interaction: FakeInteraction, message_id: str) -> FakeMessage:
         if message_id == "@original":
@@ -2702,7 +2760,7 @@ class FakeDiscord:
                         **self._channel_payload(channel_id),
                         "permissions": str(EVERYONE_PERMISSIONS),
                     },
-                    "user": copy.deepcopy(user_obj),
+                    "user": _clone(user_obj),
                     "app_permissions": str(EVERYONE_PERMISSIONS),
                     "authorizing_integration_owners": {"0": "0"},
                     "context": 1,
@@ -2722,6 +2780,7 @@ class FakeDiscord:
     async def _send_interaction(self, interaction: FakeInteraction) -> FakeInteraction:
         await self._wait_ready_for(interaction.payload.get("guild_id"))
         self.interactions[interaction.id] = interaction
+        self._by_token[interaction.token] = interaction
         interaction.created_at = self.clock()
         await self._emit("INTERACTION_CREATE", interaction.payload)
         return interaction
@@ -2750,7 +2809,7 @@ class FakeDiscord:
                 if option["type"] == 6 and option["value"] in self.users:  # a user by short name
                     user = self.users[option["value"]]
                     option["value"] = user["id"]
-                    resolved.setdefault("users", {})[user["id"]] = copy.deepcopy(user)
+                    resolved.setdefault("users", {})[user["id"]] = _clone(user)
                     resolved.setdefault("members", {})[user["id"]] = {
                         **self._member(user["id"], with_user=False, guild_id=guild_id),
                         "permissions": str(self.permissions_of(user["id"], guild_id)),

@@ -118,10 +118,16 @@ QWEN3_TEMPLATE = """{{- if .System }}<|im_start|>system
 
 def go_json(obj: Any) -> str:
     """Serialise like Go's ``json.Marshal``: compact, UTF-8, HTML characters escaped."""
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    text = _GO_ENCODER.encode(obj)
+    if _GO_ESCAPED.search(text) is None:  # most lines: one scan instead of five replaces
+        return text
     for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
         text = text.replace(char, escaped)
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+_GO_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_GO_ESCAPED = re.compile("[<>&\u2028\u2029]")
 
 
 def _rfc3339(dt: datetime, ns: int) -> str:
@@ -139,7 +145,14 @@ def _rfc3339(dt: datetime, ns: int) -> str:
 def created_at() -> str:
     """``time.Now().UTC()`` in RFC3339Nano, as in every chat/generate chunk."""
     ns = time.time_ns()
-    return _rfc3339(datetime.fromtimestamp(ns // 1_000_000_000, UTC), ns)
+    fraction = f"{ns % 1_000_000_000:09d}".rstrip("0")
+    return _utc_second(ns // 1_000_000_000) + (f".{fraction}Z" if fraction else "Z")
+
+
+@functools.lru_cache(maxsize=4)
+def _utc_second(seconds: int) -> str:
+    """``2006-01-02T15:04:05`` of a Unix second in UTC (made once a second, not per chunk)."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def local_time(dt: datetime | None = None) -> str:
@@ -333,6 +346,7 @@ class ModelName:
         return self.full.lower()
 
 
+@functools.lru_cache(maxsize=1024)  # every lookup parses each installed model's name
 def parse_model_name(name: str) -> ModelName | None:
     """Parse like Ollama's ``model.ParseName``; None when the name is empty or invalid."""
     rest = name.split("@", 1)[0]
@@ -432,6 +446,9 @@ def _reject_constant(name: str) -> Any:
     raise json.JSONDecodeError("Expecting value", name, 0)
 
 
+_GO_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # made once: not cheap
+
+
 def decode_body(raw: bytes, go_type: str) -> dict[str, Any]:
     """gin ``ShouldBindJSON``: decode the first JSON value of the body into a struct.
 
@@ -441,7 +458,7 @@ def decode_body(raw: bytes, go_type: str) -> dict[str, Any]:
     if not doc:
         raise HTTPError(400, "missing request body")
     try:
-        value, _ = json.JSONDecoder(parse_constant=_reject_constant).raw_decode(doc)
+        value, _ = _GO_DECODER.raw_decode(doc)
     except json.JSONDecodeError as exc:
         if exc.doc != doc:  # NaN / Infinity
             raise HTTPError(
@@ -836,12 +853,24 @@ class RecordedRequest:
 
     method: str
     path: str
-    json: Any
     t: float
     status: int
     headers: dict[str, str]
+    raw: bytes = field(default=b"", repr=False)
+    """The body as received."""
     sent: list[float] = field(default_factory=list)
     """time.monotonic() at which each streamed line was written (for benchmarks)."""
+
+    @functools.cached_property
+    def json(self) -> Any:
+        """The JSON body, None without one or when it is not JSON; decoded when first read (a
+        bench records thousands of long conversations and reads few of them)."""
+        if not self.raw:
+            return None
+        try:
+            return json.loads(self.raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
 
 
 @dataclass
@@ -1209,19 +1238,13 @@ class FakeOllama:
         record = RecordedRequest(
             method=request.method,
             path=request.path,
-            json=None,
             t=time.monotonic(),
             status=0,
             headers=dict(request.headers),
         )
         self.requests.append(record)
         request[RECORD_KEY] = record
-        raw = await request.read()
-        if raw:
-            try:
-                record.json = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                record.json = None
+        record.raw = await request.read()
         if self.down:
             self._abort(request)
         try:

@@ -14,7 +14,12 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
-from tests.doubles.fake_discord import ADMINISTRATOR, MANAGE_CHANNELS, FakeDiscord
+from tests.doubles.fake_discord import (
+    ADMINISTRATOR,
+    MANAGE_CHANNELS,
+    FakeDiscord,
+    RecordedRequest,
+)
 
 NO_PINGS: dict[str, list[str]] = {"parse": []}
 
@@ -201,6 +206,34 @@ async def test_deferred_answer_then_edits(fake: FakeDiscord, bot: DoubleBot) -> 
     assert not original.is_loading and not original.is_ephemeral
     assert original.interaction_id == interaction.id
     assert all(body["allowed_mentions"] == NO_PINGS for body in original.history)
+
+
+async def test_request_hooks_see_each_answer_with_its_effects(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
+    seen: list[tuple[str, str, int, str]] = []
+
+    def hook(request: RecordedRequest) -> None:
+        if request.path.startswith(("/interactions/", "/webhooks/")):
+            original = fake.messages[interaction.original_message_id or ""]
+            seen.append((request.method, request.path, request.status, original.content))
+
+    def broken(request: RecordedRequest) -> None:
+        raise RuntimeError("a bug in a hook")
+
+    fake.request_hooks += [hook, broken]
+    interaction = await fake.slash_command("ask", {"prompt": "sky"})
+    await fake.wait_until(lambda: len(seen) == 3)
+    callback = f"/interactions/{interaction.id}/{interaction.token}/callback"
+    edit = f"/webhooks/{fake.application_id}/{interaction.token}/messages/@original"
+    assert seen == [
+        ("POST", callback, 200, ""),
+        ("PATCH", edit, 200, "thinking about sky"),
+        ("PATCH", edit, 200, "answer to sky"),
+    ]
+    # A failing hook is a bug in the bench, not the bot's: kept, and the bot got its answers.
+    assert len(fake.server_errors) == 3 and "a bug in a hook" in fake.server_errors[0]
+    fake.server_errors.clear()
 
 
 async def test_followups_with_files(fake: FakeDiscord, bot: DoubleBot) -> None:
