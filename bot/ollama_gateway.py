@@ -448,6 +448,11 @@ class OllamaGateway:
             async for chunk in stream:
                 started = True
                 if chunk.done:
+                    # Read on to the end of the response (nothing follows the last line but
+                    # the end of the body): a response closed early takes its connection with
+                    # it, and every reply would open a new one.
+                    async for _ in stream:
+                        pass
                     yield _stats(model, chunk)
                     return
                 message = chunk.message

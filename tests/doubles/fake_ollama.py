@@ -834,6 +834,10 @@ class Script:
     done_reason: str = "stop"
     eval_tokens_per_second: float | None = None
     model: str | None = None  # only consumed by requests for this model (None = any)
+    # Seconds between the last line and the end of the body. Ollama's handler returns after
+    # its last flushed line and net/http then ends the chunked body in a write of its own, so a
+    # client that stops at the last line may close the response before the end has arrived.
+    end_delay: float = 0.0
     # Extra: tool calls emitted in one chunk after the content (only when the request had tools),
     # e.g. [{"function": {"name": "get_weather", "arguments": {"city": "Tokyo"}}}].
     tool_calls: list[dict[str, Any]] | None = None
@@ -860,6 +864,8 @@ class RecordedRequest:
     """The body as received."""
     sent: list[float] = field(default_factory=list)
     """time.monotonic() at which each streamed line was written (for benchmarks)."""
+    client: str = ""
+    """The client's end of the TCP connection ("host:port"): which requests shared one."""
 
     @functools.cached_property
     def json(self) -> Any:
@@ -1242,6 +1248,9 @@ class FakeOllama:
             status=0,
             headers=dict(request.headers),
         )
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer:
+            record.client = f"{peer[0]}:{peer[1]}"
         self.requests.append(record)
         request[RECORD_KEY] = record
         record.raw = await request.read()
@@ -1639,6 +1648,8 @@ class FakeOllama:
             if not stream:
                 return json_response(final)
             await out.send(final)
+            if script.end_delay:
+                await asyncio.sleep(script.end_delay)
             return await out.finish()
         except (asyncio.CancelledError, ConnectionError):
             # the client went away (write failed / handler cancelled), unless we aborted or closed

@@ -138,3 +138,17 @@ async def test_more_than_a_hundred_replies_stream_at_once(
 
     assert await asyncio.gather(*(read() for _ in range(replies))) == ["a b c"] * replies
     assert fake_ollama.max_active_generations == replies
+
+
+async def test_replies_one_after_another_share_one_connection(
+    gateway: OllamaGateway, fake_ollama: FakeOllama
+) -> None:
+    for _ in range(3):
+        # The body ends a little after the last line: a client that stops reading at the last
+        # line closes the response, and its connection, before the end arrives.
+        fake_ollama.script(Script(end_delay=0.05))
+        async for _item in gateway.chat_stream("llama3.2", [ChatMessage("user", "hi")]):
+            pass
+    clients = [r.client for r in fake_ollama.requests if r.path == "/api/chat"]
+    assert len(clients) == 3 and clients[0]
+    assert len(set(clients)) == 1  # kept alive: no new connection per reply
