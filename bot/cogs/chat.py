@@ -316,6 +316,8 @@ class ChatCog(commands.Cog):
                 running.turn_id = event.turn_id
             else:
                 finished = event
+                # Shown at once; the service stores the reply meanwhile.
+                drawing.finish_soon(footer(finished), view=self._again(running))
         assert finished is not None  # respond() ends with ReplyFinished or raises
         return finished
 

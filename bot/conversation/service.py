@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from bot.conversation import context
@@ -255,18 +256,26 @@ class ChatService:
                     prompt_duration_ns=stats.prompt_duration_ns,
                     eval_duration_ns=stats.eval_duration_ns,
                 )
-                await self._history.finish_turn(reply_turn, result)
+                # The reply is shown while it is being stored: its last edit does not wait for
+                # the database (behind other replies' writes when many end together). The
+                # channel's next request still waits for the write.
+                stored = asyncio.ensure_future(self._history.finish_turn(reply_turn, result))
+                stored.add_done_callback(partial(_report_store_failure, request.request_id))
                 log.info(
                     "generation done request=%s tokens=%s",
                     request.request_id,
                     stats.completion_tokens,
                 )
-                yield ReplyFinished(
-                    text=reply,
-                    stats=stats,
-                    persona=persona.name if persona else None,
-                    base_model=persona.base_model if persona else None,
-                )
+                try:
+                    yield ReplyFinished(
+                        text=reply,
+                        stats=stats,
+                        persona=persona.name if persona else None,
+                        base_model=persona.base_model if persona else None,
+                    )
+                finally:
+                    with contextlib.suppress(Exception):  # reported by the callback
+                        await asyncio.shield(stored)
             except BotError as exc:
                 result = TurnResult(
                     status=TurnStatus.FAILED,
@@ -469,6 +478,11 @@ class ChatService:
                     yield item
         finally:
             watchdog.stop()
+
+
+def _report_store_failure(request_id: str, stored: asyncio.Future[None]) -> None:
+    if not stored.cancelled() and (error := stored.exception()) is not None:
+        log.error("could not store the reply request=%s", request_id, exc_info=error)
 
 
 class _Watchdog:

@@ -33,6 +33,10 @@ FIRST_TEXT_GATHER = 0.02
 (a short answer from a fast model) is sent once, final, instead of as a first text and an edit
 right after it: half the requests, and the promise of first text within 50 ms still holds."""
 
+STATUS_DELAY = 1.0
+"""Seconds a reply waits before it shows a waiting notice: a wait shorter than that is not
+worth a message that is replaced at once (Discord shows "thinking…" meanwhile)."""
+
 DISCORD_EDIT_BUDGET = (5, 5.0)
 """Edits of one message that Discord accepts per window of seconds."""
 BUDGET_MARGIN = 0.05
@@ -100,6 +104,7 @@ class StreamingReply(Generic[T]):
         stop_view: Any = None,
         pacer: EditPacer | None = None,
         gather: float = FIRST_TEXT_GATHER,
+        status_delay: float = STATUS_DELAY,
     ) -> None:
         self._target = target
         self._pacer = pacer
@@ -114,6 +119,7 @@ class StreamingReply(Generic[T]):
         self._tail = prefix  # the text after the frozen pieces
         self._fed = False  # nothing is shown until the model's first text arrives
         self._gather = gather
+        self._status_from = clock() + status_delay  # no waiting notice before then
         self._first_at = 0.0  # when the first text arrived
         self._status: str | None = None  # shown until then, e.g. the place in line
         self._final: list[str] | None = None  # the pieces to show once finished
@@ -153,7 +159,17 @@ class StreamingReply(Generic[T]):
         self, footer: str | None = None, *, empty: str = "*(no reply)*", view: Any = None
     ) -> list[T]:
         """Show the full final text (with `footer` on its own last line) and `view` under the
-        last message, and wait until shown."""
+        last message, and wait until shown. Once the reply is final, it stays as it is."""
+        self.finish_soon(footer, empty=empty, view=view)
+        await self._writer
+        return self.messages
+
+    def finish_soon(
+        self, footer: str | None = None, *, empty: str = "*(no reply)*", view: Any = None
+    ) -> None:
+        """`finish` without waiting until shown."""
+        if self._final is not None:
+            return
         self._final_view = view
         if not self._fed:
             self.feed(empty)
@@ -164,10 +180,15 @@ class StreamingReply(Generic[T]):
                 pieces[-1] = joined
             else:
                 pieces.extend(split_message(footer, self._limit))
-        return await self._settle(pieces)
+        self._final = pieces
+        self._wake.set()
 
     async def fail(self, message: str, *, view: Any = None) -> list[T]:
-        """Show the text so far, then the error, and wait until shown."""
+        """Show the text so far, then the error, and wait until shown (unless the reply is
+        final already)."""
+        if self._final is not None:
+            await self._writer
+            return self.messages
         self._final_view = view
         note = f"⚠️ {message}"
         pieces = self._pieces_so_far() or [self._tail]
@@ -240,10 +261,13 @@ class StreamingReply(Generic[T]):
         for index, content in enumerate(wanted):
             view = self._view_for(index, len(wanted), final)
             if index == len(self._drawn):
-                if index == 0 and not final and self._fed:
-                    wait = self._first_at + self._gather - self._clock()
+                if index == 0 and not final:
+                    # The reply may be complete by then (one write, not two), or its text may
+                    # have come (no waiting notice that is replaced at once).
+                    since = self._first_at + self._gather if self._fed else self._status_from
+                    wait = since - self._clock()
                     if wait > 0:
-                        return wait  # the reply may be complete by then: one write, not two
+                        return wait
                 self._spend()
                 handle = await self._target.send(index, content, view)
                 self._drawn.append(_Drawn(handle, content, view, deque([self._clock()])))

@@ -46,8 +46,11 @@ async def test_waiting_requests_see_their_place_and_a_full_line_is_refused(
 ) -> None:
     await bots.start(max_parallel_generations=1, max_queue=2)
     general, random, other = fake_discord.channel_ids[:3]
+    # The first reply takes 3 s: long enough for the others' waiting notices, which show only
+    # after a wait of a second (shorter waits are not worth a message).
     fake_ollama.script(
-        *[Script(reply=[f"t{n} " for n in range(10)], token_interval=0.08) for _ in range(3)]
+        Script(reply=[f"t{n} " for n in range(30)], token_interval=0.1),
+        *[Script(reply=[f"t{n} " for n in range(10)], token_interval=0.01) for _ in range(2)],
     )
     first = await fake_discord.slash_command("chat", {"message": "first"}, channel_id=general)
     await fake_ollama.wait_until(lambda: fake_ollama.active_generations == 1)

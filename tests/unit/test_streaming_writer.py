@@ -116,3 +116,23 @@ async def test_replies_sharing_a_pacer_stay_under_its_rate() -> None:
     # The first sends go at once (5); then 20 edits a second in all over about 0.4 s.
     assert all(t.shown for t in targets)
     assert 3 <= edits <= 0.5 * 20 + 1
+
+
+async def test_a_short_wait_shows_no_waiting_notice() -> None:
+    target = Recorder()
+    reply: StreamingReply[int] = StreamingReply(target, status_delay=0.3, gather=0.0)
+    reply.set_status("number 1 in line")
+    await asyncio.sleep(0.1)
+    reply.feed("Answer.")  # the wait is over before the notice was due
+    await reply.finish()
+    assert target.shown == ["Answer."] and target.edits == []
+
+
+async def test_a_long_wait_shows_the_waiting_notice() -> None:
+    target = Recorder()
+    reply: StreamingReply[int] = StreamingReply(target, status_delay=0.1, gather=0.0)
+    reply.set_status("number 1 in line")
+    await until(lambda: target.shown == ["number 1 in line"], target, 2)
+    reply.feed("Answer.")
+    await reply.finish()
+    assert target.shown == ["Answer."]
