@@ -6,9 +6,20 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, delete, func, insert, literal_column, or_, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -16,8 +27,10 @@ from bot.storage.engine import Database
 from bot.storage.models import Meta, Role, Turn, TurnImage, TurnStatus
 
 
-@dataclass(frozen=True, slots=True)
-class StoredTurn:
+class StoredTurn(NamedTuple):
+    """A stored turn. A named tuple: a reply reads dozens of them, and a frozen dataclass cost
+    five times as much to build (bench/README.md)."""
+
     id: int
     channel_id: int
     role: str
@@ -59,6 +72,8 @@ class Recent:
     turns: list[StoredTurn]
     images: dict[int, list[ImageRecord]]
     """Turn id -> its images, in their order; only turns with images."""
+    channel_has_images: bool | None = None
+    """Whether the channel has any stored image; None when that was not looked up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +92,7 @@ class TurnResult:
     discord_message_id: int | None = None
 
 
-_STORED_COLUMNS = [getattr(Turn, name) for name in StoredTurn.__dataclass_fields__]
+_STORED_COLUMNS = [getattr(Turn, name) for name in StoredTurn._fields]
 # Built once: composing a statement costs more than running it on a small table.
 _NEWEST = (
     select(*_STORED_COLUMNS)
@@ -86,6 +101,9 @@ _NEWEST = (
     .limit(bindparam("limit"))
 )
 _NEWEST_BEFORE = _NEWEST.where(Turn.id < bindparam("before"))
+_CHANNEL_HAS_IMAGES = select(
+    exists().where(TurnImage.turn_id == Turn.id).where(Turn.channel_id == bindparam("channel_id"))
+)
 # Every reply writes its exchange with these: prebuilt Core statements skip the ORM's unit of
 # work and its bookkeeping, which cost more than the SQL (bench/README.md).
 _INSERT_TURN = insert(Turn).returning(Turn.id)
@@ -159,10 +177,16 @@ def _recent(
     channel_id: int,
     limit: int,
     images_of: Callable[[Sequence[StoredTurn]], Collection[int]] | None,
+    look_up: bool,
 ) -> Recent:
     turns = _newest(conn, channel_id, limit, None)
+    has_images = None
+    if images_of is not None and look_up:
+        has_images = bool(conn.execute(_CHANNEL_HAS_IMAGES, {"channel_id": channel_id}).scalar())
+        if not has_images:
+            images_of = None
     wanted = images_of(turns) if images_of is not None else ()
-    return Recent(turns, _images_for(conn, wanted) if wanted else {})
+    return Recent(turns, _images_for(conn, wanted) if wanted else {}, has_images)
 
 
 def _images_for(conn: Connection, turn_ids: Collection[int]) -> dict[int, list[ImageRecord]]:
@@ -196,11 +220,19 @@ def _set_meta(conn: Connection, key: str, value: str) -> None:
         conn.execute(update(Meta).where(Meta.key == key).values(value=value))
 
 
+IMAGE_FLAGS_KEPT = 100_000
+"""Channels whose "has any image" flag is kept in memory (a few MB at most)."""
+
+
 class HistoryStore:
     """Reads and writes turns, each call one unit of work on the Database (one transaction)."""
 
     def __init__(self, database: Database) -> None:
         self._db = database
+        # Channel -> whether it has any stored image. Most channels never see one, and then a
+        # reply need not look for earlier images (a query of its own on every reply). This
+        # process writes every image of its channels (a channel belongs to one shard).
+        self._with_images: dict[int, bool] = {}
 
     async def begin_exchange(
         self,
@@ -242,7 +274,15 @@ class HistoryStore:
             },
             images=images,
         )
-        return await self._db.write(work, undo=_delete_turns)
+        turns = await self._db.write(work, undo=_delete_turns)
+        if images:
+            self._remember_images(channel_id, True)
+        return turns
+
+    def _remember_images(self, channel_id: int, has_images: bool) -> None:
+        if channel_id not in self._with_images and len(self._with_images) >= IMAGE_FLAGS_KEPT:
+            self._with_images.pop(next(iter(self._with_images)))  # the oldest entry
+        self._with_images[channel_id] = has_images
 
     async def finish_turn(self, turn_id: int, result: TurnResult) -> None:
         """Write the assistant turn's final text, metrics and status in one statement."""
@@ -274,9 +314,21 @@ class HistoryStore:
         that `images_of` picks, in one read: a reply needs both before it is stored (the
         images decide which model answers), and each read has a fixed cost well above its
         rows'. `images_of` runs on the database's thread: a plain function of the turns."""
-        return await self._db.read(
-            partial(_recent, channel_id=channel_id, limit=limit, images_of=images_of)
+        known = self._with_images.get(channel_id)
+        if known is False:
+            images_of = None
+        recent = await self._db.read(
+            partial(
+                _recent,
+                channel_id=channel_id,
+                limit=limit,
+                images_of=images_of,
+                look_up=known is None,
+            )
         )
+        if recent.channel_has_images is not None and channel_id not in self._with_images:
+            self._remember_images(channel_id, recent.channel_has_images)
+        return recent
 
     async def images_for(self, turn_ids: Collection[int]) -> dict[int, list[ImageRecord]]:
         """The images of these turns, in their order; turns without images are left out."""

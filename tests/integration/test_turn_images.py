@@ -9,7 +9,7 @@ from pathlib import Path
 from alembic import command
 
 from bot.storage import migrate
-from bot.storage.engine import create_engine, sqlite_path
+from bot.storage.engine import Database, create_engine, sqlite_path
 from bot.storage.history import Author, HistoryStore, ImageRecord, StoredTurn
 from tests.conftest import both_databases
 
@@ -62,6 +62,25 @@ async def test_one_read_gives_the_newest_turns_and_the_images_of_those_picked(
     assert recent.images == {newer: [DOG]}  # the question before it has none; `old` not picked
     assert (await store.recent(1, 10, images_of=lambda turns: [old])).images == {old: [CAT]}
     assert (await store.recent(1, 10)).images == {}
+
+
+@both_databases
+async def test_a_channel_without_images_is_not_searched_until_one_is_stored(
+    store: HistoryStore, database: Database
+) -> None:
+    await ask(store, 1, "just text")
+    picked: list[list[int]] = []
+
+    def latest(turns: Sequence[StoredTurn]) -> list[int]:
+        picked.append([t.id for t in turns])
+        return [[t.id for t in turns if t.role == "user"][-1]]
+
+    assert (await store.recent(1, 4, images_of=latest)).images == {}
+    assert picked == []  # the channel has no image at all: nothing to pick from
+    with_cat = await ask(store, 1, "a picture", CAT)
+    assert (await store.recent(1, 4, images_of=latest)).images == {with_cat: [CAT]}
+    # Another store over the same database (the bot after a restart) looks it up afresh.
+    assert (await HistoryStore(database).recent(1, 4, images_of=latest)).images == {with_cat: [CAT]}
 
 
 async def test_clearing_a_channel_deletes_its_images(
