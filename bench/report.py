@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -80,6 +82,23 @@ def table(figures: Sequence[Figure]) -> str:
 
 
 def machine() -> str:
-    """CPU count and load averages, for the record (other work on the machine skews figures)."""
+    """CPU count, load averages and how fast this process runs plain Python right now, for the
+    record: other work on the machine, and a shared VM's own swings (seen here: the same turns
+    costing 5 ms of CPU in one run and 8 ms a few minutes later), skew the figures."""
     one, five, fifteen = os.getloadavg()
-    return f"{os.cpu_count()} CPUs, load average {one:.2f} {five:.2f} {fifteen:.2f}"
+    return (
+        f"{os.cpu_count()} CPUs, load average {one:.2f} {five:.2f} {fifteen:.2f}, "
+        f"Python speed {python_speed():.1f} µs"
+    )
+
+
+def python_speed(rounds: int = 200) -> float:
+    """Microseconds for a fixed piece of plain Python (summing a dict's values 100 times), the
+    median of `rounds`: lower is a faster machine at the moment."""
+    table = {i: i for i in range(100)}
+    times = []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        sum(table[i] for i in range(100))
+        times.append(time.perf_counter() - began)
+    return statistics.median(times) * 1e6
