@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -76,6 +78,12 @@ async def test_newest_returns_the_last_turns_oldest_first(store: HistoryStore) -
         await exchange(store, 3, f"q{n}", f"a{n}")
     assert [t.content for t in await store.newest(3, 3)] == ["a3", "q4", "a4"]
     assert await store.count(3) == 10
+    # The read every reply makes (through the driver's cursor on SQLite) gives the very values
+    # SQLAlchemy's own execution gives (`all`): ids, texts, None, the time as a datetime.
+    everything = await store.all(3)
+    assert await store.newest(3, 4) == everything[-4:]
+    assert await store.newest(3, 2, before=everything[-4].id) == everything[-6:-4]
+    assert isinstance(everything[0].created_at, datetime)
 
 
 async def test_clear_deletes_only_that_channel(store: HistoryStore) -> None:
