@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.conversation import context
 from bot.conversation.fairness import PositionCallback, Scheduler, Ticket, UserRateLimit
@@ -236,7 +236,7 @@ class ChatService:
                 stream = self._chat_stream(model, messages, persona)
                 if self._metrics is not None:
                     stream = self._metrics.observe(stream)
-                async for item in self._timed(stream):
+                async for item in timed(stream, self._limits):
                     if isinstance(item, ChatStats):
                         stats = item
                     elif item.content:
@@ -451,33 +451,37 @@ class ChatService:
                     raise
             await self._personas.ensure(persona, fresh=True)
 
-    async def _timed(
-        self, stream: AsyncGenerator[ChatDelta | ChatStats]
-    ) -> AsyncIterator[ChatDelta | ChatStats]:
-        """Apply the first-token, between-tokens and total timeouts to a model stream."""
-        task = asyncio.current_task()
-        assert task is not None
-        watchdog = _Watchdog(task, self._limits)
-        try:
-            async with contextlib.aclosing(stream):
-                iterator = aiter(stream)
-                while True:
-                    watchdog.waiting = True
-                    try:
-                        item = await anext(iterator)
-                    except StopAsyncIteration:
-                        return
-                    except asyncio.CancelledError:
-                        if watchdog.expired is None:
-                            raise  # a real cancellation (Stop, shutdown)
-                        task.uncancel()
-                        raise watchdog.expired from None
-                    finally:
-                        watchdog.waiting = False
-                    watchdog.progress()
-                    yield item
-        finally:
-            watchdog.stop()
+
+T = TypeVar("T")
+
+
+async def timed(stream: AsyncGenerator[T], limits: ChatLimits) -> AsyncIterator[T]:
+    """`stream` with the first-token, between-tokens and total timeouts of `limits` applied:
+    GenerationTimeout when one runs out."""
+    task = asyncio.current_task()
+    assert task is not None
+    watchdog = _Watchdog(task, limits)
+    try:
+        async with contextlib.aclosing(stream):
+            iterator = aiter(stream)
+            while True:
+                watchdog.waiting = True
+                try:
+                    item = await anext(iterator)
+                except StopAsyncIteration:
+                    return
+                except asyncio.CancelledError:
+                    if watchdog.expired is None:
+                        raise  # a real cancellation (Stop, shutdown)
+                    if task.uncancel() > watchdog.cancelling:
+                        raise  # cancelled by someone else too: that one wins
+                    raise watchdog.expired from None
+                finally:
+                    watchdog.waiting = False
+                watchdog.progress()
+                yield item
+    finally:
+        watchdog.stop()
 
 
 def _report_store_failure(request_id: str, stored: asyncio.Future[None]) -> None:
@@ -499,6 +503,7 @@ class _Watchdog:
         "_limits",
         "_loop",
         "_task",
+        "cancelling",
         "expired",
         "waiting",
     )
@@ -506,6 +511,7 @@ class _Watchdog:
     def __init__(self, task: asyncio.Task[Any], limits: ChatLimits) -> None:
         self._loop = asyncio.get_running_loop()
         self._task = task
+        self.cancelling = task.cancelling()  # cancellations pending before this one
         self._limits = limits
         self._last = self._loop.time()
         self._deadline = self._last + limits.total_timeout
@@ -516,7 +522,12 @@ class _Watchdog:
 
     def progress(self) -> None:
         self._last = self._loop.time()
-        self._first = False
+        if self._first:
+            # The wait between tokens is usually shorter than the one for the first token:
+            # the timer must not stay set for the longer one.
+            self._first = False
+            self._handle.cancel()
+            self._handle = self._loop.call_at(self._due(), self._check)
 
     def stop(self) -> None:
         self._handle.cancel()
