@@ -180,8 +180,7 @@ class StreamingReply(Generic[T]):
                 pieces[-1] = joined
             else:
                 pieces.extend(split_message(footer, self._limit))
-        self._final = pieces
-        self._wake.set()
+        self._settle(pieces)
 
     async def fail(self, message: str, *, view: Any = None) -> list[T]:
         """Show the text so far, then the error, and wait until shown (unless the reply is
@@ -197,18 +196,19 @@ class StreamingReply(Generic[T]):
             pieces[-1] = joined
         else:
             pieces.extend(split_message(note, self._limit))
-        return await self._settle(pieces)
+        self._settle(pieces)
+        await self._writer
+        return self.messages
 
     async def cancel(self) -> None:
         self._writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
 
-    async def _settle(self, pieces: list[str]) -> list[T]:
+    def _settle(self, pieces: list[str]) -> None:
+        """Make `pieces` the final text; the writer shows it as soon as it may."""
         self._final = pieces
         self._wake.set()
-        await self._writer
-        return self.messages
 
     def _pieces_so_far(self) -> list[str]:
         """The reply as messages: frozen pieces and the tail, leaving out blank ones (which
