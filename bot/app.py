@@ -5,22 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hashlib
-import json
 import logging
 import signal
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import discord
-from discord import app_commands
-from discord.ext import commands
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.access import AccessRules
+from bot.client import OllamaBot, Parts
 from bot.cogs.chat import ChatCog
 from bot.cogs.history import HistoryCog
 from bot.cogs.maintenance import RetentionCog
@@ -38,6 +32,7 @@ from bot.metrics import Metrics, serve_metrics
 from bot.models.service import ModelService
 from bot.ollama_pool import OllamaPool
 from bot.personas.service import PersonaService
+from bot.replies import ReplyPipeline
 from bot.sentiment.service import SentimentService
 from bot.settings import Settings
 from bot.storage import migrate
@@ -45,12 +40,10 @@ from bot.storage.channels import ChannelStore
 from bot.storage.engine import Database, create_engine, session_factory
 from bot.storage.history import Author, HistoryStore
 from bot.storage.personas import PersonaStore
-from bot.ui.checks import refusal_for
-from bot.ui.controls import RegenerateButton, StopButton
-from bot.ui.errors import reply_with_error
-from bot.ui.targets import NO_PINGS
 from bot.vision.images import ImageLimits, ImagePreparer
 from bot.vision.routing import VisionRouter
+
+__all__ = ["ConfigurationError", "OllamaBot", "assemble", "prepare_database", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -70,242 +63,6 @@ INTENT_REFUSED = (
 
 class ConfigurationError(BotError):
     """The bot cannot start as configured; the message says what to change."""
-
-
-class CommandTree(app_commands.CommandTree[Any]):
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        """The access rules (allow/deny lists, DMs) apply to every command."""
-        if interaction.type is discord.InteractionType.autocomplete:
-            return True
-        reason = refusal_for(interaction)
-        if reason is None:
-            return True
-        await interaction.response.send_message(reason, ephemeral=True, allowed_mentions=NO_PINGS)
-        return False
-
-    async def on_error(
-        self, interaction: discord.Interaction, error: app_commands.AppCommandError
-    ) -> None:
-        if isinstance(self.client, OllamaBot):
-            self.client.metrics.error(error)
-        await reply_with_error(interaction, error)
-
-
-class OllamaBot(commands.AutoShardedBot):
-    """The Discord client. It receives every part it needs; it builds none of them.
-
-    Sharded like discord.py's AutoShardedBot: `shard_count` shards in all (unset: as many as
-    Discord recommends), of which this process runs `shard_ids` (unset: all)."""
-
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        gateway: OllamaPool,
-        history: HistoryStore,
-        channels: ChannelStore,
-        engine: AsyncEngine,
-        metrics: Metrics,
-        personas: PersonaService,
-        **options: Any,
-    ) -> None:
-        intents = discord.Intents.default()  # no privileged intents: mention chat works without
-        intents.message_content = settings.message_content_intent
-        if settings.shard_ids is not None:
-            options["shard_ids"] = settings.shard_ids
-        super().__init__(
-            command_prefix=commands.when_mentioned,
-            help_command=None,
-            intents=intents,
-            allowed_mentions=NO_PINGS,
-            tree_cls=CommandTree,
-            shard_count=settings.shard_count,
-            # No message cache: the bot never looks a message up in it, and each of its own edits
-            # arrives back as MESSAGE_UPDATE, which discord.py copies when the message is cached.
-            max_messages=None,
-            **options,
-        )
-        self.settings = settings
-        self.access = AccessRules.from_settings(settings)
-        self.gateway = gateway
-        self.history = history
-        self.channels = channels
-        self.engine = engine
-        self.metrics = metrics
-        self.personas = personas
-        self.started_at = time.monotonic()
-        self._chat: ChatService | None = None
-        self._models: ModelService | None = None
-        self._loop_lag: LoopLagMonitor | None = None
-        parsers = self._connection.parsers
-        for event in ("MESSAGE_CREATE", "MESSAGE_UPDATE"):
-            parsers[event] = self._unless_own(parsers[event])
-
-    def _unless_own(self, parse: Callable[[Any], None]) -> Callable[[Any], None]:
-        """A gateway event parser that leaves out the bot's own messages. Every message it
-        sends and every edit of a streaming reply comes back over the gateway; discord.py built
-        a full Message for each (a few percent of the bot's CPU per chat turn), only for the
-        bot to ignore it: it never answers itself and keeps no message cache."""
-        me = self._connection
-
-        def parse_unless_own(data: Any) -> None:
-            author = data.get("author")
-            if author is not None and me.user is not None and author.get("id") == str(me.user.id):
-                return
-            parse(data)
-
-        return parse_unless_own
-
-    @property
-    def runs_shard_zero(self) -> bool:
-        """Whether this process runs shard 0 (or every shard): with the bot split over several
-        processes, this one alone does the jobs done once per bot (command sync, retention)."""
-        return not self.settings.shard_ids or 0 in self.settings.shard_ids
-
-    @property
-    def chat(self) -> ChatService:
-        if self._chat is None:
-            raise RuntimeError("the chat service exists once the bot has logged in")
-        return self._chat
-
-    @property
-    def models(self) -> ModelService:
-        if self._models is None:
-            raise RuntimeError("the model service exists once the bot has logged in")
-        return self._models
-
-    async def setup_hook(self) -> None:
-        assert self.user is not None  # setup_hook runs after login
-        settings = self.settings
-        images = ImagePreparer(
-            ImageLimits(
-                max_bytes=settings.image_max_bytes,
-                max_pixels=settings.image_max_pixels,
-                max_side=settings.image_max_side,
-                max_images=settings.images_per_turn,
-            )
-        )
-        vision = VisionRouter(
-            gateway=self.gateway,
-            vision_model=settings.vision_model,
-            max_images=settings.images_per_turn,
-            followup_turns=settings.image_followup_turns,
-        )
-        self._chat = ChatService(
-            gateway=self.gateway,
-            history=self.history,
-            channels=self.channels,
-            limits=ChatLimits(
-                default_model=settings.chat_model,
-                context_cap=settings.context_tokens_max,
-                reply_reserve=settings.reply_reserve_tokens,
-                first_token_timeout=settings.first_token_timeout,
-                between_tokens_timeout=settings.between_tokens_timeout,
-                total_timeout=settings.total_timeout,
-            ),
-            assistant=Author(self.user.id, self.user.name),
-            scheduler=Scheduler(
-                parallel=settings.max_parallel_generations, queue_size=settings.max_queue
-            ),
-            rate_limit=UserRateLimit(settings.user_requests_per_minute),
-            vision=vision,
-            metrics=self.metrics,
-            personas=self.personas,
-        )
-        chat = self._chat
-        self.metrics.watch_queue(waiting=lambda: chat.waiting, active=lambda: chat.active)
-        self._models = ModelService(
-            gateway=self.gateway,
-            channels=self.channels,
-            bases_in_use=self.personas.bases_in_use,
-            names_ttl=settings.model_names_ttl,
-            pull_stall_timeout=settings.pull_stall_timeout,
-        )
-        self.add_dynamic_items(StopButton, RegenerateButton)
-        chat_cog = ChatCog(self, self._chat, self.channels, images)
-        await self.add_cog(chat_cog)
-        await self.add_cog(ThreadsCog(self, chat_cog, self.channels))
-        await self.add_cog(ModelCog(self, self._models))
-        await self.add_cog(VisionCog(self, chat_cog))
-        sentiment = SentimentService(
-            self.gateway,
-            model=settings.sentiment_model or settings.chat_model,
-            timeout=settings.total_timeout,
-        )
-        await self.add_cog(SentimentCog(self, sentiment))
-        await self.add_cog(HistoryCog(self, self.history))
-        if self.runs_shard_zero:  # one process prunes the shared history
-            await self.add_cog(RetentionCog(self, self.history))
-        await self.add_cog(StatusCog(self))
-        await self.add_cog(PersonaCog(self, self.personas))
-        if settings.loop_lag_log_interval > 0:
-            self._loop_lag = LoopLagMonitor(settings.loop_lag_log_interval)
-            self._loop_lag.start()
-        if settings.sync_commands_on_start and self.runs_shard_zero:
-            await self.sync_commands(only_if_changed=True)
-
-    async def shutdown(self, grace: float) -> None:
-        """Stop taking requests, let replies finish for up to `grace` seconds, cut the rest
-        short, then disconnect."""
-        cog = self.get_cog("ChatCog")
-        if self._chat is not None and isinstance(cog, ChatCog):
-            self._chat.close()
-            replies = cog.replies_in_progress()
-            if replies:
-                await asyncio.wait(replies, timeout=grace)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5.0):
-                    await cog.cut_short()
-        await self.close()
-
-    async def close(self) -> None:
-        if self._loop_lag is not None:
-            await self._loop_lag.stop()
-        if self._models is not None:
-            await self._models.close()  # pulls in progress stop with the bot
-        await super().close()
-
-    async def on_message(self, message: discord.Message) -> None:
-        """No prefix commands: the chat cog's listener handles mentions and replies."""
-
-    async def on_ready(self) -> None:
-        log.info(
-            "connected as %s to %d guilds on shards %s of %s",
-            self.user,
-            len(self.guilds),
-            sorted(self.shards),
-            self.shard_count,
-        )
-
-    async def sync_commands(self, *, only_if_changed: bool) -> bool:
-        """Send the command tree to Discord, globally or to the development guild. Discord limits
-        global syncs, so by default this happens only when the tree changed since the last one."""
-        guild = discord.Object(self.settings.dev_guild_id) if self.settings.dev_guild_id else None
-        if guild is not None:
-            self.tree.copy_global_to(guild=guild)
-        digest = self.command_tree_digest()
-        key = f"commands_synced:{guild.id if guild else 'global'}"
-        if only_if_changed and await self.history.get_meta(key) == digest:
-            log.info("slash commands unchanged since the last sync; not syncing")
-            return False
-        synced = await self.tree.sync(guild=guild)
-        await self.history.set_meta(key, digest)
-        log.info("synced %d slash commands (%s)", len(synced), "guild" if guild else "global")
-        return True
-
-    def command_tree_digest(self) -> str:
-        payload = [command.to_dict(self.tree) for command in self.tree.get_commands()]
-        encoded = json.dumps(payload, sort_keys=True, default=str).encode()
-        return hashlib.sha256(encoded).hexdigest()
-
-    async def database_ok(self) -> bool:
-        try:
-            async with self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except Exception:
-            log.warning("database check failed", exc_info=True)
-            return False
-        return True
 
 
 async def prepare_database(engine: AsyncEngine, *, auto_migrate: bool) -> None:
@@ -348,15 +105,8 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
         try:
             metrics = Metrics()
             metrics.watch_ollama(gateway)
-            bot = OllamaBot(
-                settings=settings,
-                gateway=gateway,
-                history=history,
-                channels=channels,
-                engine=engine,
-                metrics=metrics,
-                personas=personas,
-                **bot_options,
+            bot = _build(
+                settings, engine, history, channels, gateway, personas, metrics, bot_options
             )
             async with contextlib.AsyncExitStack() as stack:
                 if settings.metrics_port is not None:
@@ -404,7 +154,8 @@ async def run(settings: Settings) -> None:
             await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if stopping.done():
                 log.info("stop requested; finishing the replies in progress")
-                await bot.shutdown(settings.shutdown_grace)
+                await bot.parts.replies.shutdown(settings.shutdown_grace)
+                await bot.close()
             await serving
         except discord.PrivilegedIntentsRequired as exc:
             raise ConfigurationError(INTENT_REFUSED) from exc
@@ -418,3 +169,112 @@ async def run(settings: Settings) -> None:
             freezing.cancel()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+
+
+def _build(
+    settings: Settings,
+    engine: AsyncEngine,
+    history: HistoryStore,
+    channels: ChannelStore,
+    gateway: OllamaPool,
+    personas: PersonaService,
+    metrics: Metrics,
+    bot_options: dict[str, Any],
+) -> OllamaBot:
+    """The services, the reply pipeline and the client; the cogs join in `setup_hook`."""
+    me: list[Author] = []  # who the bot is, known once it has logged in
+
+    chat = ChatService(
+        gateway=gateway,
+        history=history,
+        channels=channels,
+        limits=ChatLimits(
+            default_model=settings.chat_model,
+            context_cap=settings.context_tokens_max,
+            reply_reserve=settings.reply_reserve_tokens,
+            first_token_timeout=settings.first_token_timeout,
+            between_tokens_timeout=settings.between_tokens_timeout,
+            total_timeout=settings.total_timeout,
+            reply_tokens=settings.max_reply_tokens,
+        ),
+        assistant=lambda: me[0],
+        scheduler=Scheduler(
+            parallel=settings.max_parallel_generations, queue_size=settings.max_queue
+        ),
+        rate_limit=UserRateLimit(settings.user_requests_per_minute),
+        vision=VisionRouter(
+            gateway=gateway,
+            vision_model=settings.vision_model,
+            max_images=settings.images_per_turn,
+            followup_turns=settings.image_followup_turns,
+        ),
+        metrics=metrics,
+        personas=personas,
+    )
+    metrics.watch_queue(waiting=lambda: chat.waiting, active=lambda: chat.active)
+    images = ImagePreparer(
+        ImageLimits(
+            max_bytes=settings.image_max_bytes,
+            max_pixels=settings.image_max_pixels,
+            max_side=settings.image_max_side,
+            max_images=settings.images_per_turn,
+        )
+    )
+    replies = ReplyPipeline(chat=chat, images=images, settings=settings, metrics=metrics)
+    models = ModelService(
+        gateway=gateway,
+        channels=channels,
+        bases_in_use=personas.bases_in_use,
+        names_ttl=settings.model_names_ttl,
+        pull_stall_timeout=settings.pull_stall_timeout,
+    )
+    sentiment = SentimentService(
+        gateway,
+        model=settings.sentiment_model or settings.chat_model,
+        timeout=settings.total_timeout,
+    )
+    parts = Parts(
+        ollama=gateway,
+        history=history,
+        channels=channels,
+        personas=personas,
+        models=models,
+        chat=chat,
+        replies=replies,
+    )
+    loop_lag: list[LoopLagMonitor] = []
+
+    async def wire(bot: OllamaBot) -> None:
+        assert bot.user is not None  # setup_hook runs after login
+        me.append(Author(bot.user.id, bot.user.name))
+        bot.add_dynamic_items(*replies.buttons.items)
+        await bot.add_cog(ChatCog(bot, replies, channels, models))
+        await bot.add_cog(ThreadsCog(bot, replies, channels))
+        await bot.add_cog(ModelCog(bot, models))
+        await bot.add_cog(VisionCog(bot, replies))
+        await bot.add_cog(SentimentCog(bot, sentiment, replies))
+        await bot.add_cog(HistoryCog(bot, history))
+        if bot.runs_shard_zero:  # one process prunes the shared history
+            await bot.add_cog(RetentionCog(bot, history))
+        await bot.add_cog(StatusCog(bot))
+        await bot.add_cog(PersonaCog(bot, personas))
+        if settings.loop_lag_log_interval > 0:
+            monitor = LoopLagMonitor(settings.loop_lag_log_interval)
+            monitor.start()
+            loop_lag.append(monitor)
+
+    async def closing() -> None:
+        for monitor in loop_lag:
+            await monitor.stop()
+        await models.close()  # pulls in progress stop with the bot
+
+    return OllamaBot(
+        settings=settings,
+        history=history,
+        engine=engine,
+        metrics=metrics,
+        parts=parts,
+        wire=wire,
+        on_close=closing,
+        **bot_options,
+    )

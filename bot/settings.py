@@ -94,7 +94,14 @@ class Settings(BaseSettings):
     max_parallel_generations: int = Field(default=2, ge=1)
     """Generations at once; match Ollama's OLLAMA_NUM_PARALLEL (times the number of hosts)."""
     max_queue: int = Field(default=50, ge=0)
-    """Requests that may wait for a free slot; one more is refused at once."""
+    """Requests that may wait for a free slot; one more is refused at once (0: none wait)."""
+    refusal_notice_interval: float = Field(default=60.0, ge=0)
+    """Seconds between two public refusal notices (rate limit, full line, empty mention) for
+    one member; a message cannot be answered privately, so the rest are silent."""
+    max_reply_tokens: int = Field(default=4096, ge=0)
+    """The most tokens one reply may have (sent to Ollama as num_predict; 0: no limit)."""
+    max_reply_messages: int = Field(default=10, ge=1)
+    """The most Discord messages one reply may fill; past it the reply ends with a note."""
     shutdown_grace: float = Field(default=20.0, ge=0)
     """Seconds replies in progress get to finish when the bot is asked to stop."""
 

@@ -16,7 +16,7 @@ from bot.storage.models import Role, TurnStatus
 from bot.ui.targets import NO_PINGS
 
 if TYPE_CHECKING:
-    from bot.app import OllamaBot
+    from bot.client import OllamaBot
 
 LINE_CHARS = 300
 

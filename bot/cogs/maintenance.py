@@ -13,7 +13,7 @@ from discord.ext import commands
 from bot.storage.history import HistoryStore
 
 if TYPE_CHECKING:
-    from bot.app import OllamaBot
+    from bot.client import OllamaBot
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from bot.ui.progress import PacedEdits
 from bot.ui.targets import NO_PINGS
 
 if TYPE_CHECKING:
-    from bot.app import OllamaBot
+    from bot.client import OllamaBot
 
 log = logging.getLogger(__name__)
 

@@ -10,22 +10,21 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import InputError
+from bot.replies import ReplyPipeline
 from bot.sentiment.service import Sentiment, SentimentService
 from bot.ui.targets import NO_PINGS
+from bot.ui.text import one_line
 
 if TYPE_CHECKING:
-    from bot.app import OllamaBot
+    from bot.client import OllamaBot
 
 QUOTE_CHARS = 150
 MARKS = {"positive": "🙂", "negative": "🙁", "neutral": "😐", "mixed": "🤔"}
 
 
 def render(result: Sentiment, quoted: str) -> str:
-    line = " ".join(quoted.split())
-    if len(line) > QUOTE_CHARS:
-        line = line[: QUOTE_CHARS - 1] + "…"
     return (
-        f"> {line}\n"
+        f"> {one_line(quoted, QUOTE_CHARS)}\n"
         f"{MARKS[result.label]} **{result.label}** · confidence {result.confidence:.2f}\n"
         f"{result.reason}\n"
         f"-# {result.model}"
@@ -33,9 +32,10 @@ def render(result: Sentiment, quoted: str) -> str:
 
 
 class SentimentCog(commands.Cog):
-    def __init__(self, bot: OllamaBot, sentiment: SentimentService) -> None:
+    def __init__(self, bot: OllamaBot, sentiment: SentimentService, replies: ReplyPipeline) -> None:
         self.bot = bot
         self.sentiment = sentiment
+        self.replies = replies
         self._menu = app_commands.ContextMenu(
             name="Analyze sentiment", callback=self.sentiment_menu
         )
@@ -63,8 +63,14 @@ class SentimentCog(commands.Cog):
         await self._answer(interaction, message.content)
 
     async def _answer(self, interaction: discord.Interaction, text: str) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        result = await self.sentiment.analyse(text)
+        # A generation like any other: the rate limit, the parallel cap and the waiting line.
+        ticket = self.replies.admit_task(interaction.user.id)
+        try:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            async with self.replies.chat.slot(ticket):
+                result = await self.sentiment.analyse(text)
+        finally:
+            self.replies.chat.release(ticket)
         await interaction.edit_original_response(
             content=render(result, text), allowed_mentions=NO_PINGS
         )

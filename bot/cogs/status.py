@@ -13,7 +13,7 @@ from bot.ollama_pool import OllamaPool
 from bot.ui.targets import NO_PINGS
 
 if TYPE_CHECKING:
-    from bot.app import OllamaBot
+    from bot.client import OllamaBot
 
 
 def uptime_text(seconds: float) -> str:
@@ -55,9 +55,9 @@ class StatusCog(commands.Cog):
     async def status(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         bot = self.bot
-        ollama = await ollama_status(bot.gateway)
+        ollama = await ollama_status(bot.parts.ollama)
         database = "✅ ok" if await bot.database_ok() else "❌ not answering"
-        chat = bot.chat
+        chat = bot.parts.chat
         lines = [
             "**Status**",
             f"Ollama: {ollama}",

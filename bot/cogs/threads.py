@@ -9,16 +9,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.conversation.service import ChatRequest
-from bot.errors import InputError
+from bot.errors import InputError, PermissionDenied
+from bot.replies import ReplyPipeline, posting_refusal, request_from
 from bot.storage.channels import ChannelStore
-from bot.storage.history import Author
 from bot.ui.checks import channel_managers
 from bot.ui.targets import NO_PINGS, ChannelTarget
+from bot.ui.text import one_line
 
 if TYPE_CHECKING:
-    from bot.app import OllamaBot
-    from bot.cogs.chat import ChatCog
+    from bot.client import OllamaBot
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +33,13 @@ INTENT_HELP = (
 
 
 def thread_name(topic: str) -> str:
-    name = " ".join(topic.split())
-    if len(name) > THREAD_NAME_CHARS:
-        name = name[: THREAD_NAME_CHARS - 1] + "…"
-    return name
+    return one_line(topic, THREAD_NAME_CHARS)
 
 
 class ThreadsCog(commands.Cog):
-    def __init__(self, bot: OllamaBot, chat: ChatCog, channels: ChannelStore) -> None:
+    def __init__(self, bot: OllamaBot, replies: ReplyPipeline, channels: ChannelStore) -> None:
         self.bot = bot
-        self.chat = chat
+        self.replies = replies
         self.channels = channels
 
     thread = app_commands.Group(
@@ -70,6 +66,43 @@ class ThreadsCog(commands.Cog):
         parent = interaction.channel
         if not isinstance(parent, discord.TextChannel) or interaction.guild_id is None:
             raise InputError("Start a thread from a text channel (not from a thread or a DM).")
+        permissions = interaction.permissions
+        if not (
+            permissions.create_private_threads if private else permissions.create_public_threads
+        ):
+            which = "private" if private else "public"
+            raise PermissionDenied(f"You can't create {which} threads in this channel.")
+        refusal = posting_refusal(interaction)
+        if refusal is not None:
+            raise PermissionDenied(refusal)
+        # Admitted before the thread exists (a refused request leaves nothing behind), in the
+        # parent's line until the thread has a line of its own.
+        admitted = self.replies.chat.admit(interaction.user.id, parent.id)
+        try:
+            thread = await self._open(interaction, parent, topic, private)
+            place = self.replies.hold_place(thread.id)
+        finally:
+            self.replies.chat.release(admitted)
+        try:
+            request = request_from(
+                channel_id=thread.id,
+                guild_id=interaction.guild_id,
+                user=interaction.user,
+                text=topic,
+            )
+            await self.replies.answer(request, ChannelTarget(thread), ticket=place)
+        finally:
+            self.replies.chat.release(place)
+
+    async def _open(
+        self,
+        interaction: discord.Interaction,
+        parent: discord.TextChannel,
+        topic: str,
+        private: bool,
+    ) -> discord.Thread:
+        """The new thread, with its settings stored and announced."""
+        assert interaction.guild_id is not None
         await interaction.response.defer(thinking=True)
         kind = discord.ChannelType.private_thread if private else discord.ChannelType.public_thread
         try:
@@ -101,13 +134,7 @@ class ThreadsCog(commands.Cog):
         await interaction.edit_original_response(
             content=f"🧵 Started {thread.mention}. {note}", allowed_mentions=NO_PINGS
         )
-        request = ChatRequest(
-            channel_id=thread.id,
-            guild_id=interaction.guild_id,
-            user=Author(interaction.user.id, interaction.user.display_name),
-            text=topic,
-        )
-        await self.chat.reply(request, ChannelTarget(thread))
+        return thread
 
     @channel.command(name="autoreply", description="Answer every message here, no mention needed.")
     @app_commands.describe(enabled="On: answer every message in this channel. Off: only mentions.")

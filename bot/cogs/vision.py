@@ -9,22 +9,21 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.chat import ChatCog, echo
 from bot.conversation.service import ChatRequest
-from bot.errors import BotError, InputError
-from bot.storage.history import Author
-from bot.ui.images import before_ack, defer, image_attachments
-from bot.ui.targets import InteractionTarget
+from bot.errors import InputError
+from bot.replies import ReplyPipeline, request_for_interaction
+from bot.ui.images import image_attachments
+from bot.ui.text import echo
 from bot.vision.images import shown_name
 
 if TYPE_CHECKING:
-    from bot.app import OllamaBot
+    from bot.client import OllamaBot
 
 
 class VisionCog(commands.Cog):
-    def __init__(self, bot: OllamaBot, chat: ChatCog) -> None:
+    def __init__(self, bot: OllamaBot, replies: ReplyPipeline) -> None:
         self.bot = bot
-        self.chat = chat
+        self.replies = replies
         # Context menus cannot be declared in a cog class; they are added to the tree here.
         self._menu = app_commands.ContextMenu(name="Caption image", callback=self.caption_menu)
 
@@ -48,11 +47,9 @@ class VisionCog(commands.Cog):
         model: app_commands.Range[str, 1, 200] | None = None,
     ) -> None:
         request = self._request(interaction, prompt, model)
-        checked = await before_ack(interaction, self.chat.checked_images(request, [image]))
-        await defer(interaction)
         prefix = echo(f"🖼️ {shown_name(image.filename)} · {request.text}")
-        await self.chat.reply(
-            request, InteractionTarget(interaction), prefix=prefix, images=checked
+        await self.replies.answer_interaction(
+            interaction, request, prefix=prefix, attachments=[image]
         )
 
     async def caption_menu(
@@ -64,23 +61,14 @@ class VisionCog(commands.Cog):
         if not attachments:
             raise InputError("That message has no image to caption.")
         request = self._request(interaction, None, None)
-        checked = await before_ack(interaction, self.chat.checked_images(request, attachments))
-        await defer(interaction)
         prefix = f"> 🖼️ {message.jump_url}\n" + echo(request.text)
-        await self.chat.reply(
-            request, InteractionTarget(interaction), prefix=prefix, images=checked
+        await self.replies.answer_interaction(
+            interaction, request, prefix=prefix, attachments=attachments
         )
 
     def _request(
         self, interaction: discord.Interaction, prompt: str | None, model: str | None
     ) -> ChatRequest:
-        if interaction.channel_id is None:
-            raise BotError("This command works in a channel.")
-        return ChatRequest(
-            channel_id=interaction.channel_id,
-            guild_id=interaction.guild_id,
-            user=Author(interaction.user.id, interaction.user.display_name),
-            text=prompt or self.bot.settings.caption_prompt,
-            model=model,
-            caption=True,
+        return request_for_interaction(
+            interaction, prompt or self.bot.settings.caption_prompt, model=model, caption=True
         )

@@ -75,6 +75,7 @@ class Ticket:
     channel_id: int
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     done: bool = False
+    active: bool = False
 
 
 class Scheduler:
@@ -83,9 +84,12 @@ class Scheduler:
     `turn(channel_id)` waits until it is this request's turn: first for its channel (one
     generation per channel, in the order the tickets were taken), then for one of the `parallel`
     slots. At most `queue_size` requests wait in all; one more is refused at once with
-    QueueFull."""
+    QueueFull. Admission (`admit`) decides that when the request arrives, before anything is
+    downloaded or shown: a request that would not have to wait is always let in, so a
+    `queue_size` of 0 means "no waiting", not "refuse everything"."""
 
     def __init__(self, *, parallel: int, queue_size: int) -> None:
+        self._parallel = parallel
         self._slots = asyncio.Semaphore(parallel)
         self._queue_size = queue_size
         self._channels: dict[int, deque[Ticket]] = {}
@@ -97,6 +101,23 @@ class Scheduler:
     @property
     def waiting(self) -> int:
         return len(self._waiting)
+
+    def admit(self, channel_id: int, ticket: Ticket | None = None) -> Ticket:
+        """`reserve` (or take the place `ticket` reserved already), unless the request would
+        have to wait while the line is full (QueueFull) or the bot is stopping (ShuttingDown).
+        Never waits. On a refusal, a given `ticket` is still the caller's to release."""
+        if self.closed:
+            raise ShuttingDown()
+        pending = [
+            t for line in self._channels.values() for t in line if not t.active and t is not ticket
+        ]
+        ready = sum(1 for t in pending if t.ready.is_set())
+        free = self._parallel - self.active
+        queued = len(pending) - min(ready, free)
+        behind = not ticket.ready.is_set() if ticket else bool(self._channels.get(channel_id))
+        if (behind or ready >= free) and queued >= self._queue_size:
+            raise QueueFull()
+        return ticket if ticket is not None else self.reserve(channel_id)
 
     def reserve(self, channel_id: int) -> Ticket:
         """Take the next place in the channel's line. Never waits. Every ticket must end in
@@ -136,8 +157,6 @@ class Scheduler:
         try:
             if self.closed:
                 raise ShuttingDown()
-            if len(self._waiting) >= self._queue_size:
-                raise QueueFull()
             number = next(self._ids)
             self._waiting[number] = _Waiter(on_position)
             acquired_slot = False
@@ -150,6 +169,7 @@ class Scheduler:
                 del self._waiting[number]
                 self._tell_positions()
                 self.active += 1
+                ticket.active = True
                 try:
                     yield
                 finally:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -73,6 +74,14 @@ async def recent_turns(
     return turns
 
 
+@dataclass(slots=True)
+class Abort:
+    """Why the reader gave up on a reply, when that was a failure rather than a Stop (Discord
+    refused to show it, for example): the reply is then stored as failed with this reason."""
+
+    reason: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class ChatLimits:
     default_model: str
@@ -81,6 +90,8 @@ class ChatLimits:
     first_token_timeout: float
     between_tokens_timeout: float
     total_timeout: float
+    reply_tokens: int = 0
+    """The most tokens a reply may have (Ollama's num_predict); 0: no limit of the bot's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +105,8 @@ class ChatRequest:
     images: tuple[PreparedImage, ...] = ()
     caption: bool = False
     """A /caption: the vision model answers even when the chat model could see."""
+    source_message_id: int | None = None
+    """The Discord message that asked (a mention, a reply), when there is one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +142,7 @@ class ChatService:
         history: HistoryStore,
         channels: ChannelStore,
         limits: ChatLimits,
-        assistant: Author,
+        assistant: Callable[[], Author],
         scheduler: Scheduler,
         rate_limit: UserRateLimit,
         vision: VisionRouter | None = None,
@@ -146,6 +159,7 @@ class ChatService:
         self._vision = vision
         self._scheduler = scheduler
         self._rate_limit = rate_limit
+        self._task_lines = itertools.count(1)
         self.closing = False
 
     @property
@@ -174,10 +188,36 @@ class ChatService:
             return None
         return await self._personas.for_channel(request.guild_id, request.channel_id)
 
-    def reserve(self, channel_id: int) -> Ticket:
-        """Take the request's place in its channel's line as soon as it arrives (see Ticket);
-        pass it to `respond`, or give it back with `release`."""
+    def admit(self, user_id: int, channel_id: int, ticket: Ticket | None = None) -> Ticket:
+        """Admit a generation, the moment its request arrives (before any await): the user's
+        rate limit, then a place in the channel's line (see Ticket; or the place `ticket`
+        holds already) unless the waiting line is full or the bot is stopping. Raises
+        RateLimited, QueueFull or ShuttingDown, with nothing counted and the place given back.
+        Pass the ticket to `respond`, or give it back with `release`."""
+        try:
+            ticket = self._scheduler.admit(channel_id, ticket)
+            self._rate_limit.hit(user_id)
+        except BaseException:
+            if ticket is not None:
+                self._scheduler.release(ticket)
+            raise
+        return ticket
+
+    def hold_place(self, channel_id: int) -> Ticket:
+        """A place in the channel's line for a message that may turn out to be for the bot,
+        taken before any await (keeping Discord's order); `admit` it or `release` it."""
         return self._scheduler.reserve(channel_id)
+
+    def admit_task(self, user_id: int) -> Ticket:
+        """`admit` for a generation outside any conversation (/sentiment): counted in the
+        user's rate limit, the parallel cap and the waiting line, but in a line of its own."""
+        return self.admit(user_id, -next(self._task_lines))
+
+    @contextlib.asynccontextmanager
+    async def slot(self, ticket: Ticket) -> AsyncIterator[None]:
+        """Hold a generation slot for an admitted task (`admit_task`) while it runs."""
+        async with self._scheduler.turn(ticket.channel_id, None, ticket):
+            yield
 
     def release(self, ticket: Ticket) -> None:
         self._scheduler.release(ticket)
@@ -186,24 +226,26 @@ class ChatService:
         self,
         request: ChatRequest,
         *,
+        ticket: Ticket,
         on_position: PositionCallback | None = None,
-        ticket: Ticket | None = None,
+        abort: Abort | None = None,
     ) -> AsyncIterator[ReplyStarted | TextDelta | ReplyFinished]:
         """Store the user's turn, stream the model's reply, store how it ended.
 
-        Waits for its turn first (`on_position` hears the place in line while waiting); a user
-        over the rate limit or a full line is refused before anything is stored. Raises a
-        BotError (after storing the reply as failed) when Ollama fails. If the reader stops early
-        (the task is cancelled, or the iterator closed), the reply is stored as stopped with the
-        text received so far (incomplete when the bot is shutting down)."""
+        `ticket` is the request's admission (`admit`). Waits for its turn first (`on_position`
+        hears the place in line while waiting). Raises a BotError (after storing the reply as
+        failed) when Ollama fails. If the reader stops early (the task is cancelled, or the
+        iterator closed), the reply is stored as stopped with the text received so far
+        (incomplete when the bot is shutting down; failed when `abort` holds a reason)."""
         text = request.text.strip()
         if not text:
             raise InputError("Your message is empty. Write something for the model to answer.")
-        self._rate_limit.hit(request.user.id)
+        # A persona whose model went missing is created again before the request takes a
+        # generation slot: one slow create never holds the line for everyone.
+        persona = await self.persona_for(request)
+        if persona is not None and self._personas is not None:
+            await self._ensure(persona, fresh=False)
         async with self._scheduler.turn(request.channel_id, on_position, ticket):
-            persona = await self.persona_for(request)
-            if persona is not None and self._personas is not None:
-                await self._personas.ensure(persona)  # re-created if the server lost it
             model = persona.ollama_model if persona else await self.model_for(request)
             plan, first_page = await self._plan_images(request, model)
             if plan is not None and persona is not None and plan.model != model:
@@ -214,7 +256,7 @@ class ChatService:
                 guild_id=request.guild_id,
                 user=request.user,
                 text=text,
-                assistant=self._assistant,
+                assistant=self._assistant(),
                 model=model,
                 request_id=request.request_id,
                 persona=persona.name if persona else None,
@@ -293,9 +335,17 @@ class ChatService:
                 raise
             finally:
                 if result is None:
-                    # Stopped by the reader (Stop button, shutdown): keep what was received.
-                    status = TurnStatus.INCOMPLETE if self.closing else TurnStatus.STOPPED
-                    result = TurnResult(status=status, content="".join(received).strip())
+                    # Stopped by the reader (Stop button, shutdown, a reply Discord refused):
+                    # keep what was received.
+                    if abort is not None and abort.reason is not None:
+                        result = TurnResult(
+                            status=TurnStatus.FAILED,
+                            content="".join(received).strip(),
+                            error=abort.reason,
+                        )
+                    else:
+                        status = TurnStatus.INCOMPLETE if self.closing else TurnStatus.STOPPED
+                        result = TurnResult(status=status, content="".join(received).strip())
                     with contextlib.suppress(Exception):
                         await asyncio.shield(self._history.finish_turn(reply_turn, result))
                     log.info("generation stopped request=%s", request.request_id)
@@ -438,7 +488,10 @@ class ChatService:
         """The model's stream. A persona's model that went missing since it was last looked up
         (the answer of /api/show is cached) is created again from its Modelfile, once."""
         for attempt in (1, 2):
-            stream = self._gateway.chat_stream(model, messages)
+            options = (
+                {"num_predict": self._limits.reply_tokens} if self._limits.reply_tokens else None
+            )
+            stream = self._gateway.chat_stream(model, messages, options=options)
             yielded = False
             try:
                 async with contextlib.aclosing(stream):
@@ -449,7 +502,19 @@ class ChatService:
             except ModelNotFound:
                 if persona is None or self._personas is None or yielded or attempt == 2:
                     raise
-            await self._personas.ensure(persona, fresh=True)
+            await self._ensure(persona, fresh=True)
+
+    async def _ensure(self, persona: Persona, *, fresh: bool) -> None:
+        """The persona's model, created again if Ollama lost it, within the first-token
+        timeout: a member waits no longer for a re-created persona than for a first token."""
+        assert self._personas is not None
+        try:
+            async with asyncio.timeout(self._limits.first_token_timeout):
+                await self._personas.ensure(persona, fresh=fresh)
+        except TimeoutError:
+            raise GenerationTimeout(
+                "waiting for the first token", self._limits.first_token_timeout
+            ) from None
 
 
 T = TypeVar("T")

@@ -5,15 +5,22 @@ change what Discord shows."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import discord
 from discord import app_commands
 
-if TYPE_CHECKING:
-    from bot.app import OllamaBot
+from bot.access import AccessRules
+from bot.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Configured(Protocol):
+    """What these checks read from the client (bot/client.py's OllamaBot)."""
+
+    settings: Settings
+    access: AccessRules
 
 
 class NotAllowed(app_commands.CheckFailure):
@@ -27,7 +34,7 @@ def is_admin(interaction: discord.Interaction) -> bool:
     permissions = interaction.permissions
     if permissions.administrator or permissions.manage_guild:
         return True
-    admin_roles = set(cast("OllamaBot", interaction.client).settings.admin_role_ids)
+    admin_roles = set(cast("Configured", interaction.client).settings.admin_role_ids)
     roles = getattr(interaction.user, "roles", [])
     return any(role.id in admin_roles for role in roles)
 
@@ -53,7 +60,7 @@ def place_ids(channel: object) -> list[int]:
 
 def refusal_for(interaction: discord.Interaction) -> str | None:
     """Why the access rules shut this interaction's user out here, or None."""
-    bot = cast("OllamaBot", interaction.client)
+    bot = cast("Configured", interaction.client)
     roles = [role.id for role in getattr(interaction.user, "roles", [])]
     return bot.access.refusal(
         user_id=interaction.user.id,

@@ -1,79 +1,109 @@
 """The buttons under a reply: Stop while it streams, Regenerate when it is done.
 
 Both are dynamic items: their custom ids carry what they act on, so they keep working for
-messages sent before a restart, and no view is kept in memory per message."""
+messages sent before a restart, and no view is kept in memory per message. Their classes are
+made for the reply pipeline they act on (`reply_buttons`), so a button calls that pipeline,
+never a cog looked up by name. Buttons obey the same access rules as commands."""
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import discord
 
-if TYPE_CHECKING:
-    from bot.cogs.chat import ChatCog
+from bot.ui.targets import NO_PINGS
+
+STOP_TEMPLATE = r"reply:stop:(?P<request>[0-9a-f]{1,32})"
+REGENERATE_TEMPLATE = r"reply:again:(?P<turn>[0-9]{1,20})"
 
 
-def _chat_cog(interaction: discord.Interaction) -> ChatCog:
-    bot = cast("discord.ext.commands.Bot", interaction.client)
-    return cast("ChatCog", bot.get_cog("ChatCog"))
+class ReplyControls(Protocol):
+    """What the buttons ask of the reply pipeline."""
+
+    def button_refusal(self, interaction: discord.Interaction) -> str | None: ...
+
+    async def stop(self, interaction: discord.Interaction, request_id: str) -> None: ...
+
+    async def regenerate(self, interaction: discord.Interaction, turn_id: int) -> None: ...
 
 
-class StopButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"reply:stop:(?P<request>[0-9a-f]{1,32})",
-):
-    def __init__(self, request_id: str) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Stop",
-                emoji="⏹️",
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"reply:stop:{request_id}",
+@dataclass(frozen=True, slots=True)
+class ReplyButtons:
+    """The buttons bound to one pipeline: `stop(request_id)` and `regenerate(turn_id)` make
+    one; `items` are the classes to register with the client (`add_dynamic_items`)."""
+
+    stop: Callable[[str], discord.ui.Item[Any]]
+    regenerate: Callable[[int], discord.ui.Item[Any]]
+    items: tuple[type[discord.ui.DynamicItem[Any]], ...]
+
+
+async def _refused(replies: ReplyControls, interaction: discord.Interaction) -> bool:
+    reason = replies.button_refusal(interaction)
+    if reason is None:
+        return False
+    await interaction.response.send_message(reason, ephemeral=True, allowed_mentions=NO_PINGS)
+    return True
+
+
+def reply_buttons(replies: ReplyControls) -> ReplyButtons:
+    """Stop and Regenerate button classes that act on `replies`."""
+
+    class Stop(discord.ui.DynamicItem[discord.ui.Button[Any]], template=STOP_TEMPLATE):
+        def __init__(self, request_id: str) -> None:
+            super().__init__(
+                discord.ui.Button(
+                    label="Stop",
+                    emoji="⏹️",
+                    style=discord.ButtonStyle.secondary,
+                    custom_id=f"reply:stop:{request_id}",
+                )
             )
-        )
-        self.request_id = request_id
+            self.request_id = request_id
 
-    @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction,
-        item: discord.ui.Item[Any],
-        match: re.Match[str],
-        /,
-    ) -> StopButton:
-        return cls(match["request"])
+        @classmethod
+        async def from_custom_id(
+            cls,
+            interaction: discord.Interaction,
+            item: discord.ui.Item[Any],
+            match: re.Match[str],
+            /,
+        ) -> Stop:
+            return cls(match["request"])
 
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _chat_cog(interaction).stop(interaction, self.request_id)
+        async def callback(self, interaction: discord.Interaction) -> None:
+            if not await _refused(replies, interaction):
+                await replies.stop(interaction, self.request_id)
 
-
-class RegenerateButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"reply:again:(?P<turn>[0-9]{1,20})"
-):
-    def __init__(self, turn_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Regenerate",
-                emoji="🔄",
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"reply:again:{turn_id}",
+    class Regenerate(discord.ui.DynamicItem[discord.ui.Button[Any]], template=REGENERATE_TEMPLATE):
+        def __init__(self, turn_id: int) -> None:
+            super().__init__(
+                discord.ui.Button(
+                    label="Regenerate",
+                    emoji="🔄",
+                    style=discord.ButtonStyle.secondary,
+                    custom_id=f"reply:again:{turn_id}",
+                )
             )
-        )
-        self.turn_id = turn_id
+            self.turn_id = turn_id
 
-    @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction,
-        item: discord.ui.Item[Any],
-        match: re.Match[str],
-        /,
-    ) -> RegenerateButton:
-        return cls(int(match["turn"]))
+        @classmethod
+        async def from_custom_id(
+            cls,
+            interaction: discord.Interaction,
+            item: discord.ui.Item[Any],
+            match: re.Match[str],
+            /,
+        ) -> Regenerate:
+            return cls(int(match["turn"]))
 
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _chat_cog(interaction).regenerate(interaction, self.turn_id)
+        async def callback(self, interaction: discord.Interaction) -> None:
+            if not await _refused(replies, interaction):
+                await replies.regenerate(interaction, self.turn_id)
+
+    return ReplyButtons(stop=Stop, regenerate=Regenerate, items=(Stop, Regenerate))
 
 
 def controls(*items: discord.ui.Item[Any]) -> discord.ui.View:

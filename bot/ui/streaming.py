@@ -105,6 +105,9 @@ class StreamingReply(Generic[T]):
         pacer: EditPacer | None = None,
         gather: float = FIRST_TEXT_GATHER,
         status_delay: float = STATUS_DELAY,
+        max_messages: int = 0,
+        on_full: Callable[[], None] | None = None,
+        on_broken: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._target = target
         self._pacer = pacer
@@ -129,6 +132,11 @@ class StreamingReply(Generic[T]):
         self._wake = asyncio.Event()
         self._idle = False  # the writer waits for news (everything shown is up to date)
         self._slot = False  # a pacer slot is held for the next write
+        self._max_messages = max_messages  # 0: no limit
+        self._on_full = on_full
+        self._on_broken = on_broken
+        self.full = False  # the reply filled `max_messages`; later text is dropped
+        self.broken: BaseException | None = None  # why Discord would not show the reply
         self._writer = asyncio.create_task(self._write(), name="streaming-reply-writer")
         self.edits = 0
 
@@ -138,7 +146,7 @@ class StreamingReply(Generic[T]):
 
     def feed(self, text: str) -> None:
         """Add text to the reply. Never waits: the writer catches up on its own schedule."""
-        if self._final is not None or not text:
+        if self._final is not None or self.full or not text:
             return
         self._tail += text
         if not self._fed:
@@ -146,6 +154,13 @@ class StreamingReply(Generic[T]):
             self._first_at = self._clock()
         froze = False
         while (cut := split_once(self._tail, self._limit)) is not None:
+            if self._max_messages and len(self._frozen) + 1 >= self._max_messages:
+                # The last message allowed: it ends here, and the rest is not shown.
+                self._tail = cut[0]
+                self.full = True
+                if self._on_full is not None:
+                    self._on_full()
+                break
             head, self._tail = cut
             self._frozen.append(head)
             froze = True
@@ -233,6 +248,18 @@ class StreamingReply(Generic[T]):
         return [self._tail + self._status] if self._status else []
 
     async def _write(self) -> None:
+        try:
+            await self._write_until_final()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Discord refused a send or an edit (missing permissions, an archived thread, the
+            # question or the reply deleted): nothing more of this reply can be shown.
+            self.broken = exc
+            if self._on_broken is not None:
+                self._on_broken(exc)
+
+    async def _write_until_final(self) -> None:
         while True:
             final = self._final is not None
             delay = await self._draw_next(self._wanted(), final)
@@ -281,11 +308,7 @@ class StreamingReply(Generic[T]):
             if wait > 0:
                 return wait
             self._spend()
-            try:
-                drawn.handle = await self._target.edit(drawn.handle, content, view)
-            except Exception:
-                # The message may be gone (deleted by a moderator); carry on with the rest.
-                log.warning("could not edit a reply message", exc_info=True)
+            drawn.handle = await self._target.edit(drawn.handle, content, view)
             drawn.content = content
             drawn.view = view
             drawn.writes.append(self._clock())

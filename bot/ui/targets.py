@@ -17,14 +17,21 @@ INTERACTION_TOKEN_TTL = 15 * 60.0
 
 
 class InteractionTarget:
-    """The deferred response of a slash command, then followups. Past the interaction token's
-    lifetime (a long wait in line plus a long reply), the reply carries on through the channel:
-    the bot edits its messages there and sends new ones as plain channel messages."""
+    """The deferred response of a slash command (its original response is edited, as Discord's
+    docs ask, rather than filled by a first followup), then followups; with `original=False`
+    (a button press whose response was used already) followups only. Past the interaction
+    token's lifetime (a long wait in line plus a long reply), the reply carries on through the
+    channel: the bot edits its messages there and sends new ones as plain channel messages."""
 
     def __init__(
-        self, interaction: discord.Interaction, *, token_ttl: float = INTERACTION_TOKEN_TTL
+        self,
+        interaction: discord.Interaction,
+        *,
+        token_ttl: float = INTERACTION_TOKEN_TTL,
+        original: bool = True,
     ) -> None:
         self._interaction = interaction
+        self._original = original
         margin = min(30.0, token_ttl / 10)  # stop using the token a little before it dies
         self._expires = interaction.created_at + timedelta(seconds=token_ttl - margin)
 
@@ -36,7 +43,7 @@ class InteractionTarget:
     async def send(self, index: int, content: str, view: Any) -> discord.Message:
         if (channel := self._channel()) is not None:
             return await channel.send(content, allowed_mentions=NO_PINGS, **_with_view(view))  # type: ignore[no-any-return]
-        if index == 0:
+        if index == 0 and self._original:
             return await self._interaction.edit_original_response(
                 content=content, allowed_mentions=NO_PINGS, view=view
             )
@@ -79,21 +86,6 @@ class ChannelTarget:
 
     async def send(self, index: int, content: str, view: Any) -> discord.Message:
         return await self._channel.send(content, allowed_mentions=NO_PINGS, **_with_view(view))
-
-    async def edit(self, handle: discord.Message, content: str, view: Any) -> discord.Message:
-        return await handle.edit(content=content, allowed_mentions=NO_PINGS, view=view)
-
-
-class FollowupTarget:
-    """New followup messages of an interaction already answered (a button press)."""
-
-    def __init__(self, interaction: discord.Interaction) -> None:
-        self._interaction = interaction
-
-    async def send(self, index: int, content: str, view: Any) -> discord.Message:
-        return await self._interaction.followup.send(
-            content, allowed_mentions=NO_PINGS, wait=True, **_with_view(view)
-        )
 
     async def edit(self, handle: discord.Message, content: str, view: Any) -> discord.Message:
         return await handle.edit(content=content, allowed_mentions=NO_PINGS, view=view)

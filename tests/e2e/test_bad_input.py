@@ -93,7 +93,7 @@ def live(
         discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake_discord.gateway_url)
     )
     runner = BotRunner(fake_discord, fake_ollama, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
-    live.run(runner.start(user_requests_per_minute=0))
+    live.run(runner.start(user_requests_per_minute=0, refusal_notice_interval=0))
     try:
         yield live, fake_discord, fake_ollama
     finally:

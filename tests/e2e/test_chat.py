@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-import discord
-
 from bot.app import OllamaBot
 from tests.conftest import BotRunner, both_databases
 from tests.doubles.fake_discord import FakeDiscord, FakeMessage
@@ -107,30 +105,6 @@ async def test_mention_chat_works_without_the_message_content_intent(
     }
     assert "Hello from the fake model." in reply.content
     assert_pings_no_one(fake_discord)
-
-
-async def test_the_bot_does_not_parse_its_own_messages_coming_back(
-    bot: OllamaBot, fake_discord: FakeDiscord
-) -> None:
-    seen: list[int] = []
-    edited: list[int] = []
-
-    async def on_message(message: discord.Message) -> None:
-        seen.append(message.author.id)
-
-    async def on_raw_message_edit(event: discord.RawMessageUpdateEvent) -> None:
-        edited.append(event.message.author.id)
-
-    bot.add_listener(on_message)
-    bot.add_listener(on_raw_message_edit)
-    await fake_discord.user_message("what is 2+2?", mention_bot=True)
-    await fake_discord.wait_until(lambda: any(final(m) for m in fake_discord.bot_messages()))
-    answer = await chat(fake_discord, "and 3+3?")
-    # The mention's reply came back as MESSAGE_CREATE, the slash answer as MESSAGE_UPDATEs.
-    assert answer.edits
-    await fake_discord.user_message("thanks")  # events go in order: all before it were parsed
-    await fake_discord.wait_until(lambda: len(seen) == 2)
-    assert bot.user is not None and bot.user.id not in seen + edited
 
 
 async def test_messages_that_do_not_address_the_bot_are_ignored(
@@ -249,7 +223,7 @@ async def test_context_keeps_the_newest_turns_that_fit_the_model_window(
 ) -> None:
     bot = await bots.start(user_requests_per_minute=0)  # twelve questions in a row
     fake_ollama.models["llama3.2:latest"].parameters["num_ctx"] = 1024
-    bot.gateway.forget("llama3.2")
+    bot.parts.ollama.forget("llama3.2")
     for n in range(12):
         fake_ollama.script(Script(reply=f"answer {n} " + "word " * 60))
         await chat(fake_discord, f"question {n} " + "word " * 60)

@@ -205,7 +205,7 @@ async def test_chat_with_an_image_is_routed_by_capabilities_not_names(
     assert message.content.startswith("> look\n")
     assert fake_ollama.chat_requests()[-1]["model"] == "seer"  # the text-only model handed over
 
-    await bot.channels.update(int(channel), int(fake_discord.guild_id), model="seer")
+    await bot.parts.channels.update(int(channel), int(fake_discord.guild_id), model="seer")
     await streamed(fake_discord, await chat_with_image())
     assert fake_ollama.chat_requests()[-1]["model"] == "seer"  # a seeing channel model answers
 

@@ -218,7 +218,7 @@ async def test_model_use_refuses_a_model_that_is_not_installed(
     )
     assert refused.is_ephemeral
     assert "`mistral` is not installed" in refused.content
-    config = await bot.channels.get(int(fake_discord.channel_ids[0]))
+    config = await bot.parts.channels.get(int(fake_discord.channel_ids[0]))
     assert config.model is None
 
 
@@ -228,7 +228,7 @@ async def test_model_use_needs_manage_channels(bot: OllamaBot, fake_discord: Fak
     )
     assert refused.is_ephemeral
     assert "Manage Channels" in refused.content
-    config = await bot.channels.get(int(fake_discord.channel_ids[0]))
+    config = await bot.parts.channels.get(int(fake_discord.channel_ids[0]))
     assert config.model is None
 
 
@@ -374,8 +374,8 @@ async def test_stopping_the_bot_stops_its_pulls(
     bot = await bots.start()
     add_slow_model(fake_ollama, seconds=5.0)
     interaction = await model(fake_discord, "pull", {"name": "mistral"}, user="admin")
-    await fake_discord.wait_until(lambda: bot.models.pulling("mistral") is not None)
-    job = bot.models.pulling("mistral")
+    await fake_discord.wait_until(lambda: bot.parts.models.pulling("mistral") is not None)
+    job = bot.parts.models.pulling("mistral")
     assert job is not None and job.task is not None
     await answer(fake_discord, interaction)
 
@@ -468,7 +468,7 @@ async def test_model_delete_refuses_a_persona_base(
         asked.append(name)
         return ["pirate"] if name == "llama3.2:latest" else []
 
-    bot.models.bases_in_use = bases_in_use
+    bot.parts.models.bases_in_use = bases_in_use
     refused = await answer(
         fake_discord, await model(fake_discord, "delete", {"name": "Llama3.2"}, user="admin")
     )

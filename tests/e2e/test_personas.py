@@ -144,7 +144,7 @@ async def test_create_from_an_attached_modelfile(
         }
     ]
     assert f"{persona_model(fake_discord, 'butler')}:latest" in fake_ollama.models
-    stored = await bot.personas.get(int(fake_discord.guild_id), "butler")
+    stored = await bot.parts.personas.get(int(fake_discord.guild_id), "butler")
     assert stored is not None
     assert stored.modelfile == SEED
     assert stored.author_id == int(fake_discord.users["alice"]["id"])
@@ -191,7 +191,7 @@ async def test_create_through_the_form_sends_every_instruction(
             "from": "llama3.2",
         }
     ]
-    stored = await bot.personas.get(int(fake_discord.guild_id), "pirate")
+    stored = await bot.parts.personas.get(int(fake_discord.guild_id), "pirate")
     assert stored is not None and stored.modelfile == text and stored.num_ctx == 2048
 
 
@@ -207,8 +207,8 @@ async def test_the_seed_typo_names_line_2_and_creates_nothing(
             "⚠️ Modelfile line 2: unknown parameter 'termperature' — did you mean 'temperature'?"
         )
     assert created_models(fake_ollama) == []
-    assert await bot.personas.get(int(fake_discord.guild_id), "james2") is None
-    assert await bot.personas.get(int(fake_discord.guild_id), "james3") is None
+    assert await bot.parts.personas.get(int(fake_discord.guild_id), "james2") is None
+    assert await bot.parts.personas.get(int(fake_discord.guild_id), "james3") is None
 
 
 async def test_create_refuses_bad_names_and_files_clearly(
@@ -275,7 +275,7 @@ async def test_an_unknown_base_model_is_reported_and_nothing_is_stored(
         "⚠️ Ollama could not create the model: pull model manifest: file does not exist"
     )
     assert len(created_models(fake_ollama)) == 1
-    assert await bot.personas.get(int(fake_discord.guild_id), "ghost") is None
+    assert await bot.parts.personas.get(int(fake_discord.guild_id), "ghost") is None
 
 
 # ------------------------------------------------------------------------------ use, chat, reset
@@ -347,7 +347,7 @@ async def test_model_use_takes_the_persona_off(
     await answered(fake_discord, switched)
     await chat(fake_discord, "hi")
     assert fake_ollama.chat_requests()[-1]["model"] == "qwen3"
-    assert (await bot.channels.get(int(fake_discord.channel_ids[0]))).persona is None
+    assert (await bot.parts.channels.get(int(fake_discord.channel_ids[0]))).persona is None
 
 
 async def test_an_image_turn_goes_to_the_vision_model_unless_the_persona_can_see(
@@ -448,7 +448,7 @@ async def test_a_thread_started_in_the_channel_keeps_its_persona(
         for i, c in fake_discord.channels.items()
         if c.get("parent_id") == fake_discord.channel_ids[0]
     )
-    assert (await bot.channels.get(int(thread_id))).persona == "james"
+    assert (await bot.parts.channels.get(int(thread_id))).persona == "james"
     await fake_discord.wait_until(
         lambda: any(
             "-# james (llama3.2) · " in m.content for m in fake_discord.bot_messages(thread_id)
@@ -511,7 +511,7 @@ async def test_a_failed_use_is_told_privately_and_changes_nothing(
         "Ollama could not create the model: pull model manifest: file does not exist"
     )
     assert fake_discord.messages[interaction.original_message_id or ""].deleted
-    assert (await bot.channels.get(int(fake_discord.channel_ids[0]))).persona is None
+    assert (await bot.parts.channels.get(int(fake_discord.channel_ids[0]))).persona is None
 
     nothing = await run(fake_discord, "reset")
     assert nothing.is_ephemeral and nothing.content == "This channel has no persona."
@@ -561,8 +561,8 @@ async def test_delete_needs_the_author_or_an_admin_and_removes_the_ollama_model(
     assert "🗑️ Deleted the persona **butler**" in deleted.content
     assert deleted_models(fake_ollama) == [{"model": persona_model(fake_discord, "butler")}]
     assert f"{persona_model(fake_discord, 'butler')}:latest" not in fake_ollama.models
-    assert await bot.personas.get(int(fake_discord.guild_id), "butler") is None
-    config = await bot.channels.get(int(fake_discord.channel_ids[0]))
+    assert await bot.parts.personas.get(int(fake_discord.guild_id), "butler") is None
+    config = await bot.parts.channels.get(int(fake_discord.channel_ids[0]))
     assert config.persona is None  # the channel is back to its model
     await chat(fake_discord, "anyone there?")
     assert fake_ollama.chat_requests()[-1]["model"] == "llama3.2"
@@ -601,7 +601,7 @@ async def test_use_and_reset_need_manage_channels_by_default(
         assert refused.is_ephemeral
         assert refused.content == "This needs the Manage Channels permission."
     assert created_models(fake_ollama) == []
-    assert (await bot.channels.get(int(fake_discord.channel_ids[0]))).persona is None
+    assert (await bot.parts.channels.get(int(fake_discord.channel_ids[0]))).persona is None
 
 
 async def test_who_may_create_use_and_delete_is_configurable(
@@ -681,5 +681,5 @@ async def test_two_guilds_can_have_a_persona_of_the_same_name(
     # Deleting one guild's persona leaves the other's alone.
     await run(fake_discord, "delete", {"name": "butler"}, channel_id=lobby)
     assert deleted_models(fake_ollama) == [{"model": theirs}]
-    assert await bot.personas.get(int(fake_discord.guild_id), "butler") is not None
-    assert (await bot.channels.get(int(general))).persona == "butler"
+    assert await bot.parts.personas.get(int(fake_discord.guild_id), "butler") is not None
+    assert (await bot.parts.channels.get(int(general))).persona == "butler"

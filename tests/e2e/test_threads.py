@@ -97,7 +97,7 @@ async def test_other_threads_still_need_a_mention(
 ) -> None:
     bot = await bots.start(message_content_intent=True)
     thread_id, _ = await start_thread(fake_discord, "garden")
-    await bot.channels.update(int(thread_id), int(fake_discord.guild_id), bot_thread=False)
+    await bot.parts.channels.update(int(thread_id), int(fake_discord.guild_id), bot_thread=False)
     await fake_discord.user_message("anyone here?", channel_id=thread_id)
     await fake_discord.user_message("marker", channel_id=thread_id, mention_bot=True)
     await fake_discord.wait_until(
@@ -149,7 +149,7 @@ async def test_autoreply_ignores_bots_webhooks_and_messages_for_others(
 ) -> None:
     bot = await bots.start(message_content_intent=True)
     channel = fake_discord.channel_ids[0]
-    await bot.channels.update(int(channel), int(fake_discord.guild_id), autoreply=True)
+    await bot.parts.channels.update(int(channel), int(fake_discord.guild_id), autoreply=True)
     bob = fake_discord.users["bob"]["id"]
     await fake_discord.user_message("beep", user="otherbot")
     await fake_discord.user_message("hook says hi", webhook=True)
@@ -171,7 +171,7 @@ async def test_without_the_intent_the_commands_explain_how_to_turn_it_on(
     text = fake_discord.messages[autoreply.original_message_id or ""].content
     assert "Message Content" in text
     assert "BOT_MESSAGE_CONTENT_INTENT=true" in text
-    assert not (await bot.channels.get(int(fake_discord.channel_ids[0]))).autoreply
+    assert not (await bot.parts.channels.get(int(fake_discord.channel_ids[0]))).autoreply
 
     thread_id, _ = await start_thread(fake_discord, "garden")
     interaction = next(

@@ -46,14 +46,42 @@ async def test_a_full_line_is_refused_and_a_closed_scheduler_takes_nothing() -> 
     tasks = [asyncio.create_task(busy(1)), asyncio.create_task(busy(2))]
     await asyncio.sleep(0.01)
     with pytest.raises(QueueFull):
-        async with scheduler.turn(3):
-            pass
+        scheduler.admit(3)
     hold.set()
     await asyncio.gather(*tasks)
     scheduler.closed = True
     with pytest.raises(ShuttingDown):
-        async with scheduler.turn(4):
-            pass
+        scheduler.admit(4)
+
+
+async def test_a_queue_of_zero_means_no_waiting_not_refusing_everything() -> None:
+    scheduler = Scheduler(parallel=1, queue_size=0)
+    first = scheduler.admit(1)  # a free slot: no need to wait, so it is let in
+    hold = asyncio.Event()
+
+    async def busy() -> None:
+        async with scheduler.turn(1, ticket=first):
+            await hold.wait()
+
+    task = asyncio.create_task(busy())
+    await asyncio.sleep(0.01)
+    with pytest.raises(QueueFull):
+        scheduler.admit(2)  # would wait for the only slot
+    with pytest.raises(QueueFull):
+        scheduler.admit(1)  # would wait behind its channel
+    hold.set()
+    await task
+    scheduler.release(scheduler.admit(2))  # free again
+
+
+async def test_admission_counts_those_admitted_but_not_yet_generating() -> None:
+    scheduler = Scheduler(parallel=1, queue_size=1)
+    a = scheduler.admit(1)  # will take the slot
+    b = scheduler.admit(2)  # will wait: the one place in line
+    with pytest.raises(QueueFull):
+        scheduler.admit(3)
+    scheduler.release(a)
+    scheduler.release(b)
 
 
 def test_rate_limit_is_a_sliding_minute() -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bot.cogs.chat import echo, prompt_from_message
+from bot.cogs.chat import prompt_from_message
+from bot.ui.text import echo
 
 
 def test_the_bots_own_mention_is_removed_and_others_become_names() -> None:

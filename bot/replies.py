@@ -1,0 +1,506 @@
+"""ReplyPipeline: every reply the bot generates, from any entry point (slash commands, message
+menus, mentions, replies, auto-reply, threads, buttons), goes through here:
+
+    admit → prepare (images) → stream → draw → settle
+
+Admission is the one door for every generation: the user's rate limit, the channel's line, the
+parallel cap and the waiting line (bot/conversation/fairness.py). A refusal is private where
+Discord allows it (an interaction); a refused message gets at most one public notice a minute
+per member. Nothing is downloaded or shown before admission.
+
+The pipeline also owns what happens to a reply while it runs: Stop, Regenerate, a reply that
+Discord refuses to show (its generation is stopped and stored as failed), and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import discord
+
+from bot.conversation.fairness import QueueFull, RateLimited, ShuttingDown, Ticket
+from bot.conversation.service import (
+    Abort,
+    ChatRequest,
+    ChatService,
+    ReplyFinished,
+    ReplyStarted,
+    TextDelta,
+)
+from bot.errors import BotError, PermissionDenied
+from bot.metrics import Metrics
+from bot.settings import Settings
+from bot.storage.history import Author
+from bot.ui.checks import is_admin, refusal_for
+from bot.ui.controls import ReplyButtons, controls, reply_buttons
+from bot.ui.images import before_ack, check_route, defer, read_images
+from bot.ui.streaming import EditPacer, ReplyTarget, StreamingReply
+from bot.ui.targets import NO_PINGS, InteractionTarget, MessageTarget
+from bot.ui.text import channel_id_of
+from bot.vision.images import CheckedImage, ImagePreparer
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN = "\x00shutdown"  # `stopped_by` values that no display name can be
+REFUSED = "\x00refused"
+FULL = "\x00full"
+
+
+def footer(finished: ReplyFinished, *, cut_at: int | None = None) -> str:
+    model = finished.stats.model
+    if finished.persona:
+        model = f"{finished.persona} ({finished.base_model or model})"
+    parts = [model]
+    speed = finished.stats.tokens_per_second
+    if speed is not None:
+        parts.append(f"{speed:.1f} tokens/s")
+    if cut_at is not None:
+        parts.append(f"cut at {cut_at} messages")
+    elif finished.stats.done_reason == "length":
+        parts.append("cut off at the length limit")
+    return "-# " + " · ".join(parts)
+
+
+def waiting_text(place: int) -> str:
+    return f"⏳ Waiting for the model: you are number {place} in line."
+
+
+def request_from(
+    *,
+    channel_id: int,
+    guild_id: int | None,
+    user: discord.abc.User,
+    text: str,
+    model: str | None = None,
+    caption: bool = False,
+    source_message_id: int | None = None,
+) -> ChatRequest:
+    """The one way a ChatRequest is built, whatever the entry point."""
+    return ChatRequest(
+        channel_id=channel_id,
+        guild_id=guild_id,
+        user=Author(user.id, user.display_name),
+        text=text,
+        model=model,
+        caption=caption,
+        source_message_id=source_message_id,
+    )
+
+
+def request_for_interaction(
+    interaction: discord.Interaction,
+    text: str,
+    *,
+    model: str | None = None,
+    caption: bool = False,
+) -> ChatRequest:
+    return request_from(
+        channel_id=channel_id_of(interaction),
+        guild_id=interaction.guild_id,
+        user=interaction.user,
+        text=text,
+        model=model,
+        caption=caption,
+    )
+
+
+def request_for_message(message: discord.Message, text: str) -> ChatRequest:
+    return request_from(
+        channel_id=message.channel.id,
+        guild_id=message.guild.id if message.guild else None,
+        user=message.author,
+        text=text,
+        source_message_id=message.id,
+    )
+
+
+def posting_refusal(interaction: discord.Interaction, *, images: bool = False) -> str | None:
+    """Why the member may not make the bot post this publicly here, from their own permissions
+    in this channel (Discord shows the command to people who could not post themselves)."""
+    if interaction.guild_id is None:
+        return None
+    permissions = interaction.permissions
+    in_thread = isinstance(interaction.channel, discord.Thread)
+    if in_thread and not permissions.send_messages_in_threads:
+        return "You can't send messages in this thread, so I won't post there for you."
+    if not in_thread and not permissions.send_messages:
+        return "You can't send messages in this channel, so I won't post there for you."
+    if images and not permissions.attach_files:
+        return "You can't attach files in this channel, so I won't post your image here."
+    return None
+
+
+@dataclass(slots=True)
+class _Running:
+    """A reply being generated, for Stop, shutdown and Discord's refusals."""
+
+    requester: int
+    reply: asyncio.Task[Any] | None = None  # the task drawing the reply
+    task: asyncio.Task[ReplyFinished] | None = None  # the task reading the model's stream
+    turn_id: int | None = None
+    stopped_by: str | None = None
+    abort: Abort = field(default_factory=Abort)
+
+
+class ReplyPipeline:
+    """Admits, prepares, streams, draws and settles every reply (see the module's text)."""
+
+    def __init__(
+        self,
+        *,
+        chat: ChatService,
+        images: ImagePreparer,
+        settings: Settings,
+        metrics: Metrics,
+    ) -> None:
+        self.chat = chat
+        self._images = images
+        self._settings = settings
+        self._metrics = metrics
+        self._running: dict[str, _Running] = {}
+        self._regenerating: set[int] = set()  # turn ids: a double click gives one new answer
+        self._pacer = EditPacer(settings.edits_per_second)
+        self._notices: dict[int, float] = {}  # member id -> when they were last told publicly
+        self.buttons: ReplyButtons = reply_buttons(self)
+
+    # --- admission --------------------------------------------------------------------------
+
+    def admit(self, request: ChatRequest, place: Ticket | None = None) -> Ticket:
+        """Admit `request` (see ChatService.admit). Call it before any await, or pass the
+        `place` held since then (`hold_place`), so that a channel's requests keep the order
+        Discord delivered them in. Refused: the place is given back."""
+        return self.chat.admit(request.user.id, request.channel_id, place)
+
+    def hold_place(self, channel_id: int) -> Ticket:
+        return self.chat.hold_place(channel_id)
+
+    def admit_task(self, user_id: int) -> Ticket:
+        """Admission for a generation outside any conversation (/sentiment)."""
+        return self.chat.admit_task(user_id)
+
+    def may_tell_publicly(self, user_id: int) -> bool:
+        """Whether a member may be told of a refusal in public now: once a minute at most
+        (`refusal_notice_interval`)."""
+        interval = self._settings.refusal_notice_interval
+        now = time.monotonic()
+        last = self._notices.get(user_id)
+        if last is not None and now - last < interval:
+            return False
+        self._notices[user_id] = now
+        if len(self._notices) > 10_000:  # bounded: forget members told long ago
+            self._notices = {u: t for u, t in self._notices.items() if now - t < interval}
+        return True
+
+    # --- entry points -----------------------------------------------------------------------
+
+    async def answer_interaction(
+        self,
+        interaction: discord.Interaction,
+        request: ChatRequest,
+        *,
+        prefix: str = "",
+        attachments: Sequence[discord.Attachment] = (),
+    ) -> None:
+        """A slash command or message menu that posts a reply publicly: the member's own
+        permissions, admission, the images, then the reply into the interaction's response.
+        Every refusal is private."""
+        refusal = posting_refusal(interaction, images=bool(attachments))
+        if refusal is not None:
+            raise PermissionDenied(refusal)
+        ticket = self.admit(request)  # refusals raise here, before anything is shown
+        try:
+            checked: tuple[CheckedImage, ...] = ()
+            if attachments:  # refusals come before anything public is shown
+                checked = await before_ack(interaction, self._checked(request, attachments))
+            await defer(interaction)
+            target = InteractionTarget(interaction, token_ttl=self._settings.interaction_token_ttl)
+            await self.answer(
+                request,
+                target,
+                prefix=prefix,
+                images=checked,
+                ticket=ticket,
+                interaction=interaction,
+            )
+        finally:
+            self.chat.release(ticket)
+
+    async def answer_message(
+        self,
+        message: discord.Message,
+        request: ChatRequest,
+        ticket: Ticket,
+        attachments: Sequence[discord.Attachment] = (),
+    ) -> None:
+        """A message (mention, reply, auto-reply, thread) already admitted with `ticket`."""
+        try:
+            checked: tuple[CheckedImage, ...] = ()
+            if attachments:
+                try:
+                    checked = await read_images(self._images, attachments)
+                except BotError as exc:
+                    await message.reply(
+                        f"⚠️ {exc.user_message}", mention_author=False, allowed_mentions=NO_PINGS
+                    )
+                    return
+            with contextlib.suppress(discord.HTTPException):  # the typing dots are a courtesy
+                await message.channel.typing()
+            await self.answer(request, MessageTarget(message), images=checked, ticket=ticket)
+        finally:
+            self.chat.release(ticket)
+
+    async def refuse_message(self, message: discord.Message, error: BotError) -> None:
+        """A message's request was refused at admission: say so publicly once a minute at most
+        (a message cannot be answered privately), otherwise stay quiet."""
+        if not self.may_tell_publicly(message.author.id):
+            return
+        try:
+            await message.reply(
+                f"⚠️ {error.user_message}", mention_author=False, allowed_mentions=NO_PINGS
+            )
+        except discord.HTTPException:
+            log.info("could not tell a member their message was refused", exc_info=True)
+
+    async def _checked(
+        self, request: ChatRequest, attachments: Sequence[discord.Attachment]
+    ) -> tuple[CheckedImage, ...]:
+        """Read and check the images, and whether a model can see them."""
+        checked = await read_images(self._images, attachments)
+        await check_route(self.chat, request)
+        return checked
+
+    # --- the reply itself -------------------------------------------------------------------
+
+    async def answer(
+        self,
+        request: ChatRequest,
+        target: ReplyTarget[discord.Message],
+        *,
+        ticket: Ticket,
+        prefix: str = "",
+        images: Sequence[CheckedImage] = (),
+        interaction: discord.Interaction | None = None,
+    ) -> None:
+        """Stream the answer to the admitted `request` into `target`, with a Stop button while
+        it streams and a Regenerate button when done; failures end up in the same message.
+        Checked `images` are decoded and downscaled here, off the event loop."""
+        running = _Running(requester=request.user.id, reply=asyncio.current_task())
+        drawing = StreamingReply(
+            target,
+            interval=self._settings.edit_interval,
+            prefix=prefix,
+            stop_view=controls(self.buttons.stop(request.request_id)),
+            pacer=self._pacer,
+            max_messages=self._settings.max_reply_messages,
+            on_full=lambda: self._end(running, FULL),
+            on_broken=lambda error: self._refused(request, running, error),
+        )
+        self._running[request.request_id] = running
+        try:
+            if images:
+                request = dataclasses.replace(request, images=await self._images.prepare(images))
+            running.task = asyncio.create_task(self._consume(request, drawing, running, ticket))
+            finished = await running.task
+            await drawing.finish(footer(finished), view=self._again(running))
+        except asyncio.CancelledError:
+            if running.stopped_by is None or _cancelling():
+                await drawing.cancel()
+                raise
+            await self._settle_stopped(drawing, running, interaction)
+        except BotError as exc:
+            self._metrics.error(exc)
+            await drawing.fail(exc.user_message, view=self._again(running))
+        except BaseException:
+            await drawing.cancel()
+            raise
+        finally:
+            self._running.pop(request.request_id, None)
+
+    async def _settle_stopped(
+        self,
+        drawing: StreamingReply[discord.Message],
+        running: _Running,
+        interaction: discord.Interaction | None,
+    ) -> None:
+        if running.stopped_by == SHUTDOWN:
+            await drawing.fail(ShuttingDown.user_message + " This reply was cut short.")
+        elif running.stopped_by == REFUSED:
+            await drawing.cancel()
+            if interaction is not None:
+                await _tell_privately(interaction, "Discord would not let me post the reply here.")
+        elif running.stopped_by == FULL:
+            limit = self._settings.max_reply_messages
+            await drawing.finish(
+                f"-# ✂️ reply cut at {limit} messages (the most one reply may fill)",
+                view=self._again(running),
+            )
+        else:
+            await drawing.finish(f"-# ⏹️ stopped by {running.stopped_by}", view=self._again(running))
+
+    async def _consume(
+        self,
+        request: ChatRequest,
+        drawing: StreamingReply[discord.Message],
+        running: _Running,
+        ticket: Ticket,
+    ) -> ReplyFinished:
+        finished: ReplyFinished | None = None
+        async for event in self.chat.respond(
+            request,
+            ticket=ticket,
+            on_position=lambda place: drawing.set_status(waiting_text(place)),
+            abort=running.abort,
+        ):
+            if isinstance(event, TextDelta):
+                drawing.feed(event.text)
+            elif isinstance(event, ReplyStarted):
+                running.turn_id = event.turn_id
+            else:
+                finished = event
+                # Shown at once; the service stores the reply meanwhile.
+                drawing.finish_soon(footer(finished), view=self._again(running))
+        assert finished is not None  # respond() ends with ReplyFinished or raises
+        return finished
+
+    def _again(self, running: _Running) -> discord.ui.View | None:
+        if running.turn_id is None:
+            return None
+        return controls(self.buttons.regenerate(running.turn_id))
+
+    def _end(self, running: _Running, why: str) -> None:
+        """Stop the model's stream of a running reply, saying why."""
+        if running.stopped_by is None:
+            running.stopped_by = why
+        if running.task is not None and not running.task.done():
+            running.task.cancel()
+
+    def _refused(self, request: ChatRequest, running: _Running, error: BaseException) -> None:
+        """Discord refused to show the reply (403, a deleted question, an archived thread): the
+        model stops, and the turn is stored as failed with the reason, logged once."""
+        reason = _refusal_reason(error)
+        running.abort.reason = reason
+        log.warning(
+            "reply refused by Discord request=%s guild=%s channel=%s: %s",
+            request.request_id,
+            request.guild_id,
+            request.channel_id,
+            error,
+        )
+        self._end(running, REFUSED)
+
+    # --- buttons ----------------------------------------------------------------------------
+
+    async def stop(self, interaction: discord.Interaction, request_id: str) -> None:
+        """The Stop button: ends the Ollama request; the turn is stored as stopped."""
+        running = self._running.get(request_id)
+        if running is None or running.task is None or running.task.done():
+            await _tell_privately(interaction, "This reply has already finished.")
+        elif interaction.user.id != running.requester and not is_admin(interaction):
+            await _tell_privately(
+                interaction, "Only the person who asked (or an admin) can stop this reply."
+            )
+        else:
+            self._end(running, interaction.user.display_name)
+            await interaction.response.defer()  # the reply's own final edit shows it stopped
+
+    async def regenerate(self, interaction: discord.Interaction, turn_id: int) -> None:
+        """The Regenerate button: the latest answer is replaced by a new one. Admitted first
+        (rate limit, line): a refused Regenerate changes nothing; a double click gives one new
+        answer."""
+        if turn_id in self._regenerating:
+            await _tell_privately(interaction, "A new answer is already being written.")
+            return
+        channel_id = channel_id_of(interaction)
+        refusal = posting_refusal(interaction)
+        if refusal is not None:
+            await _tell_privately(interaction, refusal)
+            return
+        try:
+            ticket = self.chat.admit(interaction.user.id, channel_id)
+        except (RateLimited, QueueFull, ShuttingDown) as exc:
+            await _tell_privately(interaction, exc.user_message)
+            return
+        self._regenerating.add(turn_id)
+        try:
+            try:
+                request = await self.chat.regenerate(
+                    channel_id=channel_id,
+                    guild_id=interaction.guild_id,
+                    turn_id=turn_id,
+                    requester=Author(interaction.user.id, interaction.user.display_name),
+                    admin=is_admin(interaction),
+                )
+            except BotError as exc:
+                await _tell_privately(interaction, exc.user_message)
+                return
+            await interaction.response.edit_message(view=None)  # the old answer keeps its text
+            target = InteractionTarget(
+                interaction, token_ttl=self._settings.interaction_token_ttl, original=False
+            )
+            await self.answer(request, target, ticket=ticket, interaction=interaction)
+        finally:
+            self._regenerating.discard(turn_id)
+            self.chat.release(ticket)
+
+    def button_refusal(self, interaction: discord.Interaction) -> str | None:
+        """The access rules (allow/deny lists, DMs) hold for buttons as for commands."""
+        return refusal_for(interaction)
+
+    # --- shutdown ---------------------------------------------------------------------------
+
+    def replies_in_progress(self) -> set[asyncio.Task[Any]]:
+        return {r.reply for r in self._running.values() if r.reply is not None}
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop taking requests, let replies finish for up to `grace` seconds, then cut the rest
+        short (stored as incomplete, with a note in Discord)."""
+        self.chat.close()
+        replies = self.replies_in_progress()
+        if replies:
+            await asyncio.wait(replies, timeout=grace)
+        try:
+            async with asyncio.timeout(5.0):
+                await self.cut_short()
+        except TimeoutError:
+            log.warning("some replies did not say they were cut short in time")
+
+    async def cut_short(self) -> None:
+        """Stop every reply still running or waiting, and wait until each has said so."""
+        replies = self.replies_in_progress()
+        for running in self._running.values():
+            self._end(running, SHUTDOWN)
+        if replies:
+            await asyncio.wait(replies)
+
+
+def _refusal_reason(error: BaseException) -> str:
+    if isinstance(error, discord.Forbidden):
+        return "Discord refused the reply (missing permissions, or a locked or archived thread)."
+    if isinstance(error, discord.NotFound):
+        return "Discord refused the reply (the message it answers was deleted)."
+    if isinstance(error, discord.HTTPException):
+        return f"Discord refused the reply ({error.status})."
+    return "The reply could not be shown in Discord."
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _tell_privately(interaction: discord.Interaction, text: str) -> None:
+    """An ephemeral message: the response if it is still free, else a followup (while the
+    interaction's token works)."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+        else:
+            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
+    except discord.HTTPException:
+        log.info("could not tell a member privately", exc_info=True)
