@@ -43,7 +43,6 @@ import re
 import secrets
 import time
 import traceback
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -144,6 +143,28 @@ CALLBACK_SCHEMAS = {
 
 RATE_LIMITED_BODY_MESSAGE = "You are being rate limited."
 
+# Rate limits as Discord counts them (https://discord.com/developers/docs/topics/rate-limits):
+# message creates and edits in a channel share that channel's bucket (5 per 5 s, the figure
+# Discord's headers show for it); interaction follow-ups and their edits (@original included)
+# share the webhook-and-token bucket (5 per 2 s, like any webhook); on top, a bot makes at most
+# 50 requests a second in all, interaction endpoints exempt ("global": true 429s).
+CHANNEL_MESSAGE_BUDGET = (5, 5.0)
+INTERACTION_WEBHOOK_BUDGET = (5, 2.0)
+GLOBAL_BUDGET = (50, 1.0)
+CHANNEL_MESSAGE_ROUTES = frozenset(
+    {
+        ("POST", "/channels/{channel_id}/messages"),
+        ("PATCH", "/channels/{channel_id}/messages/{message_id}"),
+    }
+)
+INTERACTION_WEBHOOK_ROUTES = frozenset(
+    {
+        ("POST", "/webhooks/{app_id}/{token}"),
+        ("PATCH", "/webhooks/{app_id}/{token}/messages/{message_id}"),
+        ("DELETE", "/webhooks/{app_id}/{token}/messages/{message_id}"),
+    }
+)
+
 
 # --------------------------------------------------------------------------- records
 
@@ -160,6 +181,7 @@ class RecordedRequest:
     status: int
     t: float  # clock() when the request arrived
     raw_response: bytes = field(default=b"", repr=False)  # the body answered, as sent
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # the answer's headers
 
     @functools.cached_property
     def response(self) -> Any:
@@ -271,7 +293,7 @@ class RateLimitedError(Exception):
         self.retry_after = retry_after
         self.limit = limit
         self.bucket = bucket
-        self.scope = scope
+        self.scope = scope  # "user" (a bucket of this bot) or "global" (the 50 a second)
 
 
 def _form_error(path: Iterable[str | int], code: str, message: str) -> ApiError:
@@ -671,7 +693,9 @@ class FakeDiscord:
     def __init__(
         self,
         *,
-        edit_budget: tuple[int, float] = (5, 5.0),
+        edit_budget: tuple[int, float] = CHANNEL_MESSAGE_BUDGET,
+        webhook_budget: tuple[int, float] = INTERACTION_WEBHOOK_BUDGET,
+        global_budget: tuple[int, float] = GLOBAL_BUDGET,
         ack_timeout: float = 3.0,
         interaction_token_ttl: float = 15 * 60,
         clock: Callable[[], float] = time.monotonic,
@@ -683,14 +707,21 @@ class FakeDiscord:
 
         `add_guild` adds more guilds (the same users are members of each, with the same roles).
 
-        ``edit_budget`` is (edits, seconds) per message in a sliding window; ``route_budget`` is the
-        generous per-route bucket announced in X-RateLimit headers; ``privileged_intents`` are the
+        Rate limits are (requests, seconds) windows that open at a bucket's first request and
+        reset whole, announced in X-RateLimit headers like Discord's: ``edit_budget`` is each
+        channel's message bucket (creates and edits together, Discord's 5 per 5 s; also readable
+        as `channel_budget`), ``webhook_budget`` each interaction token's follow-up bucket
+        (follow-ups, their edits and deletions, @original included; 5 per 2 s),
+        ``global_budget`` the bot's global limit (50 a second; interaction endpoints exempt) and
+        ``route_budget`` the generous bucket of every other route. ``privileged_intents`` are the
         privileged intents the 'developer portal' allows (IDENTIFY asking for more is closed with
         4014 like Discord does). ``validate_schemas=False`` skips the OpenAPI checks of request
         bodies (Discord's own limits still apply): they cost the double milliseconds a request,
         which bench/ must not count as the bot's time.
         """
         self.edit_budget = edit_budget
+        self.webhook_budget = webhook_budget
+        self.global_budget = global_budget
         self.ack_timeout = ack_timeout
         self.interaction_token_ttl = interaction_token_ttl
         self.clock = clock
@@ -771,7 +802,6 @@ class FakeDiscord:
         one is kept in `server_errors`."""
 
         self._files: dict[str, tuple[str, bytes, str]] = {}  # attachment id -> file
-        self._edit_times: dict[str, deque[float]] = {}
         self._route_windows: dict[str, tuple[float, int]] = {}
         self._command_ids: dict[str, str] = {}
         self._sessions: dict[str, _Session] = {}
@@ -1710,24 +1740,12 @@ class FakeDiscord:
             or body.get("sticker_ids")
         )
 
-    def _check_edit_budget(self, message_id: str, bucket: str) -> None:
-        """Raise RateLimitedError if the message used its edit budget in the sliding window."""
-        count, window = self.edit_budget
-        now = self.clock()
-        times = self._edit_times.setdefault(message_id, deque())
-        while times and times[0] <= now - window:
-            times.popleft()
-        if len(times) >= count:
-            retry_after = math.ceil((times[0] + window - now) * 1000) / 1000 + 0.001
-            raise RateLimitedError(retry_after, count, bucket)
-
     def _record_edit(
         self, message: FakeMessage, body: dict[str, Any], *, budgeted: bool = True
     ) -> None:
-        """Record an applied edit; ``budgeted`` ones (PATCH) count toward the edit budget."""
+        """Record an applied edit (``budgeted`` is kept for callers; rate limits are counted per
+        bucket when a request arrives)."""
         now = self.clock()
-        if budgeted:
-            self._edit_times.setdefault(message.id, deque()).append(now)
         message.edits.append((now, message.content))
         message.history.append(_clone(body))
         if "allowed_mentions" in body:
@@ -1805,6 +1823,7 @@ class FakeDiscord:
             status=response.status,
             t=started,
             raw_response=response.body if isinstance(response.body, bytes) else b"",
+            headers=dict(response.headers),
         )
         self.requests.append(recorded)
         if response.status == 429:
@@ -1877,29 +1896,60 @@ class FakeDiscord:
             if route.auth and not authorized:
                 raise ApiError(401, 0, "401: Unauthorized")
             params = match.groupdict()
-            bucket_key = f"{route.method} {route.bucket}:{params.get(route.major or '', '')}"
-            headers = self._take_route_slot(bucket_key)
+            interaction_endpoint = route.bucket.startswith(("/interactions/", "/webhooks/"))
+            if authorized and not interaction_endpoint:
+                self._take_slot("global", "", self.global_budget, scope="global")
+            name, major, budget = self._bucket_of(route, params)
+            headers = self._take_slot(name, major, budget)
             parsed = _Request(
-                request.method, path, params, query, body, files, authorized, bucket_key
+                request.method, path, params, query, body, files, authorized, f"{name}:{major}"
             )
-            response = await route.handler(parsed)
+            try:
+                response = await route.handler(parsed)
+            except ApiError as error:  # Discord counts failed requests and shows their bucket
+                response = _json_response(error.body(), error.status)
             response.headers.update(headers)
             return response
         if matched_path:
             raise ApiError(405, 0, "405: Method Not Allowed")
         raise ApiError(404, 0, "404: Not Found")
 
-    def _take_route_slot(self, key: str) -> dict[str, str]:
-        """Count a request in its route bucket; the X-RateLimit headers of a success."""
-        limit, per = self.route_budget
+    @property
+    def channel_budget(self) -> tuple[int, float]:
+        """Each channel's message bucket (creates and edits together): `edit_budget`."""
+        return self.edit_budget
+
+    @channel_budget.setter
+    def channel_budget(self, value: tuple[int, float]) -> None:
+        self.edit_budget = value
+
+    def _bucket_of(
+        self, route: _Route, params: dict[str, str]
+    ) -> tuple[str, str, tuple[int, float]]:
+        """(bucket name, top-level resource, budget) of a request, as Discord groups them."""
+        key = (route.method, route.bucket)
+        if key in CHANNEL_MESSAGE_ROUTES:
+            return "channel-messages", params["channel_id"], self.edit_budget
+        if key in INTERACTION_WEBHOOK_ROUTES:
+            major = f"{params['app_id']}/{params['token']}"
+            return "interaction-webhook", major, self.webhook_budget
+        major = params.get(route.major or "", "")
+        return f"{route.method} {route.bucket}", major, self.route_budget
+
+    def _take_slot(
+        self, name: str, major: str, budget: tuple[int, float], *, scope: str = "user"
+    ) -> dict[str, str]:
+        """Count a request in a bucket (a window opened by its first request, reset whole after
+        ``per`` seconds, as Discord's Reset-After says); the X-RateLimit headers of an answer."""
+        limit, per = budget
+        key = f"{name}:{major}"
         now = self.clock()
         start, used = self._route_windows.get(key, (now, 0))
         if now - start >= per:
             start, used = now, 0
         reset_after = max(start + per - now, 0.001)
-        bucket = _bucket_hash(key)
-        if used >= limit:
-            raise RateLimitedError(round(reset_after, 3), limit, bucket)
+        if used >= limit:  # a retry after retry_after lands in the next window
+            raise RateLimitedError(math.ceil(reset_after * 1000) / 1000, limit, name, scope)
         used += 1
         self._route_windows[key] = (start, used)
         return {
@@ -1907,22 +1957,30 @@ class FakeDiscord:
             "X-RateLimit-Remaining": str(limit - used),
             "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
             "X-RateLimit-Reset-After": f"{reset_after:.3f}",
-            "X-RateLimit-Bucket": bucket,
+            "X-RateLimit-Bucket": _bucket_hash(name),
         }
 
     def _rate_limited_response(self, limited: RateLimitedError) -> web.Response:
         retry_after = limited.retry_after
-        headers = {
-            "Via": "1.1 google",
-            "Retry-After": str(math.ceil(retry_after)),
-            "X-RateLimit-Limit": str(limited.limit),
-            "X-RateLimit-Remaining": "0",
-            "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
-            "X-RateLimit-Reset-After": f"{retry_after:.3f}",
-            "X-RateLimit-Bucket": _bucket_hash(limited.bucket),
-            "X-RateLimit-Scope": limited.scope,
+        headers = {"Via": "1.1 google", "Retry-After": str(math.ceil(retry_after))}
+        if limited.scope == "global":  # no bucket: every route of the bot waits
+            headers.update({"X-RateLimit-Global": "true", "X-RateLimit-Scope": "global"})
+        else:
+            headers.update(
+                {
+                    "X-RateLimit-Limit": str(limited.limit),
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
+                    "X-RateLimit-Reset-After": f"{retry_after:.3f}",
+                    "X-RateLimit-Bucket": _bucket_hash(limited.bucket),
+                    "X-RateLimit-Scope": limited.scope,
+                }
+            )
+        body = {
+            "message": RATE_LIMITED_BODY_MESSAGE,
+            "retry_after": retry_after,
+            "global": limited.scope == "global",
         }
-        body = {"message": RATE_LIMITED_BODY_MESSAGE, "retry_after": retry_after, "global": False}
         return _json_response(body, 429, headers)
 
     def _build_routes(self) -> list[_Route]:
@@ -2383,7 +2441,6 @@ class FakeDiscord:
         body = req.body if isinstance(req.body, dict) else {}
         if message.author_id != self.bot_user["id"] and (set(body) - {"flags"} or req.files):
             raise ApiError(403, 50005, "Cannot edit a message authored by another user")
-        self._check_edit_budget(message.id, req.bucket)
         body = self._validate_message(
             req.body,
             _request_validator("/channels/{channel_id}/messages/{message_id}", "patch"),
@@ -2685,7 +2742,6 @@ class FakeDiscord:
     async def _edit_webhook_message(self, req: _Request) -> web.Response:
         interaction = self._webhook_interaction(req)
         message = self._webhook_message(interaction, req.params["message_id"])
-        self._check_edit_budget(message.id, req.bucket)
         spec_path = "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}"
         body = self._validate_message(
             req.body, _request_validator(spec_path, "patch"), req.files, existing=message

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -18,6 +18,7 @@ from tests.doubles.fake_discord import (
     ADMINISTRATOR,
     MANAGE_CHANNELS,
     FakeDiscord,
+    FakeInteraction,
     RecordedRequest,
 )
 
@@ -293,21 +294,37 @@ async def test_message_limits(fake: FakeDiscord, bot: DoubleBot) -> None:
 
 
 @pytest.mark.parametrize("fake_options", [{"edit_budget": (2, 0.5)}])
-async def test_edit_rate_limit_is_retried(fake: FakeDiscord, bot: DoubleBot) -> None:
-    sent = await text_channel(bot, fake.channel_ids[0]).send("0")
-    for i in range(1, 9):
+async def test_the_channel_bucket_holds_creates_and_edits_together(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
+    channel = text_channel(bot, fake.channel_ids[0])
+    sent = await channel.send("0")
+    for i in range(1, 5):
         await sent.edit(content=str(i))
+    await channel.send("again")
     stored = fake.messages[str(sent.id)]
-    assert stored.content == "8" and len(stored.edits) == 8
-    assert fake.rate_limited, "expected at least one 429"
-    assert all(r.response["retry_after"] > 0 for r in fake.rate_limited)
-    times = [t for t, _ in stored.edits]
-    for i in range(2, len(times)):  # never more than 2 edits in any 0.5 s window
+    assert stored.content == "4" and len(stored.edits) == 4
+    mine = [
+        r
+        for r in fake.requests
+        if r.path.startswith(f"/channels/{fake.channel_ids[0]}/messages") and r.status == 200
+    ]
+    assert [r.method for r in mine] == ["POST", "PATCH", "PATCH", "PATCH", "PATCH", "POST"]
+    # One bucket for both routes, announced in the headers: discord.py waits for its reset.
+    assert len({r.headers["X-RateLimit-Bucket"] for r in mine}) == 1
+    assert {r.headers["X-RateLimit-Limit"] for r in mine} == {"2"}
+    times = [r.t for r in mine]
+    for i in range(2, len(times)):  # never more than 2 in one 0.5 s window
         assert times[i] - times[i - 2] >= 0.5 - 1e-3
+    # Only the first edit, before discord.py knew the edit route shares the bucket, may 429.
+    assert len(fake.rate_limited) <= 1
+    assert all(r.response["retry_after"] > 0 for r in fake.rate_limited)
 
 
-@pytest.mark.parametrize("fake_options", [{"edit_budget": (2, 0.5)}])
-async def test_webhook_edit_rate_limit_is_retried(fake: FakeDiscord, bot: DoubleBot) -> None:
+@pytest.mark.parametrize("fake_options", [{"webhook_budget": (2, 0.5)}])
+async def test_the_interaction_token_bucket_paces_follow_ups_and_edits(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
     interaction = await fake.slash_command("stream")
     await fake.wait_until(
         lambda: (
@@ -316,7 +333,9 @@ async def test_webhook_edit_rate_limit_is_retried(fake: FakeDiscord, bot: Double
         )
     )
     assert fake.messages[interaction.original_message_id or ""].content == "part 3"
-    assert any(r.path.startswith("/webhooks/") for r in fake.rate_limited)
+    edits = [r for r in fake.requests if r.path.startswith("/webhooks/") and r.status == 200]
+    assert len(edits) == 4 and {r.headers["X-RateLimit-Limit"] for r in edits} == {"2"}
+    assert edits[2].t - edits[0].t >= 0.5 - 1e-3 and edits[3].t - edits[1].t >= 0.5 - 1e-3
 
 
 @pytest.mark.parametrize("fake_options", [{"ack_timeout": 0.2}])
@@ -541,3 +560,109 @@ async def test_rest_errors_without_a_bot(fake: FakeDiscord, fake_options: dict[s
         assert status == 400  # autocomplete interactions only take type 8
         status, body = await callback(2, {"type": 5, "data": {"flags": 64}})
         assert status == 204
+
+
+Call = Callable[..., Awaitable[tuple[int, Any, Mapping[str, str]]]]
+
+
+@pytest.fixture
+async def raw(fake: FakeDiscord) -> AsyncIterator[Call]:
+    """Raw REST calls to the double as the bot (``auth=False`` for none): (status, JSON, headers)."""
+    async with aiohttp.ClientSession() as http:
+
+        async def call(
+            method: str, path: str, *, auth: bool = True, **kwargs: Any
+        ) -> tuple[int, Any, Mapping[str, str]]:
+            headers = {"Authorization": f"Bot {fake.token}"} if auth else {}
+            async with http.request(
+                method, fake.api_base + path, headers=headers, **kwargs
+            ) as response:
+                body = None if response.status == 204 else await response.json()
+                return response.status, body, response.headers
+
+        yield call
+
+
+def answered_interaction(fake: FakeDiscord, *, user: str = "alice") -> FakeInteraction:
+    """An interaction the double 'sent' (no bot needed), for raw callbacks and follow-ups."""
+    interaction, _ = fake._new_interaction_payload(2, {"name": "x"}, user, None)
+    fake.interactions[interaction.id] = interaction
+    return interaction
+
+
+async def test_the_channel_bucket_answers_429s_with_discords_headers(
+    fake: FakeDiscord, raw: Call
+) -> None:
+    assert fake.channel_budget == fake.edit_budget == (5, 5.0)  # Discord's figure
+    general, random = fake.channel_ids[:2]
+    status, sent, headers = await raw(
+        "POST", f"/channels/{general}/messages", json={"content": "0"}
+    )
+    assert status == 200 and headers["X-RateLimit-Remaining"] == "4"
+    bucket = headers["X-RateLimit-Bucket"]
+    for i in range(1, 5):  # edits count in the same bucket as creates
+        status, _, headers = await raw(
+            "PATCH", f"/channels/{general}/messages/{sent['id']}", json={"content": str(i)}
+        )
+        assert status == 200 and headers["X-RateLimit-Bucket"] == bucket
+        assert headers["X-RateLimit-Remaining"] == str(4 - i)
+    assert float(headers["X-RateLimit-Reset-After"]) <= 5.0
+    status, body, headers = await raw(
+        "POST", f"/channels/{general}/messages", json={"content": "one too many"}
+    )
+    assert status == 429 and headers["Via"] and headers["X-RateLimit-Bucket"] == bucket
+    assert body["global"] is False and 0 < body["retry_after"] <= 5.0
+    assert headers["X-RateLimit-Remaining"] == "0" and headers["X-RateLimit-Scope"] == "user"
+    assert [r.status for r in fake.rate_limited] == [429]
+    # Another channel has a bucket of its own.
+    status, _, headers = await raw("POST", f"/channels/{random}/messages", json={"content": "x"})
+    assert status == 200 and headers["X-RateLimit-Remaining"] == "4"
+
+
+async def test_the_webhook_and_token_bucket_answers_429s(fake: FakeDiscord, raw: Call) -> None:
+    assert fake.webhook_budget == (5, 2.0)
+    first, second = answered_interaction(fake), answered_interaction(fake, user="bob")
+    for interaction in (first, second):
+        callback = f"/interactions/{interaction.id}/{interaction.token}/callback"
+        assert (await raw("POST", callback, auth=False, json={"type": 5}))[0] == 204
+    hook = f"/webhooks/{fake.application_id}/{first.token}"
+    status, followup, headers = await raw("POST", f"{hook}?wait=true", json={"content": "a"})
+    assert status == 200 and headers["X-RateLimit-Limit"] == "5"
+    for path in (f"{hook}/messages/@original", f"{hook}/messages/{followup['id']}"):
+        for _ in range(2):
+            assert (await raw("PATCH", path, json={"content": "b"}))[0] == 200
+    status, body, headers = await raw("PATCH", f"{hook}/messages/@original", json={"content": "c"})
+    assert status == 429 and body["global"] is False and headers["X-RateLimit-Remaining"] == "0"
+    # Another interaction's token is another bucket.
+    other = f"/webhooks/{fake.application_id}/{second.token}/messages/@original"
+    assert (await raw("PATCH", other, json={"content": "d"}))[0] == 200
+
+
+@pytest.mark.parametrize("fake_options", [{"global_budget": (4, 5.0)}])
+async def test_the_global_limit_answers_global_429s_and_spares_interactions(
+    fake: FakeDiscord, raw: Call
+) -> None:
+    assert FakeDiscord().global_budget == (50, 1.0)
+    for channel in fake.channel_ids[:3]:
+        assert (await raw("GET", f"/channels/{channel}"))[0] == 200
+    assert (await raw("GET", "/users/@me"))[0] == 200
+    status, body, headers = await raw("GET", f"/channels/{fake.channel_ids[0]}")
+    assert status == 429 and body["global"] is True and body["retry_after"] > 0
+    assert headers["X-RateLimit-Global"] == "true" and headers["X-RateLimit-Scope"] == "global"
+    assert headers["Via"] and "X-RateLimit-Bucket" not in headers
+    assert fake.rate_limited[-1].response["global"] is True
+    # Interaction endpoints are not bound to the global limit.
+    interaction = answered_interaction(fake)
+    callback = f"/interactions/{interaction.id}/{interaction.token}/callback"
+    assert (await raw("POST", callback, json={"type": 5}))[0] == 204
+    hook = f"/webhooks/{fake.application_id}/{interaction.token}/messages/@original"
+    assert (await raw("PATCH", hook, json={"content": "still"}))[0] == 200
+
+
+@pytest.mark.parametrize("fake_options", [{"global_budget": (3, 0.3)}])
+async def test_discord_py_waits_out_global_429s(fake: FakeDiscord, bot: DoubleBot) -> None:
+    fetched = await asyncio.gather(
+        *(bot.fetch_channel(int(c)) for c in fake.channel_ids for _ in range(3))
+    )
+    assert len(fetched) == 9
+    assert any(r.response["global"] for r in fake.rate_limited)
