@@ -1054,6 +1054,85 @@ class FakeDiscord:
                 bits |= int(role["permissions"])
         return ALL_PERMISSIONS if bits & ADMINISTRATOR else bits
 
+    def channel_permissions(self, user_id: str, channel_id: str) -> int:
+        """A member's permission bits in one channel, computed the way Discord does: the guild
+        permissions of @everyone and the member's roles (an administrator has every bit), then
+        the channel's @everyone overwrite, the union of its role overwrites, the member's own
+        overwrite; without View Channel nothing is left. A thread takes its parent's overwrites;
+        a DM channel allows what @everyone may do."""
+        channel = self._channel(channel_id)
+        guild_id = channel.get("guild_id")
+        if not guild_id:
+            return EVERYONE_PERMISSIONS
+        guild = self.guilds[guild_id]
+        bits = self.permissions_of(user_id, guild_id)
+        if bits & ADMINISTRATOR:
+            return ALL_PERMISSIONS
+        source = channel
+        if channel["type"] in THREAD_TYPES:
+            source = self.channels.get(str(channel.get("parent_id")), channel)
+        overwrites = {str(o["id"]): o for o in source.get("permission_overwrites") or []}
+
+        def apply(bits: int, allow: int, deny: int) -> int:
+            return (bits & ~deny) | allow
+
+        everyone = overwrites.get(guild_id)
+        if everyone is not None:
+            bits = apply(bits, int(everyone["allow"]), int(everyone["deny"]))
+        allow = deny = 0
+        for role_id in guild.member_roles.get(user_id, []):
+            overwrite = overwrites.get(role_id)
+            if overwrite is not None and overwrite["type"] == 0:
+                allow |= int(overwrite["allow"])
+                deny |= int(overwrite["deny"])
+        bits = apply(bits, allow, deny)
+        own = overwrites.get(user_id)
+        if own is not None and own["type"] == 1:
+            bits = apply(bits, int(own["allow"]), int(own["deny"]))
+        return bits if bits & VIEW_CHANNEL else 0
+
+    async def set_overwrite(
+        self,
+        channel_id: str,
+        target_id: str,
+        *,
+        allow: int = 0,
+        deny: int = 0,
+        member: bool = True,
+    ) -> None:
+        """Set a permission overwrite on a guild channel (not a thread: threads use their
+        parent's) for a member (``member=True``) or a role (``member=False``; the guild id is
+        @everyone), replacing that target's previous one. A connected bot gets CHANNEL_UPDATE."""
+        channel = self._channel(channel_id)
+        if not channel.get("guild_id") or channel["type"] in THREAD_TYPES:
+            raise ValueError(f"{channel_id} is not a guild channel with overwrites of its own")
+        overwrite = {
+            "id": str(target_id),
+            "type": 1 if member else 0,
+            "allow": str(allow),
+            "deny": str(deny),
+        }
+        kept = [o for o in channel["permission_overwrites"] if o["id"] != str(target_id)]
+        channel["permission_overwrites"] = [*kept, overwrite]
+        self._notify()
+        await self._emit("CHANNEL_UPDATE", _clone(channel), intent=INTENT_GUILDS)
+
+    def _require(self, channel_id: str, needed: int) -> None:
+        """Refuse like Discord when the bot lacks permission bits in a channel: 403 50001 when
+        it cannot even see the channel, else 403 50013."""
+        if not self._is_guild_channel(channel_id):
+            return
+        bits = self.channel_permissions(self.bot_user["id"], channel_id)
+        if not bits & VIEW_CHANNEL:
+            raise ApiError(403, 50001, "Missing Access")
+        if needed & ~bits:
+            raise ApiError(403, 50013, "Missing Permissions")
+
+    def _send_permission(self, channel_id: str) -> int:
+        """The bit that lets a member post in this channel (Send Messages in Threads in one)."""
+        in_thread = self.channels[channel_id]["type"] in THREAD_TYPES
+        return SEND_MESSAGES_IN_THREADS if in_thread else SEND_MESSAGES
+
     def _member(
         self, user_id: str, *, with_user: bool = True, guild_id: str | None = None
     ) -> dict[str, Any]:
@@ -1758,6 +1837,10 @@ class FakeDiscord:
         """MESSAGE_CREATE/UPDATE to the bot (never for ephemeral messages)."""
         if message.is_ephemeral:
             return
+        if message.guild_id and not (
+            self.channel_permissions(self.bot_user["id"], message.channel_id) & VIEW_CHANNEL
+        ):
+            return  # Discord sends no events of channels the bot cannot see
         intent = INTENT_GUILD_MESSAGES if message.guild_id else INTENT_DIRECT_MESSAGES
         await self._emit(event, self._gateway_message(message), intent=intent)
 
@@ -1947,9 +2030,10 @@ class FakeDiscord:
         start, used = self._route_windows.get(key, (now, 0))
         if now - start >= per:
             start, used = now, 0
-        reset_after = max(start + per - now, 0.001)
-        if used >= limit:  # a retry after retry_after lands in the next window
-            raise RateLimitedError(math.ceil(reset_after * 1000) / 1000, limit, name, scope)
+        # Rounded up to the millisecond: a client waiting that long lands in the next window.
+        reset_after = max(math.ceil((start + per - now) * 1000) / 1000, 0.001)
+        if used >= limit:
+            raise RateLimitedError(reset_after, limit, name, scope)
         used += 1
         self._route_windows[key] = (start, used)
         return {
@@ -2375,7 +2459,12 @@ class FakeDiscord:
                 "NUMBER_TYPE_MAX" if limit > 100 else "NUMBER_TYPE_MIN",
                 "int value should be between 1 and 100.",
             )
+        self._require(channel_id, VIEW_CHANNEL)
         visible = [m for m in self.channel_messages(channel_id) if not m.is_ephemeral]
+        if self._is_guild_channel(channel_id) and not (
+            self.channel_permissions(self.bot_user["id"], channel_id) & READ_MESSAGE_HISTORY
+        ):
+            visible = []  # Discord returns no messages without Read Message History
         before, after, around = (req.query.get(k) for k in ("before", "after", "around"))
         if before:
             visible = [m for m in visible if int(m.id) < int(before)]
@@ -2394,11 +2483,20 @@ class FakeDiscord:
         return _json_response([self.message_payload(m) for m in chosen])
 
     async def _get_message(self, req: _Request) -> web.Response:
+        self._require(
+            self._channel(req.params["channel_id"])["id"], VIEW_CHANNEL | READ_MESSAGE_HISTORY
+        )
         message = self._channel_message(req.params["channel_id"], req.params["message_id"])
         return _json_response(self.message_payload(message))
 
     async def _create_message(self, req: _Request) -> web.Response:
         channel_id = self._channel(req.params["channel_id"])["id"]
+        needed = VIEW_CHANNEL | self._send_permission(channel_id)
+        if isinstance(req.body, dict) and req.body.get("message_reference"):
+            needed |= READ_MESSAGE_HISTORY
+        if req.files:
+            needed |= ATTACH_FILES
+        self._require(channel_id, needed)
         body = self._validate_message(
             req.body, _request_validator("/channels/{channel_id}/messages", "post"), req.files
         )
@@ -2441,6 +2539,12 @@ class FakeDiscord:
         body = req.body if isinstance(req.body, dict) else {}
         if message.author_id != self.bot_user["id"] and (set(body) - {"flags"} or req.files):
             raise ApiError(403, 50005, "Cannot edit a message authored by another user")
+        self._require(
+            message.channel_id,
+            VIEW_CHANNEL
+            | self._send_permission(message.channel_id)
+            | (ATTACH_FILES if req.files else 0),
+        )
         body = self._validate_message(
             req.body,
             _request_validator("/channels/{channel_id}/messages/{message_id}", "patch"),
@@ -2471,7 +2575,8 @@ class FakeDiscord:
         return web.Response(status=204)
 
     async def _typing(self, req: _Request) -> web.Response:
-        self._channel(req.params["channel_id"])
+        channel_id = self._channel(req.params["channel_id"])["id"]
+        self._require(channel_id, VIEW_CHANNEL | self._send_permission(channel_id))
         return web.Response(status=204)
 
     async def _create_thread(self, req: _Request) -> web.Response:
@@ -2481,6 +2586,7 @@ class FakeDiscord:
         message_id = req.params.get("message_id")
         body = req.body if isinstance(req.body, dict) else {}
         if message_id:
+            self._require(parent["id"], VIEW_CHANNEL | CREATE_PUBLIC_THREADS | READ_MESSAGE_HISTORY)
             message = self._channel_message(parent["id"], message_id)
             validator = _request_validator(
                 "/channels/{channel_id}/messages/{message_id}/threads", "post"
@@ -2491,6 +2597,10 @@ class FakeDiscord:
         else:
             validator = _schema_validator("CreateTextThreadWithoutMessageRequest")
             thread_id, thread_type = self._ids.next(), int(body.get("type") or PRIVATE_THREAD)
+            create = (
+                CREATE_PRIVATE_THREADS if thread_type == PRIVATE_THREAD else CREATE_PUBLIC_THREADS
+            )
+            self._require(parent["id"], VIEW_CHANNEL | create)
         errors = self._schema_errors(validator, body)
         if errors:
             raise ApiError(400, 50035, "Invalid Form Body", errors)
@@ -2790,7 +2900,8 @@ class FakeDiscord:
         }
         if channel.get("guild_id"):
             guild_id = channel["guild_id"]
-            permissions = self.permissions_of(user_obj["id"], guild_id)
+            # Channel-specific, as Discord sends them (overwrites applied).
+            permissions = self.channel_permissions(user_obj["id"], channel_id)
             payload.update(
                 {
                     "guild_id": guild_id,
@@ -2804,7 +2915,9 @@ class FakeDiscord:
                         **self._member(user_obj["id"], guild_id=guild_id),
                         "permissions": str(permissions),
                     },
-                    "app_permissions": str(self.permissions_of(self.bot_user["id"], guild_id)),
+                    "app_permissions": str(
+                        self.channel_permissions(self.bot_user["id"], channel_id)
+                    ),
                     "authorizing_integration_owners": {"0": guild_id},
                     "context": 0,
                 }
@@ -2868,7 +2981,11 @@ class FakeDiscord:
                     resolved.setdefault("users", {})[user["id"]] = _clone(user)
                     resolved.setdefault("members", {})[user["id"]] = {
                         **self._member(user["id"], with_user=False, guild_id=guild_id),
-                        "permissions": str(self.permissions_of(user["id"], guild_id)),
+                        "permissions": str(
+                            self.channel_permissions(user["id"], channel_id)
+                            if guild_id
+                            else EVERYONE_PERMISSIONS
+                        ),
                     }
             else:
                 option = {"name": name, "type": _option_type(value), "value": value}

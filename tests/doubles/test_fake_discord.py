@@ -16,7 +16,13 @@ from discord.ext import commands
 
 from tests.doubles.fake_discord import (
     ADMINISTRATOR,
+    ALL_PERMISSIONS,
+    CREATE_PRIVATE_THREADS,
     MANAGE_CHANNELS,
+    READ_MESSAGE_HISTORY,
+    SEND_MESSAGES,
+    SEND_MESSAGES_IN_THREADS,
+    VIEW_CHANNEL,
     FakeDiscord,
     FakeInteraction,
     RecordedRequest,
@@ -58,6 +64,7 @@ class DoubleBot(commands.Bot):
         )
         self.seen: list[discord.Message] = []
         self.errors: list[Exception] = []
+        self.permissions: list[tuple[int, int]] = []  # (member's, app's) per /whoami
 
     async def on_message(self, message: discord.Message) -> None:
         self.seen.append(message)
@@ -105,6 +112,13 @@ class DoubleBot(commands.Bot):
                 await interaction.response.send_message("too late")
             except discord.HTTPException as exc:
                 self.errors.append(exc)
+
+        @tree.command(description="Shows what you and the bot may do here")
+        async def whoami(interaction: discord.Interaction) -> None:
+            self.permissions.append(
+                (interaction.permissions.value, interaction.app_permissions.value)
+            )
+            await interaction.response.send_message("noted", ephemeral=True)
 
         @tree.command(description="Shows a button")
         async def panel(interaction: discord.Interaction) -> None:
@@ -326,14 +340,13 @@ async def test_the_interaction_token_bucket_paces_follow_ups_and_edits(
     fake: FakeDiscord, bot: DoubleBot
 ) -> None:
     interaction = await fake.slash_command("stream")
-    await fake.wait_until(
-        lambda: (
-            interaction.original_message_id is not None
-            and len(fake.messages[interaction.original_message_id].edits) == 4
-        )
-    )
+
+    def edits() -> list[RecordedRequest]:
+        return [r for r in fake.requests if r.path.startswith("/webhooks/") and r.status == 200]
+
+    await fake.wait_until(lambda: len(edits()) == 4)
     assert fake.messages[interaction.original_message_id or ""].content == "part 3"
-    edits = [r for r in fake.requests if r.path.startswith("/webhooks/") and r.status == 200]
+    edits = edits()
     assert len(edits) == 4 and {r.headers["X-RateLimit-Limit"] for r in edits} == {"2"}
     assert edits[2].t - edits[0].t >= 0.5 - 1e-3 and edits[3].t - edits[1].t >= 0.5 - 1e-3
 
@@ -666,3 +679,88 @@ async def test_discord_py_waits_out_global_429s(fake: FakeDiscord, bot: DoubleBo
     )
     assert len(fetched) == 9
     assert any(r.response["global"] for r in fake.rate_limited)
+
+
+async def test_permissions_are_computed_from_roles_and_overwrites_like_discord(
+    fake: FakeDiscord,
+) -> None:
+    general = fake.channel_ids[0]
+    alice, admin, me = fake.users["alice"]["id"], fake.users["admin"]["id"], fake.bot_user["id"]
+    everyone = fake.guild_id
+    assert fake.channel_permissions(me, general) & SEND_MESSAGES
+    await fake.set_overwrite(general, everyone, deny=SEND_MESSAGES, member=False)
+    assert not fake.channel_permissions(me, general) & SEND_MESSAGES
+    # A role overwrite's allow beats the @everyone overwrite's deny...
+    await fake.set_overwrite(general, fake.bot_role_id, allow=SEND_MESSAGES, member=False)
+    assert fake.channel_permissions(me, general) & SEND_MESSAGES
+    assert not fake.channel_permissions(alice, general) & SEND_MESSAGES
+    # ...and the member's own overwrite beats both.
+    await fake.set_overwrite(general, me, deny=SEND_MESSAGES)
+    assert not fake.channel_permissions(me, general) & SEND_MESSAGES
+    await fake.set_overwrite(general, alice, allow=SEND_MESSAGES)
+    assert fake.channel_permissions(alice, general) & SEND_MESSAGES
+    # Without View Channel nothing is left; an administrator bypasses every overwrite.
+    await fake.set_overwrite(general, everyone, deny=VIEW_CHANNEL, member=False)
+    assert fake.channel_permissions(alice, general) == 0
+    await fake.set_overwrite(general, admin, deny=VIEW_CHANNEL | SEND_MESSAGES)
+    assert fake.channel_permissions(admin, general) == ALL_PERMISSIONS
+    with pytest.raises(ValueError, match="not a guild channel"):
+        await fake.set_overwrite(fake.add_dm_channel("bob"), alice, deny=SEND_MESSAGES)
+
+
+async def test_overwrites_refuse_sends_edits_threads_and_typing(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
+    general = fake.channel_ids[0]
+    channel = text_channel(bot, general)
+    sent = await channel.send("before")
+    thread = await channel.create_thread(name="inside", type=discord.ChannelType.public_thread)
+    me = fake.bot_user["id"]
+    await fake.set_overwrite(
+        general, me, allow=SEND_MESSAGES_IN_THREADS, deny=SEND_MESSAGES | CREATE_PRIVATE_THREADS
+    )
+    await fake.wait_until(lambda: not channel.permissions_for(channel.guild.me).send_messages)
+    for refused in (
+        channel.send("no"),
+        sent.edit(content="no"),
+        channel.typing().__aenter__(),
+        channel.create_thread(name="private"),
+    ):
+        with pytest.raises(discord.Forbidden) as error:
+            await refused
+        assert (error.value.status, error.value.code, error.value.text) == (
+            403,
+            50013,
+            "Missing Permissions",
+        )
+    await thread.send("threads need Send Messages in Threads only")  # inherits the parent's
+    await fake.set_overwrite(general, me, deny=SEND_MESSAGES_IN_THREADS)
+    with pytest.raises(discord.Forbidden):
+        await thread.send("not any more")
+    await fake.set_overwrite(general, me, deny=READ_MESSAGE_HISTORY)
+    await channel.send("a plain message is fine")
+    with pytest.raises(discord.Forbidden) as reply:
+        await channel.send("but a reply needs Read Message History", reference=sent)
+    assert reply.value.code == 50013
+    await fake.set_overwrite(general, fake.guild_id, deny=VIEW_CHANNEL, member=False)
+    with pytest.raises(discord.Forbidden) as unseen:
+        await channel.send("cannot even see it")
+    assert (unseen.value.code, unseen.value.text) == (50001, "Missing Access")
+    hidden = await fake.user_message("not for the bot's eyes", mention_bot=True)
+    await asyncio.sleep(0.05)
+    assert all(str(m.id) != hidden.id for m in bot.seen)  # no events from unseen channels
+
+
+async def test_interaction_permissions_are_those_of_the_channel(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
+    general, random = fake.channel_ids[:2]
+    await fake.set_overwrite(random, fake.users["alice"]["id"], deny=SEND_MESSAGES)
+    await fake.set_overwrite(random, fake.bot_role_id, deny=READ_MESSAGE_HISTORY, member=False)
+    for channel_id in (general, random):
+        await fake.slash_command("whoami", channel_id=channel_id)
+    await fake.wait_until(lambda: len(bot.permissions) == 2)
+    (member_general, app_general), (member_random, app_random) = bot.permissions
+    assert member_general & SEND_MESSAGES and not member_random & SEND_MESSAGES
+    assert app_general & READ_MESSAGE_HISTORY and not app_random & READ_MESSAGE_HISTORY
+    assert member_random & VIEW_CHANNEL and app_random & SEND_MESSAGES
