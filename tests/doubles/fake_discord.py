@@ -496,6 +496,17 @@ def _message_limit_errors(body: dict[str, Any]) -> dict[str, Any]:
     v2 = isinstance(flags, int) and flags & FLAG_COMPONENTS_V2
     if isinstance(components, list) and not v2 and len(components) > 5:
         _add_error(errors, ["components"], "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
+    allowed = body.get("allowed_mentions")
+    if isinstance(allowed, dict):
+        parse = allowed.get("parse") or []
+        for kind in ("users", "roles"):
+            if isinstance(parse, list) and kind in parse and allowed.get(kind):
+                _add_error(
+                    errors,
+                    ["allowed_mentions"],
+                    "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+                    f'parse:["{kind}"] and {kind}: [ids...] are mutually exclusive.',
+                )
     return errors
 
 
@@ -989,12 +1000,14 @@ class FakeDiscord:
         self._member_roles[user["id"]] = []
         return user
 
-    async def archive_thread(self, thread_id: str) -> None:
-        """A moderator archives a thread: THREAD_UPDATE with archived metadata."""
+    async def archive_thread(self, thread_id: str, *, locked: bool = False) -> None:
+        """A moderator archives (and with ``locked``, locks) a thread: THREAD_UPDATE with the
+        metadata; the bot's sends and edits there are then refused (50083)."""
         thread = self._channel(thread_id)
         if thread["type"] not in THREAD_TYPES:
             raise ValueError(f"{thread_id} is not a thread")
         thread["thread_metadata"]["archived"] = True
+        thread["thread_metadata"]["locked"] = locked or thread["thread_metadata"]["locked"]
         thread["thread_metadata"]["archive_timestamp"] = _now_iso()
         self._notify()
         await self._emit("THREAD_UPDATE", _clone(thread), intent=INTENT_GUILDS)
@@ -1127,6 +1140,12 @@ class FakeDiscord:
             raise ApiError(403, 50001, "Missing Access")
         if needed & ~bits:
             raise ApiError(403, 50013, "Missing Permissions")
+
+    def _refuse_archived(self, channel_id: str) -> None:
+        """Archived threads take no new messages or edits (a moderator must unarchive them)."""
+        metadata = self.channels[channel_id].get("thread_metadata") or {}
+        if metadata.get("archived"):
+            raise ApiError(400, 50083, "Thread is archived")
 
     def _send_permission(self, channel_id: str) -> int:
         """The bit that lets a member post in this channel (Send Messages in Threads in one)."""
@@ -1810,7 +1829,7 @@ class FakeDiscord:
         components = pick("components", existing.components if existing else [])
         attachments = pick("attachments", existing.attachment_payloads if existing else [])
         return bool(
-            content
+            (content or "").strip()  # whitespace only is as empty as nothing, to Discord
             or embeds
             or components
             or attachments
@@ -2497,6 +2516,7 @@ class FakeDiscord:
         if req.files:
             needed |= ATTACH_FILES
         self._require(channel_id, needed)
+        self._refuse_archived(channel_id)
         body = self._validate_message(
             req.body, _request_validator("/channels/{channel_id}/messages", "post"), req.files
         )
@@ -2545,6 +2565,7 @@ class FakeDiscord:
             | self._send_permission(message.channel_id)
             | (ATTACH_FILES if req.files else 0),
         )
+        self._refuse_archived(message.channel_id)
         body = self._validate_message(
             req.body,
             _request_validator("/channels/{channel_id}/messages/{message_id}", "patch"),

@@ -764,3 +764,73 @@ async def test_interaction_permissions_are_those_of_the_channel(
     assert member_general & SEND_MESSAGES and not member_random & SEND_MESSAGES
     assert app_general & READ_MESSAGE_HISTORY and not app_random & READ_MESSAGE_HISTORY
     assert member_random & VIEW_CHANNEL and app_random & SEND_MESSAGES
+
+
+async def test_whitespace_only_content_is_refused_like_empty_content(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
+    channel = text_channel(bot, fake.channel_ids[0])
+    for blank in (" ", "\n\t  \n"):
+        with pytest.raises(discord.HTTPException) as error:
+            await channel.send(blank)
+        assert (error.value.status, error.value.code) == (400, 50006)
+        assert error.value.text == "Cannot send an empty message"
+    sent = await channel.send("words")
+    with pytest.raises(discord.HTTPException) as edit:
+        await sent.edit(content="   ")
+    assert edit.value.code == 50006
+    await channel.send("  ", embed=discord.Embed(title="an embed is content"))
+
+
+async def test_a_reply_to_a_deleted_message_is_unknown_message(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
+    question = await fake.user_message("soon gone")
+    channel = text_channel(bot, fake.channel_ids[0])
+    await fake.wait_until(lambda: any(str(m.id) == question.id for m in bot.seen))
+    target = next(m for m in bot.seen if str(m.id) == question.id)
+    fake.messages[question.id].deleted = True
+    with pytest.raises(discord.HTTPException) as error:
+        await channel.send("too late", reference=target)
+    assert (error.value.status, error.value.code) == (400, 50035)
+    assert fake.requests[-1].response["errors"] == {
+        "message_reference": {
+            "_errors": [{"code": "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "message": "Unknown message"}]
+        }
+    }
+
+
+async def test_allowed_mentions_may_not_both_parse_and_list_users_or_roles(
+    fake: FakeDiscord, raw: Call
+) -> None:
+    path = f"/channels/{fake.channel_ids[0]}/messages"
+    alice = fake.users["alice"]["id"]
+    for kind, listed in (("users", [alice]), ("roles", [fake.admin_role_id])):
+        body = {"content": "hi", "allowed_mentions": {"parse": [kind], kind: listed}}
+        status, error, _ = await raw("POST", path, json=body)
+        assert (status, error["code"], error["message"]) == (400, 50035, "Invalid Form Body")
+        assert error["errors"]["allowed_mentions"]["_errors"] == [
+            {
+                "code": "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+                "message": f'parse:["{kind}"] and {kind}: [ids...] are mutually exclusive.',
+            }
+        ]
+    body = {"content": "hi", "allowed_mentions": {"parse": ["roles"], "users": [alice]}}
+    assert (await raw("POST", path, json=body))[0] == 200
+
+
+@pytest.mark.parametrize("locked", [False, True])
+async def test_archived_threads_refuse_sends_and_edits(
+    fake: FakeDiscord, bot: DoubleBot, locked: bool
+) -> None:
+    channel = text_channel(bot, fake.channel_ids[0])
+    thread = await channel.create_thread(name="t", type=discord.ChannelType.public_thread)
+    inside = await thread.send("before")
+    await fake.archive_thread(str(thread.id), locked=locked)
+    assert fake.channels[str(thread.id)]["thread_metadata"]["locked"] is locked
+    for refused in (thread.send("after"), inside.edit(content="changed")):
+        with pytest.raises(discord.HTTPException) as error:
+            await refused
+        assert (error.value.status, error.value.code) == (400, 50083)
+        assert error.value.text == "Thread is archived"
+    assert fake.messages[str(inside.id)].content == "before"
