@@ -834,3 +834,226 @@ async def test_archived_threads_refuse_sends_and_edits(
         assert (error.value.status, error.value.code) == (400, 50083)
         assert error.value.text == "Thread is archived"
     assert fake.messages[str(inside.id)].content == "before"
+
+
+def button(custom_id: str, label: str = "ok") -> dict[str, Any]:
+    return {"type": 2, "style": 1, "custom_id": custom_id, "label": label}
+
+
+def first_error(body: Any) -> tuple[list[str], str]:
+    """The path and code of the first field error in a Discord error body."""
+    path: list[str] = []
+    node = body["errors"]
+    while "_errors" not in node:
+        key = next(iter(node))
+        path.append(key)
+        node = node[key]
+    return path, node["_errors"][0]["code"]
+
+
+@pytest.mark.parametrize(  # the hand-written rules, not the schemas; no channel bucket in the way
+    "fake_options", [{"validate_schemas": False, "edit_budget": (100, 1.0)}]
+)
+async def test_component_rules(fake: FakeDiscord, raw: Call) -> None:
+    path = f"/channels/{fake.channel_ids[0]}/messages"
+    select = {
+        "type": 3,
+        "custom_id": "pick",
+        "options": [{"label": "A", "value": "a"}, {"label": "B", "value": "b"}],
+    }
+    refused = {
+        "duplicate custom id": (
+            [{"type": 1, "components": [button("x"), button("x")]}],
+            (["components", "0", "components", "1", "custom_id"], "COMPONENT_CUSTOM_ID_DUPLICATED"),
+        ),
+        "duplicate across rows": (
+            [{"type": 1, "components": [button("x")]}, {"type": 1, "components": [button("x")]}],
+            (["components", "1", "components", "0", "custom_id"], "COMPONENT_CUSTOM_ID_DUPLICATED"),
+        ),
+        "long custom id": (
+            [{"type": 1, "components": [button("x" * 101)]}],
+            (["components", "0", "components", "0", "custom_id"], "BASE_TYPE_MAX_LENGTH"),
+        ),
+        "long label": (
+            [{"type": 1, "components": [button("x", "l" * 81)]}],
+            (["components", "0", "components", "0", "label"], "BASE_TYPE_MAX_LENGTH"),
+        ),
+        "six buttons a row": (
+            [{"type": 1, "components": [button(str(i)) for i in range(6)]}],
+            (["components", "0", "components"], "COMPONENT_LAYOUT_WIDTH_EXCEEDED"),
+        ),
+        "a select beside a button": (
+            [{"type": 1, "components": [select, button("b")]}],
+            (["components", "0", "components"], "COMPONENT_LAYOUT_WIDTH_EXCEEDED"),
+        ),
+        "six rows": (
+            [{"type": 1, "components": [button(str(i))]} for i in range(6)],
+            (["components"], "BASE_TYPE_MAX_LENGTH"),
+        ),
+        "more values than options": (
+            [{"type": 1, "components": [{**select, "max_values": 3}]}],
+            (
+                ["components", "0", "components", "0", "max_values"],
+                "SELECT_COMPONENT_MAX_VALUES_ABOVE_OPTIONS",
+            ),
+        ),
+        "min above max": (
+            [{"type": 1, "components": [{**select, "min_values": 2, "max_values": 1}]}],
+            (
+                ["components", "0", "components", "0", "min_values"],
+                "SELECT_COMPONENT_MIN_VALUES_ABOVE_MAX",
+            ),
+        ),
+        "26 options": (
+            [
+                {
+                    "type": 1,
+                    "components": [
+                        {
+                            **select,
+                            "options": [{"label": str(i), "value": str(i)} for i in range(26)],
+                        }
+                    ],
+                }
+            ],
+            (["components", "0", "components", "0", "options"], "BASE_TYPE_BAD_LENGTH"),
+        ),
+        "duplicate option values": (
+            [
+                {
+                    "type": 1,
+                    "components": [{**select, "options": [{"label": "A", "value": "a"}] * 2}],
+                }
+            ],
+            (
+                ["components", "0", "components", "0", "options", "1", "value"],
+                "SELECT_COMPONENT_OPTION_VALUE_DUPLICATED",
+            ),
+        ),
+    }
+    for case, (components, expected) in refused.items():
+        status, body, _ = await raw("POST", path, json={"content": "c", "components": components})
+        assert (status, body["code"]) == (400, 50035), case
+        assert first_error(body) == expected, case
+    fine = [
+        {"type": 1, "components": [button(str(i), "l" * 80) for i in range(5)]},
+        {"type": 1, "components": [{**select, "max_values": 2}]},
+    ]
+    assert (await raw("POST", path, json={"content": "c", "components": fine}))[0] == 200
+
+
+def slash(name: str, **extra: Any) -> dict[str, Any]:
+    return {"type": 1, "name": name, "description": "d", **extra}
+
+
+def string_option(name: str, **extra: Any) -> dict[str, Any]:
+    return {"type": 3, "name": name, "description": "d", **extra}
+
+
+@pytest.mark.parametrize("fake_options", [{"validate_schemas": False}])  # the rules, not schemas
+async def test_application_command_validation(fake: FakeDiscord, raw: Call) -> None:
+    many = [string_option(f"o{i}") for i in range(26)]
+    choices = [{"name": "n", "value": "v" * 100}] * 25
+    big = [string_option(f"o{i}", description="d" * 100, choices=choices) for i in range(4)]
+    refused: dict[str, tuple[list[dict[str, Any]], tuple[list[str], str]]] = {
+        "upper case": ([slash("Chat")], (["0", "name"], "APPLICATION_COMMAND_INVALID_NAME")),
+        "space": ([slash("two words")], (["0", "name"], "APPLICATION_COMMAND_INVALID_NAME")),
+        "too long a name": ([slash("n" * 33)], (["0", "name"], "APPLICATION_COMMAND_INVALID_NAME")),
+        "no description": (
+            [slash("chat", description="")],
+            (["0", "description"], "BASE_TYPE_BAD_LENGTH"),
+        ),
+        "long description": (
+            [slash("chat", description="d" * 101)],
+            (["0", "description"], "BASE_TYPE_BAD_LENGTH"),
+        ),
+        "menu with a description": (
+            [{"type": 3, "name": "Quote it", "description": "no"}],
+            (["0", "description"], "APPLICATION_COMMAND_CONTEXT_MENU_DESCRIPTION"),
+        ),
+        "26 options": ([slash("chat", options=many)], (["0", "options"], "BASE_TYPE_MAX_LENGTH")),
+        "required after optional": (
+            [slash("chat", options=[string_option("a"), string_option("b", required=True)])],
+            (["0", "options", "1"], "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID"),
+        ),
+        "required after optional in a subcommand": (
+            [
+                slash(
+                    "chat",
+                    options=[
+                        {
+                            "type": 1,
+                            "name": "sub",
+                            "description": "d",
+                            "options": [string_option("a"), string_option("b", required=True)],
+                        }
+                    ],
+                )
+            ],
+            (
+                ["0", "options", "0", "options", "1"],
+                "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
+            ),
+        ),
+        "autocomplete with choices": (
+            [slash("chat", options=[string_option("a", autocomplete=True, choices=choices[:1])])],
+            (
+                ["0", "options", "0", "autocomplete"],
+                "APPLICATION_COMMAND_OPTION_AUTOCOMPLETE_CHOICES",
+            ),
+        ),
+        "option name upper case": (
+            [slash("chat", options=[string_option("Model")])],
+            (["0", "options", "0", "name"], "APPLICATION_COMMAND_INVALID_NAME"),
+        ),
+        "duplicate option names": (
+            [slash("chat", options=[string_option("a"), string_option("a")])],
+            (["0", "options", "1", "name"], "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS"),
+        ),
+        "duplicate commands": (
+            [slash("chat"), slash("chat")],
+            (["1", "name"], "APPLICATION_COMMANDS_DUPLICATE_NAME"),
+        ),
+        "over 8,000 characters": (
+            [slash("chat", options=big)],
+            (["0"], "APPLICATION_COMMAND_TOO_LARGE"),
+        ),
+    }
+    routes = [
+        f"/applications/{fake.application_id}/commands",
+        f"/applications/{fake.application_id}/guilds/{fake.guild_id}/commands",
+    ]
+    for route in routes:
+        for case, (refused_commands, expected) in refused.items():
+            status, body, _ = await raw("PUT", route, json=refused_commands)
+            assert status == 400, (case, body)
+            assert (body["code"], body["message"]) == (50035, "Invalid Form Body"), case
+            assert first_error(body) == expected, case
+    fine = [
+        slash("chat", options=[string_option("a", required=True), string_option("b")]),
+        slash("日本語-ok"),
+        {"type": 3, "name": "Quote It"},
+        {"type": 2, "name": "chat"},  # another type may share a name
+        slash("menu", options=[string_option("a", autocomplete=True)]),
+    ]
+    status, stored, _ = await raw("PUT", routes[0], json=fine)
+    assert status == 200 and [c["name"] for c in stored] == [c["name"] for c in fine]
+
+
+async def test_discord_py_syncs_valid_commands_and_hears_refusals(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
+    await bot.tree.sync()
+    assert {"ask", "Quote"} <= {c["name"] for c in fake.commands}
+    # discord.py checks names and lengths itself, but not the 8,000 characters of a command.
+    many = [app_commands.Choice(name=f"c{n}", value="v" * 100) for n in range(25)]
+
+    @bot.tree.command(description="Too much to choose from")
+    @app_commands.choices(a=many, b=many, c=many, d=many)
+    async def big(interaction: discord.Interaction, a: str, b: str, c: str, d: str) -> None:
+        await interaction.response.send_message(a)
+
+    with pytest.raises(discord.HTTPException) as error:
+        await bot.tree.sync()
+    assert error.value.code == 50035
+    assert "APPLICATION_COMMAND_TOO_LARGE" in str(fake.requests[-1].response)
