@@ -43,6 +43,7 @@ import re
 import secrets
 import time
 import traceback
+import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -966,6 +967,10 @@ class _Connection:
     session: _Session | None = None
     ready: bool = False
     closed: bool = False
+    deflate: Any = None  # zlib-stream: one compression context for the whole connection
+    last_heartbeat: float = 0.0  # loop time of the last HEARTBEAT (or of the HELLO)
+    outbox: asyncio.Queue[tuple[float, dict[str, Any]]] | None = None  # with gateway latency
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def live(self) -> bool:
@@ -974,7 +979,34 @@ class _Connection:
     async def send(self, payload: dict[str, Any]) -> None:
         async with self.lock:
             if self.live:
-                await self.ws.send_str(json.dumps(payload))
+                text = json.dumps(payload)
+                if self.deflate is None:
+                    await self.ws.send_str(text)
+                else:  # each message ends with Z_SYNC_FLUSH (00 00 ff ff), as Discord's do
+                    data = self.deflate.compress(text.encode()) + self.deflate.flush(
+                        zlib.Z_SYNC_FLUSH
+                    )
+                    await self.ws.send_bytes(data)
+
+    def send_later(self, due: float, payload: dict[str, Any]) -> None:
+        """Deliver ``payload`` at loop time ``due`` (in order: latency delays, never reorders)."""
+        if self.outbox is None:
+            self.outbox = asyncio.Queue()
+            self.tasks.append(asyncio.create_task(self._deliver()))
+        self.outbox.put_nowait((due, payload))
+
+    async def _deliver(self) -> None:
+        assert self.outbox is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            due, payload = await self.outbox.get()
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
+            await self.send(payload)
+
+    def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
 
 
 # --------------------------------------------------------------------------- the double
@@ -995,6 +1027,10 @@ class FakeDiscord:
         route_budget: tuple[int, float] = (50, 1.0),
         privileged_intents: int = PRIVILEGED_INTENTS,
         validate_schemas: bool = True,
+        heartbeat_interval: float = 41.25,
+        heartbeat_grace: float = 5.0,
+        gateway_latency: float = 0.0,
+        rest_latency: float = 0.0,
     ) -> None:
         """Build the world (one guild, three text channels, three users and the bot).
 
@@ -1011,6 +1047,13 @@ class FakeDiscord:
         4014 like Discord does). ``validate_schemas=False`` skips the OpenAPI checks of request
         bodies (Discord's own limits still apply): they cost the double milliseconds a request,
         which bench/ must not count as the bot's time.
+
+        ``heartbeat_interval`` (seconds) is what HELLO asks for; a connection that sends no
+        HEARTBEAT for ``heartbeat_interval + heartbeat_grace`` is closed with 4009 (a zombie,
+        as Discord closes it; its session cannot be resumed). ``gateway_latency`` delays each
+        frame sent to the bot, ``rest_latency`` each REST request on its way in and its answer
+        on its way out (seconds, one way; both default 0). The interaction deadline runs from
+        when the double sent the interaction, so both eat into it, as on Discord.
         """
         self.edit_budget = edit_budget
         self.webhook_budget = webhook_budget
@@ -1021,6 +1064,12 @@ class FakeDiscord:
         self.route_budget = route_budget
         self.privileged_intents = privileged_intents
         self.validate_schemas = validate_schemas
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_grace = heartbeat_grace
+        self.gateway_latency = gateway_latency
+        self.rest_latency = rest_latency
+        self.gateway_compression: list[str | None] = []
+        """The ``compress`` query of each Gateway connection, in order (None: not asked)."""
 
         self._ids = _Snowflakes()
         self.application_id = self._ids.next()
@@ -1126,6 +1175,7 @@ class FakeDiscord:
     async def close(self) -> None:
         """Close every Gateway connection and stop the server."""
         for conn in list(self._connections):
+            conn.stop()
             if conn.live:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.ws.close(code=1001), 1.0)
@@ -1635,10 +1685,17 @@ class FakeDiscord:
         ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024)
         await ws.prepare(request)
         conn = _Connection(ws=ws)
+        compress = request.query.get("compress")
+        self.gateway_compression.append(compress)
+        if compress == "zlib-stream":
+            conn.deflate = zlib.compressobj()
         self._connections.append(conn)
         self._latest = conn
         self._notify()
-        await self._send(conn, {"op": 10, "d": {"heartbeat_interval": 41250}})
+        conn.last_heartbeat = asyncio.get_running_loop().time()
+        interval_ms = round(self.heartbeat_interval * 1000)
+        await self._send(conn, {"op": 10, "d": {"heartbeat_interval": interval_ms}})
+        conn.tasks.append(asyncio.create_task(self._watch_heartbeats(conn)))
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -1652,6 +1709,7 @@ class FakeDiscord:
                     self.server_errors.append(traceback.format_exc())
         finally:
             conn.closed = True
+            conn.stop()
             session = conn.session
             if session is not None and session.conn is conn:
                 session.conn = None
@@ -1662,13 +1720,30 @@ class FakeDiscord:
 
     async def _send(self, conn: _Connection, payload: dict[str, Any]) -> None:
         self.gateway_sent.append(payload)
-        await conn.send(payload)
+        if self.gateway_latency > 0:
+            conn.send_later(asyncio.get_running_loop().time() + self.gateway_latency, payload)
+        else:
+            await conn.send(payload)
         self._notify()
+
+    async def _watch_heartbeats(self, conn: _Connection) -> None:
+        """Close a connection whose bot stopped heartbeating, as Discord does with zombies."""
+        loop = asyncio.get_running_loop()
+        while conn.live:
+            late = conn.last_heartbeat + self.heartbeat_interval + self.heartbeat_grace
+            if loop.time() >= late:
+                if conn.session is not None and conn.session.conn is conn:
+                    conn.session.invalid = True  # a timed-out session cannot be resumed
+                # Shielded: the connection's end cancels this task while the close completes.
+                await asyncio.shield(conn.ws.close(code=4009, message=b"Session timed out."))
+                return
+            await asyncio.sleep(late - loop.time())
 
     async def _gateway_op(self, conn: _Connection, payload: dict[str, Any]) -> None:
         op = payload.get("op")
         data = payload.get("d")
         if op == 1:  # HEARTBEAT
+            conn.last_heartbeat = asyncio.get_running_loop().time()
             await self._send(conn, {"op": 11})
         elif op == 2:  # IDENTIFY
             await self._on_identify(conn, data or {})
@@ -2182,6 +2257,8 @@ class FakeDiscord:
         return web.Response(body=data, headers={"Content-Type": content_type})
 
     async def _handle_api(self, request: web.Request, path: str) -> web.Response:
+        if self.rest_latency > 0:  # the request's way to Discord
+            await asyncio.sleep(self.rest_latency)
         started = self.clock()
         query = dict(request.query)
         body: Any = None
@@ -2218,6 +2295,8 @@ class FakeDiscord:
                 hook(recorded)
             except Exception:
                 self.server_errors.append(traceback.format_exc())
+        if self.rest_latency > 0:  # the answer's way back
+            await asyncio.sleep(self.rest_latency)
         return response
 
     async def _read_body(self, request: web.Request) -> tuple[Any, list[tuple[str, bytes, str]]]:

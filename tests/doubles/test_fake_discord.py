@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -119,6 +121,14 @@ class DoubleBot(commands.Bot):
                 (interaction.permissions.value, interaction.app_permissions.value)
             )
             await interaction.response.send_message("noted", ephemeral=True)
+
+        @tree.command(description="Answers after a delay")
+        async def slow(interaction: discord.Interaction, delay: float) -> None:
+            await asyncio.sleep(delay)
+            try:
+                await interaction.response.send_message(f"after {delay}")
+            except discord.HTTPException as exc:
+                self.errors.append(exc)
 
         @tree.command(description="Shows a button")
         async def panel(interaction: discord.Interaction) -> None:
@@ -1057,3 +1067,83 @@ async def test_discord_py_syncs_valid_commands_and_hears_refusals(
         await bot.tree.sync()
     assert error.value.code == 50035
     assert "APPLICATION_COMMAND_TOO_LARGE" in str(fake.requests[-1].response)
+
+
+async def gateway_frames(
+    ws: aiohttp.ClientWebSocketResponse, count: int
+) -> list[aiohttp.WSMessage]:
+    return [await asyncio.wait_for(ws.receive(), 2) for _ in range(count)]
+
+
+@pytest.mark.parametrize("fake_options", [{"heartbeat_interval": 0.2, "heartbeat_grace": 0.1}])
+async def test_a_connection_that_stops_heartbeating_is_closed(fake: FakeDiscord) -> None:
+    identify = {"token": fake.token, "intents": 1, "properties": {}}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(fake.gateway_url) as beating,
+        http.ws_connect(fake.gateway_url) as silent,
+    ):
+        for ws in (beating, silent):
+            hello = await ws.receive_json()
+            assert hello == {"op": 10, "d": {"heartbeat_interval": 200}}
+            await ws.send_json({"op": 2, "d": identify})
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        while loop.time() - began < 0.8:
+            await beating.send_json({"op": 1, "d": None})
+            await asyncio.sleep(0.15)
+        closed = await asyncio.wait_for(silent.receive(), 2)
+        while closed.type is aiohttp.WSMsgType.TEXT:  # READY, GUILD_CREATE
+            closed = await asyncio.wait_for(silent.receive(), 2)
+        assert closed.type is aiohttp.WSMsgType.CLOSE and closed.data == 4009
+        assert not beating.closed
+        acks = [f for f in fake.gateway_sent if f.get("op") == 11]
+        assert len(acks) >= 4
+
+
+@pytest.mark.parametrize("fake_options", [{"heartbeat_interval": 0.3, "heartbeat_grace": 0.3}])
+async def test_discord_py_keeps_a_short_heartbeat(fake: FakeDiscord, bot: DoubleBot) -> None:
+    await asyncio.sleep(1.3)
+    assert len(fake._connections) == 1 and fake._connections[0].live
+    assert sum(1 for f in fake.gateway_received if f.get("op") == 1) >= 4
+    interaction = await fake.slash_command("history", {"count": 1}, subcommand="show")
+    await fake.wait_until(lambda: interaction.original_message_id is not None)
+
+
+async def test_zlib_stream_compression_when_asked(fake: FakeDiscord, bot: DoubleBot) -> None:
+    assert fake.gateway_compression == ["zlib-stream"]  # discord.py asks, and still works
+    identify = {"op": 2, "d": {"token": fake.token, "intents": 1, "properties": {}}}
+    async with aiohttp.ClientSession() as http:
+        url = f"{fake.gateway_url}?v=10&encoding=json&compress=zlib-stream"
+        async with http.ws_connect(url) as ws:
+            inflate = zlib.decompressobj()  # one context for the whole connection
+            hello = await asyncio.wait_for(ws.receive(), 2)
+            await ws.send_json(identify)
+            frames = [hello, *await gateway_frames(ws, 2)]
+            assert all(f.type is aiohttp.WSMsgType.BINARY for f in frames)
+            assert all(f.data.endswith(b"\x00\x00\xff\xff") for f in frames)
+            decoded = [json.loads(inflate.decompress(f.data)) for f in frames]
+            assert decoded[0]["op"] == 10
+            assert [d["t"] for d in decoded[1:]] == ["READY", "GUILD_CREATE"]
+        async with http.ws_connect(fake.gateway_url) as plain:
+            assert (await asyncio.wait_for(plain.receive(), 2)).type is aiohttp.WSMsgType.TEXT
+    assert fake.gateway_compression[1:] == ["zlib-stream", None]
+
+
+@pytest.mark.parametrize("fake_options", [{"gateway_latency": 0.3, "rest_latency": 0.3}])
+async def test_latency_eats_into_the_interaction_deadline(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await bot.fetch_channel(int(fake.channel_ids[0]))
+    assert loop.time() - began >= 0.6  # 300 ms there and 300 ms back
+    in_time = await fake.slash_command("slow", {"delay": 2.1})
+    late = await fake.slash_command("slow", {"delay": 2.5})
+    await fake.wait_until(lambda: bool(bot.errors) and in_time.callback_type is not None, 6)
+    # 0.3 s to the bot, 2.5 s of work, 0.3 s to Discord: 3.1 s after it was sent.
+    error = bot.errors[0]
+    assert isinstance(error, discord.NotFound) and error.code == 10062
+    assert late.callback_type is None
+    assert in_time.callback_at is not None
+    assert 2.7 <= in_time.callback_at - in_time.created_at <= 3.0
