@@ -10,11 +10,29 @@ Point a real bot at it by patching two public class attributes (pytest ``monkeyp
 
 It behaves like the real service where a bot can tell: status codes and error bodies, message
 limits (request bodies are also validated against Discord's own OpenAPI request schemas in
-``tests/data/discord-openapi.json``), the interaction 3 s acknowledgement window and the 15 min
-token lifetime, a per-message edit rate limit answered with real 429s, and the MESSAGE_CONTENT
-privileged intent (content of guild messages is blanked for a bot without it unless the message
-mentions the bot). Tests drive users' actions (`slash_command`, `user_message`, `click_button`,
-...) and assert on what the bot did through `requests`, `messages` and `interactions`.
+``tests/data/discord-openapi.json``, and every JSON answer against its response schemas: an
+answer that breaks them is a bug of the double, kept in `server_errors`), the interaction 3 s
+acknowledgement window (counted from when the double sent the interaction) and the 15 min token
+lifetime, and the MESSAGE_CONTENT privileged intent (content of guild messages is blanked for a
+bot without it unless the message mentions the bot). Tests drive users' actions
+(`slash_command`, `user_message`, `click_button`, ...) and assert on what the bot did through
+`requests`, `messages` and `interactions`.
+
+As strict as Discord: rate limits counted per bucket with X-RateLimit headers and real 429s
+(kept in `rate_limited`): message creates and edits share each channel's bucket
+(`edit_budget`, alias `channel_budget`, 5 per 5 s), interaction follow-ups and their edits the
+webhook-and-token bucket (`webhook_budget`, 5 per 2 s), and the bot's global 50 requests a second
+(`global_budget`; interaction endpoints exempt) answers ``"global": true`` 429s. Channel
+permission overwrites (`set_overwrite`, computed like Discord in `channel_permissions`, which
+also feeds interactions' ``member.permissions`` and ``app_permissions``) refuse sends, replies,
+edits, typing and thread creation with 403 50013 (50001 without View Channel). Whitespace-only
+content is empty (50006); a reply to a deleted message is 50035 "Unknown message"; archived
+threads refuse sends and edits (50083); ``allowed_mentions`` may not both parse and list users or
+roles; components follow Discord's rules (unique custom ids, lengths, row width, select values);
+application commands are validated as a whole (names, descriptions, options, order,
+autocomplete, duplicates, 8,000 characters). The Gateway requires heartbeats
+(`heartbeat_interval`; a silent connection is closed with 4009) and compresses with zlib-stream
+when asked; `gateway_latency` and `rest_latency` delay the wire.
 
 Also like Discord: the bot gets MESSAGE_CREATE/UPDATE/DELETE for its own (non-ephemeral)
 messages, the first followup after a deferred answer fills the 'thinking' message, REST history
@@ -250,6 +268,7 @@ class FakeInteraction:
     channel_id: str | None = None
     user_id: str | None = None
     message_id: str | None = None  # the message a component interaction came from
+    opened_by: str | None = None  # a modal submit: the interaction that opened the modal
     payload: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -345,6 +364,77 @@ def _request_validator(path: str, method: str) -> Draft202012Validator | None:
     if schema is None:
         return None
     return Draft202012Validator({**schema, "components": spec["components"]})
+
+
+@functools.cache
+def _spec_paths() -> list[tuple[re.Pattern[str], str]]:
+    """Each OpenAPI path as a regex over real paths, literal segments (``@me``, ``@original``)
+    tried before parameters."""
+    table: list[tuple[int, re.Pattern[str], str]] = []
+    for spec_path in _openapi()["paths"]:
+        segments = spec_path.strip("/").split("/")
+        regex = "/" + "/".join(
+            "[^/]+" if seg.startswith("{") else re.escape(seg) for seg in segments
+        )
+        literal = sum(1 for seg in segments if not seg.startswith("{"))
+        table.append((-literal, re.compile(regex), spec_path))
+    table.sort(key=lambda row: row[0])
+    return [(pattern, spec_path) for _, pattern, spec_path in table]
+
+
+@functools.cache
+def _spec_path_of(path: str) -> str | None:
+    for pattern, spec_path in _spec_paths():
+        if pattern.fullmatch(path):
+            return spec_path
+    return None
+
+
+@functools.cache
+def _response_validator(spec_path: str, method: str, status: int) -> Draft202012Validator | None:
+    """A validator for the JSON answer of one OpenAPI operation and status (None: no schema)."""
+    spec = _openapi()
+    operation = spec["paths"].get(spec_path, {}).get(method.lower())
+    if operation is None:
+        return None
+    responses = operation.get("responses", {})
+    answer = responses.get(str(status)) or responses.get(f"{str(status)[0]}XX")
+    if answer is None:
+        return None
+    if "$ref" in answer:
+        answer = spec["components"]["responses"][answer["$ref"].rsplit("/", 1)[1]]
+    schema = (answer.get("content") or {}).get("application/json", {}).get("schema")
+    if schema is None:
+        return None
+    return Draft202012Validator({**schema, "components": spec["components"]})
+
+
+def _response_mismatch(method: str, path: str, status: int, raw: bytes) -> str | None:
+    """Why a JSON answer breaks Discord's OpenAPI response schema (None when it fits)."""
+    if not raw:
+        return None
+    spec_path = _spec_path_of(re.sub(r"/\d+", "/0", path))
+    if spec_path is None:
+        if status in (404, 405):  # Discord's own answer to a route it does not have
+            return None
+        return f"{method} {path}: no such route in Discord's OpenAPI document"
+    validator = _response_validator(spec_path, method, status)
+    if validator is None:
+        return f"{method} {path}: Discord's OpenAPI document has no JSON answer with {status}"
+    body = json.loads(raw)
+    if status >= 400 and isinstance(body, dict):
+        # The document types the codes under `errors` as integers; Discord's docs (and its
+        # answers) use strings such as "BASE_TYPE_REQUIRED" there, so only the envelope counts.
+        body = {key: value for key, value in body.items() if key != "errors"}
+    first = next(iter(validator.iter_errors(body)), None)
+    if first is None:
+        return None
+    error = _leaf_errors(first)[0]
+    where = "/".join(str(part) for part in error.absolute_path)
+    return (
+        f"{method} {path} -> {status}: answer breaks {spec_path}'s schema at {where!r}: "
+        + (error.message[:300])
+    )
 
 
 @functools.cache
@@ -899,6 +989,26 @@ def _walk_components(components: Iterable[dict[str, Any]]) -> Iterable[dict[str,
             yield from _walk_components([component["component"]])
         if isinstance(component.get("accessory"), dict):
             yield from _walk_components([component["accessory"]])
+
+
+def _numbered(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Components as Discord stores them: each has a numeric ``id``, the sender's or the next
+    free number in tree order; emoji without their null fields."""
+    every = list(_walk_components(components))
+    for component in every:
+        emoji = component.get("emoji")
+        if isinstance(emoji, dict):  # a unicode emoji comes back as its name only
+            component["emoji"] = {k: v for k, v in emoji.items() if v is not None}
+    used = {c["id"] for c in every if isinstance(c.get("id"), int)}
+    number = 0
+    for component in every:
+        if not isinstance(component.get("id"), int):
+            number += 1
+            while number in used:
+                number += 1
+            component["id"] = number
+            used.add(number)
+    return components
 
 
 def _option_type(value: Any) -> int:
@@ -1965,6 +2075,10 @@ class FakeDiscord:
                     payload["interaction_metadata"]["interacted_message_id"] = (
                         interaction.message_id
                     )
+                if interaction.type == MODAL_SUBMIT:  # and the interaction that opened it
+                    payload["interaction_metadata"]["triggering_interaction_metadata"] = (
+                        self._opener_metadata(interaction)
+                    )
         if message.message_reference:
             payload["message_reference"] = dict(message.message_reference)
         if message.message_reference and not nested:  # Discord resolves one level only
@@ -1979,6 +2093,25 @@ class FakeDiscord:
         if thread is not None and thread["type"] in THREAD_TYPES:
             payload["thread"] = _clone(thread)
         return payload
+
+    def _opener_metadata(self, submitted: FakeInteraction) -> dict[str, Any]:
+        """The metadata of the interaction that opened a submitted modal (a command's or a
+        component's; itself for a modal a test submitted without opening it)."""
+        opener = self.interactions.get(submitted.opened_by or "", submitted)
+        user = _clone(self._user_by_id(opener.user_id or ""))
+        metadata: dict[str, Any] = {
+            "id": opener.id,
+            "type": opener.type if opener.type != MODAL_SUBMIT else APPLICATION_COMMAND,
+            "user": user,
+            "authorizing_integration_owners": opener.payload.get(
+                "authorizing_integration_owners", {}
+            ),
+        }
+        if metadata["type"] == APPLICATION_COMMAND:
+            metadata["name"] = str((opener.payload.get("data") or {}).get("name", ""))
+        if opener.message_id:
+            metadata["interacted_message_id"] = opener.message_id
+        return metadata
 
     def _blanked_for_bot(self, message: FakeMessage) -> bool:
         """Whether Discord hides this message's content from the bot (no MESSAGE_CONTENT intent)."""
@@ -2062,7 +2195,7 @@ class FakeDiscord:
         if "embeds" in body:
             message.embeds = [{"type": "rich", **e} for e in body["embeds"] or []]
         if "components" in body:
-            message.components = _clone(body["components"] or [])
+            message.components = _numbered(_clone(body["components"] or []))
         if creating and body.get("flags"):
             message.flags |= int(body["flags"]) & (
                 FLAG_SUPPRESS_EMBEDS
@@ -2286,6 +2419,12 @@ class FakeDiscord:
             raw_response=response.body if isinstance(response.body, bytes) else b"",
             headers=dict(response.headers),
         )
+        if self.validate_schemas and response.status != 418:
+            mismatch = _response_mismatch(
+                request.method, path, response.status, recorded.raw_response
+            )
+            if mismatch is not None:  # a bug in the double: it answered what Discord would not
+                self.server_errors.append(f"OpenAPI response mismatch: {mismatch}")
         self.requests.append(recorded)
         if response.status == 429:
             self.rate_limited.append(recorded)
@@ -2444,6 +2583,7 @@ class FakeDiscord:
             "message": RATE_LIMITED_BODY_MESSAGE,
             "retry_after": retry_after,
             "global": limited.scope == "global",
+            "code": 0,  # Discord's OpenAPI document requires it (0: no particular limit)
         }
         return _json_response(body, 429, headers)
 
@@ -2626,6 +2766,12 @@ class FakeDiscord:
                 "description": "",
                 "summary": "",
                 "type": None,
+                "flags_new": str(self._application_flags()),
+                "role_connections_verification_url": None,
+                "approximate_user_install_count": 0,
+                "approximate_user_authorization_count": 0,
+                "explicit_content_filter": 0,
+                "eligible_oauth2_scopes": ["bot", "applications.commands"],
                 "hook": True,
                 "bot_public": True,
                 "bot_require_code_grant": False,
@@ -2764,6 +2910,17 @@ class FakeDiscord:
             "unavailable",
         ):
             guild.pop(key, None)
+        guild.update(  # fields only the REST guild object carries
+            {
+                "home_header": None,
+                "widget_enabled": False,
+                "widget_channel_id": None,
+                "max_presences": None,
+                "max_stage_video_channel_users": 50,
+                "nsfw": False,
+                "incidents_data": None,
+            }
+        )
         return _json_response(guild)
 
     async def _get_guild_channels(self, req: _Request) -> web.Response:
@@ -3118,7 +3275,7 @@ class FakeDiscord:
                     "response_message_ephemeral": message.is_ephemeral,
                 }
             )
-            if callback_type in (4, 5, 7):
+            if callback_type in (4, 7):  # a deferral's answer carries no resource
                 answer["resource"] = {
                     "type": callback_type,
                     "message": self.message_payload(message),
@@ -3504,14 +3661,15 @@ class FakeDiscord:
         channel_id: str | None = None,
     ) -> FakeInteraction:
         """Submit a modal the bot opened (type 5): ``values`` maps text input custom_id -> text."""
-        modal = next(
+        opener = next(
             (
-                i.modal
+                i
                 for i in reversed(list(self.interactions.values()))
                 if i.modal and i.modal.get("custom_id") == custom_id
             ),
             None,
         )
+        modal = opener.modal if opener is not None else None
         components: list[dict[str, Any]] = []
         if modal is None:
             components = [
@@ -3533,6 +3691,7 @@ class FakeDiscord:
                 components.append(self._submitted_component(top, values))
         data = {"custom_id": custom_id, "components": components}
         interaction, _ = self._new_interaction_payload(MODAL_SUBMIT, data, user, channel_id)
+        interaction.opened_by = opener.id if opener is not None else None
         return await self._send_interaction(interaction)
 
     def _submitted_component(

@@ -1147,3 +1147,29 @@ async def test_latency_eats_into_the_interaction_deadline(
     assert late.callback_type is None
     assert in_time.callback_at is not None
     assert 2.7 <= in_time.callback_at - in_time.created_at <= 3.0
+
+
+async def test_answers_are_checked_against_discords_response_schemas(
+    fake: FakeDiscord, raw: Call
+) -> None:
+    general = fake.channel_ids[0]
+    status, sent, _ = await raw("POST", f"/channels/{general}/messages", json={"content": "hi"})
+    assert status == 200 and not fake.server_errors
+    for method, path in (
+        ("GET", "/users/@me"),
+        ("GET", "/oauth2/applications/@me"),
+        ("GET", "/gateway/bot"),
+        ("GET", f"/guilds/{fake.guild_id}"),
+        ("GET", f"/channels/{general}/messages?limit=5"),
+        ("GET", f"/channels/{general}/messages/0"),  # an error answer is checked too
+    ):
+        await raw(method, path)
+    assert not fake.server_errors, fake.server_errors
+    # A state Discord could never answer with is the double's bug, not the bot's.
+    fake.messages[sent["id"]].embeds = [{"type": "rich", "title": 5}]
+    status, _, _ = await raw("GET", f"/channels/{general}/messages/{sent['id']}")
+    assert status == 200
+    assert len(fake.server_errors) == 1
+    assert "OpenAPI response mismatch" in fake.server_errors[0]
+    assert "embeds/0/title" in fake.server_errors[0]
+    fake.server_errors.clear()
