@@ -41,6 +41,9 @@ async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDis
     )
     yield fake
     await fake.close()
+    # A bug in the double (an answer Discord would not give, such as one that breaks Discord's
+    # OpenAPI response schemas) fails the test that met it.
+    assert not fake.server_errors, fake.server_errors[-1]
 
 
 BACKENDS = ["sqlite", "postgresql"]

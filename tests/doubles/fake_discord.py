@@ -10,11 +10,29 @@ Point a real bot at it by patching two public class attributes (pytest ``monkeyp
 
 It behaves like the real service where a bot can tell: status codes and error bodies, message
 limits (request bodies are also validated against Discord's own OpenAPI request schemas in
-``tests/data/discord-openapi.json``), the interaction 3 s acknowledgement window and the 15 min
-token lifetime, a per-message edit rate limit answered with real 429s, and the MESSAGE_CONTENT
-privileged intent (content of guild messages is blanked for a bot without it unless the message
-mentions the bot). Tests drive users' actions (`slash_command`, `user_message`, `click_button`,
-...) and assert on what the bot did through `requests`, `messages` and `interactions`.
+``tests/data/discord-openapi.json``, and every JSON answer against its response schemas: an
+answer that breaks them is a bug of the double, kept in `server_errors`), the interaction 3 s
+acknowledgement window (counted from when the double sent the interaction) and the 15 min token
+lifetime, and the MESSAGE_CONTENT privileged intent (content of guild messages is blanked for a
+bot without it unless the message mentions the bot). Tests drive users' actions
+(`slash_command`, `user_message`, `click_button`, ...) and assert on what the bot did through
+`requests`, `messages` and `interactions`.
+
+As strict as Discord: rate limits counted per bucket with X-RateLimit headers and real 429s
+(kept in `rate_limited`): message creates and edits share each channel's bucket
+(`edit_budget`, alias `channel_budget`, 5 per 5 s), interaction follow-ups and their edits the
+webhook-and-token bucket (`webhook_budget`, 5 per 2 s), and the bot's global 50 requests a second
+(`global_budget`; interaction endpoints exempt) answers ``"global": true`` 429s. Channel
+permission overwrites (`set_overwrite`, computed like Discord in `channel_permissions`, which
+also feeds interactions' ``member.permissions`` and ``app_permissions``) refuse sends, replies,
+edits, typing and thread creation with 403 50013 (50001 without View Channel). Whitespace-only
+content is empty (50006); a reply to a deleted message is 50035 "Unknown message"; archived
+threads refuse sends and edits (50083); ``allowed_mentions`` may not both parse and list users or
+roles; components follow Discord's rules (unique custom ids, lengths, row width, select values);
+application commands are validated as a whole (names, descriptions, options, order,
+autocomplete, duplicates, 8,000 characters). The Gateway requires heartbeats
+(`heartbeat_interval`; a silent connection is closed with 4009) and compresses with zlib-stream
+when asked; `gateway_latency` and `rest_latency` delay the wire.
 
 Also like Discord: the bot gets MESSAGE_CREATE/UPDATE/DELETE for its own (non-ephemeral)
 messages, the first followup after a deferred answer fills the 'thinking' message, REST history
@@ -43,7 +61,7 @@ import re
 import secrets
 import time
 import traceback
-from collections import deque
+import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -144,6 +162,28 @@ CALLBACK_SCHEMAS = {
 
 RATE_LIMITED_BODY_MESSAGE = "You are being rate limited."
 
+# Rate limits as Discord counts them (https://discord.com/developers/docs/topics/rate-limits):
+# message creates and edits in a channel share that channel's bucket (5 per 5 s, the figure
+# Discord's headers show for it); interaction follow-ups and their edits (@original included)
+# share the webhook-and-token bucket (5 per 2 s, like any webhook); on top, a bot makes at most
+# 50 requests a second in all, interaction endpoints exempt ("global": true 429s).
+CHANNEL_MESSAGE_BUDGET = (5, 5.0)
+INTERACTION_WEBHOOK_BUDGET = (5, 2.0)
+GLOBAL_BUDGET = (50, 1.0)
+CHANNEL_MESSAGE_ROUTES = frozenset(
+    {
+        ("POST", "/channels/{channel_id}/messages"),
+        ("PATCH", "/channels/{channel_id}/messages/{message_id}"),
+    }
+)
+INTERACTION_WEBHOOK_ROUTES = frozenset(
+    {
+        ("POST", "/webhooks/{app_id}/{token}"),
+        ("PATCH", "/webhooks/{app_id}/{token}/messages/{message_id}"),
+        ("DELETE", "/webhooks/{app_id}/{token}/messages/{message_id}"),
+    }
+)
+
 
 # --------------------------------------------------------------------------- records
 
@@ -160,6 +200,7 @@ class RecordedRequest:
     status: int
     t: float  # clock() when the request arrived
     raw_response: bytes = field(default=b"", repr=False)  # the body answered, as sent
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # the answer's headers
 
     @functools.cached_property
     def response(self) -> Any:
@@ -227,6 +268,7 @@ class FakeInteraction:
     channel_id: str | None = None
     user_id: str | None = None
     message_id: str | None = None  # the message a component interaction came from
+    opened_by: str | None = None  # a modal submit: the interaction that opened the modal
     payload: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -271,7 +313,7 @@ class RateLimitedError(Exception):
         self.retry_after = retry_after
         self.limit = limit
         self.bucket = bucket
-        self.scope = scope
+        self.scope = scope  # "user" (a bucket of this bot) or "global" (the 50 a second)
 
 
 def _form_error(path: Iterable[str | int], code: str, message: str) -> ApiError:
@@ -322,6 +364,77 @@ def _request_validator(path: str, method: str) -> Draft202012Validator | None:
     if schema is None:
         return None
     return Draft202012Validator({**schema, "components": spec["components"]})
+
+
+@functools.cache
+def _spec_paths() -> list[tuple[re.Pattern[str], str]]:
+    """Each OpenAPI path as a regex over real paths, literal segments (``@me``, ``@original``)
+    tried before parameters."""
+    table: list[tuple[int, re.Pattern[str], str]] = []
+    for spec_path in _openapi()["paths"]:
+        segments = spec_path.strip("/").split("/")
+        regex = "/" + "/".join(
+            "[^/]+" if seg.startswith("{") else re.escape(seg) for seg in segments
+        )
+        literal = sum(1 for seg in segments if not seg.startswith("{"))
+        table.append((-literal, re.compile(regex), spec_path))
+    table.sort(key=lambda row: row[0])
+    return [(pattern, spec_path) for _, pattern, spec_path in table]
+
+
+@functools.cache
+def _spec_path_of(path: str) -> str | None:
+    for pattern, spec_path in _spec_paths():
+        if pattern.fullmatch(path):
+            return spec_path
+    return None
+
+
+@functools.cache
+def _response_validator(spec_path: str, method: str, status: int) -> Draft202012Validator | None:
+    """A validator for the JSON answer of one OpenAPI operation and status (None: no schema)."""
+    spec = _openapi()
+    operation = spec["paths"].get(spec_path, {}).get(method.lower())
+    if operation is None:
+        return None
+    responses = operation.get("responses", {})
+    answer = responses.get(str(status)) or responses.get(f"{str(status)[0]}XX")
+    if answer is None:
+        return None
+    if "$ref" in answer:
+        answer = spec["components"]["responses"][answer["$ref"].rsplit("/", 1)[1]]
+    schema = (answer.get("content") or {}).get("application/json", {}).get("schema")
+    if schema is None:
+        return None
+    return Draft202012Validator({**schema, "components": spec["components"]})
+
+
+def _response_mismatch(method: str, path: str, status: int, raw: bytes) -> str | None:
+    """Why a JSON answer breaks Discord's OpenAPI response schema (None when it fits)."""
+    if not raw:
+        return None
+    spec_path = _spec_path_of(re.sub(r"/\d+", "/0", path))
+    if spec_path is None:
+        if status in (404, 405):  # Discord's own answer to a route it does not have
+            return None
+        return f"{method} {path}: no such route in Discord's OpenAPI document"
+    validator = _response_validator(spec_path, method, status)
+    if validator is None:
+        return f"{method} {path}: Discord's OpenAPI document has no JSON answer with {status}"
+    body = json.loads(raw)
+    if status >= 400 and isinstance(body, dict):
+        # The document types the codes under `errors` as integers; Discord's docs (and its
+        # answers) use strings such as "BASE_TYPE_REQUIRED" there, so only the envelope counts.
+        body = {key: value for key, value in body.items() if key != "errors"}
+    first = next(iter(validator.iter_errors(body)), None)
+    if first is None:
+        return None
+    error = _leaf_errors(first)[0]
+    where = "/".join(str(part) for part in error.absolute_path)
+    return (
+        f"{method} {path} -> {status}: answer breaks {spec_path}'s schema at {where!r}: "
+        + (error.message[:300])
+    )
 
 
 @functools.cache
@@ -434,9 +547,12 @@ def _schema_errors(validator: Draft202012Validator | None, body: Any) -> dict[st
 
 
 def _merge_errors(into: dict[str, Any], other: dict[str, Any]) -> None:
+    """Add ``other``'s errors to ``into``; a field that already has errors keeps those only
+    (Discord names one error a field; the hand-written checks and the schema may both catch one)."""
     for key, value in other.items():
         if key == "_errors":
-            into.setdefault("_errors", []).extend(value)
+            if "_errors" not in into:
+                into["_errors"] = list(value)
         else:
             _merge_errors(into.setdefault(key, {}), value)
 
@@ -474,6 +590,296 @@ def _message_limit_errors(body: dict[str, Any]) -> dict[str, Any]:
     v2 = isinstance(flags, int) and flags & FLAG_COMPONENTS_V2
     if isinstance(components, list) and not v2 and len(components) > 5:
         _add_error(errors, ["components"], "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
+    if isinstance(components, list):
+        _component_errors(components, errors, v2=bool(v2))
+    allowed = body.get("allowed_mentions")
+    if isinstance(allowed, dict):
+        parse = allowed.get("parse") or []
+        for kind in ("users", "roles"):
+            if isinstance(parse, list) and kind in parse and allowed.get(kind):
+                _add_error(
+                    errors,
+                    ["allowed_mentions"],
+                    "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+                    f'parse:["{kind}"] and {kind}: [ids...] are mutually exclusive.',
+                )
+    return errors
+
+
+# Component limits (https://discord.com/developers/docs/components/reference).
+BUTTON, STRING_SELECT = 2, 3
+SELECT_TYPES = (3, 5, 6, 7, 8)
+ROW_WIDTH = 5  # a button takes 1 of a row's 5 places, a select all 5
+
+
+def _component_errors(components: list[Any], errors: dict[str, Any], *, v2: bool) -> None:
+    """Discord's component rules: custom ids unique within the message and at most 100
+    characters, button labels at most 80, at most 5 buttons (or one select) a row, select
+    options and values within their limits."""
+    seen: set[str] = set()
+
+    def walk(component: Any, path: list[str | int]) -> None:
+        if not isinstance(component, dict):
+            return
+        kind = component.get("type")
+        custom_id = component.get("custom_id")
+        if isinstance(custom_id, str):
+            if len(custom_id) > 100:
+                _add_error(
+                    errors,
+                    [*path, "custom_id"],
+                    "BASE_TYPE_MAX_LENGTH",
+                    "Must be 100 or fewer in length.",
+                )
+            elif custom_id in seen:
+                _add_error(
+                    errors,
+                    [*path, "custom_id"],
+                    "COMPONENT_CUSTOM_ID_DUPLICATED",
+                    "Component custom id cannot be duplicated",
+                )
+            seen.add(custom_id)
+        label = component.get("label")
+        if kind == BUTTON and isinstance(label, str) and len(label) > 80:
+            _add_error(
+                errors, [*path, "label"], "BASE_TYPE_MAX_LENGTH", "Must be 80 or fewer in length."
+            )
+        if kind in SELECT_TYPES:
+            _select_errors(component, path, errors)
+        children = component.get("components")
+        if kind == 1 and isinstance(children, list):
+            width = sum(
+                ROW_WIDTH if isinstance(c, dict) and c.get("type") in SELECT_TYPES else 1
+                for c in children
+            )
+            if width > ROW_WIDTH:
+                _add_error(
+                    errors,
+                    [*path, "components"],
+                    "COMPONENT_LAYOUT_WIDTH_EXCEEDED",
+                    "The specified component exceeds the maximum width",
+                )
+        if isinstance(children, list):
+            for index, child in enumerate(children):
+                walk(child, [*path, "components", index])
+        for key in ("component", "accessory"):
+            if isinstance(component.get(key), dict):
+                walk(component[key], [*path, key])
+
+    for index, component in enumerate(components):
+        walk(component, ["components", index])
+
+
+def _select_errors(
+    component: dict[str, Any], path: list[str | int], errors: dict[str, Any]
+) -> None:
+    """A select's values: 0-25 minimum, 1-25 maximum, minimum not above maximum; a string
+    select has 1-25 options with distinct values and a maximum no larger than its options."""
+    low, high = component.get("min_values"), component.get("max_values")
+    if isinstance(low, int) and not 0 <= low <= 25:
+        code = "NUMBER_TYPE_MAX" if low > 25 else "NUMBER_TYPE_MIN"
+        _add_error(errors, [*path, "min_values"], code, "int value should be between 0 and 25.")
+    if isinstance(high, int) and not 1 <= high <= 25:
+        code = "NUMBER_TYPE_MAX" if high > 25 else "NUMBER_TYPE_MIN"
+        _add_error(errors, [*path, "max_values"], code, "int value should be between 1 and 25.")
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        _add_error(
+            errors,
+            [*path, "min_values"],
+            "SELECT_COMPONENT_MIN_VALUES_ABOVE_MAX",
+            "min_values must be less than or equal to max_values",
+        )
+    if component.get("type") != STRING_SELECT:
+        return
+    options = component.get("options")
+    if not isinstance(options, list):
+        return
+    if not 1 <= len(options) <= 25:
+        _add_error(
+            errors,
+            [*path, "options"],
+            "BASE_TYPE_BAD_LENGTH",
+            "Must be between 1 and 25 in length.",
+        )
+    values: set[Any] = set()
+    for index, option in enumerate(options):
+        if not isinstance(option, dict):
+            continue
+        for key in ("label", "value", "description"):
+            text = option.get(key)
+            if isinstance(text, str) and len(text) > 100:
+                _add_error(
+                    errors,
+                    [*path, "options", index, key],
+                    "BASE_TYPE_MAX_LENGTH",
+                    "Must be 100 or fewer in length.",
+                )
+        if option.get("value") in values:
+            _add_error(
+                errors,
+                [*path, "options", index, "value"],
+                "SELECT_COMPONENT_OPTION_VALUE_DUPLICATED",
+                "Select component option values must be unique",
+            )
+        values.add(option.get("value"))
+    if isinstance(high, int) and high > len(options):
+        _add_error(
+            errors,
+            [*path, "max_values"],
+            "SELECT_COMPONENT_MAX_VALUES_ABOVE_OPTIONS",
+            "max_values must be less than or equal to the number of options",
+        )
+
+
+# --------------------------------------------------------------------------- commands
+
+COMMAND_SIZE_LIMIT = 8000
+SUBCOMMAND, SUBCOMMAND_GROUP = 1, 2
+
+
+def _valid_command_name(name: str) -> bool:
+    """Discord's ``^[-_'\\p{L}\\p{N}\\p{sc=Deva}\\p{sc=Thai}]{1,32}$``: letters and numbers of
+    any script, Devanagari and Thai (their marks included), '-', '_' and "'"."""
+    return 1 <= len(name) <= 32 and all(
+        ch.isalnum() or ch in "-_'" or "\u0900" <= ch <= "\u097f" or "\u0e00" <= ch <= "\u0e7f"
+        for ch in name
+    )
+
+
+def _command_size(command: dict[str, Any]) -> int:
+    """Characters counted towards the 8,000 per command: names, descriptions and choice values
+    (and names) of the command, its subcommands, groups and options."""
+    total = len(str(command.get("name") or "")) + len(str(command.get("description") or ""))
+    for option in command.get("options") or []:
+        if isinstance(option, dict):
+            total += _command_size(option)
+            for choice in option.get("choices") or []:
+                if isinstance(choice, dict):
+                    total += len(str(choice.get("name") or "")) + len(str(choice.get("value", "")))
+    return total
+
+
+def _options_errors(options: Any, path: list[str | int], errors: dict[str, Any]) -> None:
+    """Rules of one level of options: at most 25, names valid, lower case and unique,
+    descriptions 1-100, required ones first, never autocomplete with choices."""
+    if not isinstance(options, list):
+        return
+    if len(options) > 25:
+        _add_error(errors, path, "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+    names: set[str] = set()
+    optional_seen = False
+    for index, option in enumerate(options):
+        if not isinstance(option, dict):
+            continue
+        here = [*path, index]
+        name = str(option.get("name") or "")
+        if not _valid_command_name(name) or name != name.lower():
+            _add_error(
+                errors,
+                [*here, "name"],
+                "APPLICATION_COMMAND_INVALID_NAME",
+                "Command name is invalid",
+            )
+        elif name in names:
+            _add_error(
+                errors,
+                [*here, "name"],
+                "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS",
+                "Option names must be unique",
+            )
+        names.add(name)
+        if not 1 <= len(option.get("description") or "") <= 100:
+            _add_error(
+                errors,
+                [*here, "description"],
+                "BASE_TYPE_BAD_LENGTH",
+                "Must be between 1 and 100 in length.",
+            )
+        kind = option.get("type")
+        if kind in (SUBCOMMAND, SUBCOMMAND_GROUP):
+            _options_errors(option.get("options"), [*here, "options"], errors)
+            continue
+        if option.get("required"):
+            if optional_seen:
+                _add_error(
+                    errors,
+                    here,
+                    "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
+                    "Required options must be placed before non-required options",
+                )
+        else:
+            optional_seen = True
+        if option.get("autocomplete") and option.get("choices"):
+            _add_error(
+                errors,
+                [*here, "autocomplete"],
+                "APPLICATION_COMMAND_OPTION_AUTOCOMPLETE_CHOICES",
+                "Autocomplete cannot be enabled on an option with choices",
+            )
+
+
+def _command_errors(commands: list[Any]) -> dict[str, Any]:
+    """Discord's validation of application commands (bulk overwrite: every command at once)."""
+    errors: dict[str, Any] = {}
+    names: set[tuple[int, str]] = set()
+    for index, command in enumerate(commands):
+        if not isinstance(command, dict):
+            continue
+        name = str(command.get("name", ""))
+        command_type = int(command.get("type") or 1)
+        if command_type == 1:
+            if not _valid_command_name(name) or name != name.lower():
+                _add_error(
+                    errors,
+                    [index, "name"],
+                    "APPLICATION_COMMAND_INVALID_NAME",
+                    "Command name is invalid",
+                )
+            if not 1 <= len(command.get("description") or "") <= 100:
+                _add_error(
+                    errors,
+                    [index, "description"],
+                    "BASE_TYPE_BAD_LENGTH",
+                    "Must be between 1 and 100 in length.",
+                )
+            _options_errors(command.get("options"), [index, "options"], errors)
+        else:  # user and message context menus: free names, no description, no options
+            if not 1 <= len(name) <= 32:
+                _add_error(
+                    errors,
+                    [index, "name"],
+                    "BASE_TYPE_BAD_LENGTH",
+                    "Must be between 1 and 32 in length.",
+                )
+            if command.get("description"):
+                _add_error(
+                    errors,
+                    [index, "description"],
+                    "APPLICATION_COMMAND_CONTEXT_MENU_DESCRIPTION",
+                    "Context menu commands cannot have description",
+                )
+            if command.get("options"):
+                _add_error(
+                    errors,
+                    [index, "options"],
+                    "APPLICATION_COMMAND_CONTEXT_MENU_OPTIONS",
+                    "Context menu commands cannot have options",
+                )
+        if (command_type, name) in names:
+            _add_error(
+                errors,
+                [index, "name"],
+                "APPLICATION_COMMANDS_DUPLICATE_NAME",
+                "Application command names must be unique",
+            )
+        names.add((command_type, name))
+        if _command_size(command) > COMMAND_SIZE_LIMIT:
+            _add_error(
+                errors,
+                [index],
+                "APPLICATION_COMMAND_TOO_LARGE",
+                f"Command exceeds maximum size ({COMMAND_SIZE_LIMIT})",
+            )
     return errors
 
 
@@ -585,6 +991,26 @@ def _walk_components(components: Iterable[dict[str, Any]]) -> Iterable[dict[str,
             yield from _walk_components([component["accessory"]])
 
 
+def _numbered(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Components as Discord stores them: each has a numeric ``id``, the sender's or the next
+    free number in tree order; emoji without their null fields."""
+    every = list(_walk_components(components))
+    for component in every:
+        emoji = component.get("emoji")
+        if isinstance(emoji, dict):  # a unicode emoji comes back as its name only
+            component["emoji"] = {k: v for k, v in emoji.items() if v is not None}
+    used = {c["id"] for c in every if isinstance(c.get("id"), int)}
+    number = 0
+    for component in every:
+        if not isinstance(component.get("id"), int):
+            number += 1
+            while number in used:
+                number += 1
+            component["id"] = number
+            used.add(number)
+    return components
+
+
 def _option_type(value: Any) -> int:
     if isinstance(value, bool):
         return 5
@@ -651,6 +1077,10 @@ class _Connection:
     session: _Session | None = None
     ready: bool = False
     closed: bool = False
+    deflate: Any = None  # zlib-stream: one compression context for the whole connection
+    last_heartbeat: float = 0.0  # loop time of the last HEARTBEAT (or of the HELLO)
+    outbox: asyncio.Queue[tuple[float, dict[str, Any]]] | None = None  # with gateway latency
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def live(self) -> bool:
@@ -659,7 +1089,34 @@ class _Connection:
     async def send(self, payload: dict[str, Any]) -> None:
         async with self.lock:
             if self.live:
-                await self.ws.send_str(json.dumps(payload))
+                text = json.dumps(payload)
+                if self.deflate is None:
+                    await self.ws.send_str(text)
+                else:  # each message ends with Z_SYNC_FLUSH (00 00 ff ff), as Discord's do
+                    data = self.deflate.compress(text.encode()) + self.deflate.flush(
+                        zlib.Z_SYNC_FLUSH
+                    )
+                    await self.ws.send_bytes(data)
+
+    def send_later(self, due: float, payload: dict[str, Any]) -> None:
+        """Deliver ``payload`` at loop time ``due`` (in order: latency delays, never reorders)."""
+        if self.outbox is None:
+            self.outbox = asyncio.Queue()
+            self.tasks.append(asyncio.create_task(self._deliver()))
+        self.outbox.put_nowait((due, payload))
+
+    async def _deliver(self) -> None:
+        assert self.outbox is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            due, payload = await self.outbox.get()
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
+            await self.send(payload)
+
+    def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
 
 
 # --------------------------------------------------------------------------- the double
@@ -671,32 +1128,58 @@ class FakeDiscord:
     def __init__(
         self,
         *,
-        edit_budget: tuple[int, float] = (5, 5.0),
+        edit_budget: tuple[int, float] = CHANNEL_MESSAGE_BUDGET,
+        webhook_budget: tuple[int, float] = INTERACTION_WEBHOOK_BUDGET,
+        global_budget: tuple[int, float] = GLOBAL_BUDGET,
         ack_timeout: float = 3.0,
         interaction_token_ttl: float = 15 * 60,
         clock: Callable[[], float] = time.monotonic,
         route_budget: tuple[int, float] = (50, 1.0),
         privileged_intents: int = PRIVILEGED_INTENTS,
         validate_schemas: bool = True,
+        heartbeat_interval: float = 41.25,
+        heartbeat_grace: float = 5.0,
+        gateway_latency: float = 0.0,
+        rest_latency: float = 0.0,
     ) -> None:
         """Build the world (one guild, three text channels, three users and the bot).
 
         `add_guild` adds more guilds (the same users are members of each, with the same roles).
 
-        ``edit_budget`` is (edits, seconds) per message in a sliding window; ``route_budget`` is the
-        generous per-route bucket announced in X-RateLimit headers; ``privileged_intents`` are the
+        Rate limits are (requests, seconds) windows that open at a bucket's first request and
+        reset whole, announced in X-RateLimit headers like Discord's: ``edit_budget`` is each
+        channel's message bucket (creates and edits together, Discord's 5 per 5 s; also readable
+        as `channel_budget`), ``webhook_budget`` each interaction token's follow-up bucket
+        (follow-ups, their edits and deletions, @original included; 5 per 2 s),
+        ``global_budget`` the bot's global limit (50 a second; interaction endpoints exempt) and
+        ``route_budget`` the generous bucket of every other route. ``privileged_intents`` are the
         privileged intents the 'developer portal' allows (IDENTIFY asking for more is closed with
         4014 like Discord does). ``validate_schemas=False`` skips the OpenAPI checks of request
         bodies (Discord's own limits still apply): they cost the double milliseconds a request,
         which bench/ must not count as the bot's time.
+
+        ``heartbeat_interval`` (seconds) is what HELLO asks for; a connection that sends no
+        HEARTBEAT for ``heartbeat_interval + heartbeat_grace`` is closed with 4009 (a zombie,
+        as Discord closes it; its session cannot be resumed). ``gateway_latency`` delays each
+        frame sent to the bot, ``rest_latency`` each REST request on its way in and its answer
+        on its way out (seconds, one way; both default 0). The interaction deadline runs from
+        when the double sent the interaction, so both eat into it, as on Discord.
         """
         self.edit_budget = edit_budget
+        self.webhook_budget = webhook_budget
+        self.global_budget = global_budget
         self.ack_timeout = ack_timeout
         self.interaction_token_ttl = interaction_token_ttl
         self.clock = clock
         self.route_budget = route_budget
         self.privileged_intents = privileged_intents
         self.validate_schemas = validate_schemas
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_grace = heartbeat_grace
+        self.gateway_latency = gateway_latency
+        self.rest_latency = rest_latency
+        self.gateway_compression: list[str | None] = []
+        """The ``compress`` query of each Gateway connection, in order (None: not asked)."""
 
         self._ids = _Snowflakes()
         self.application_id = self._ids.next()
@@ -771,7 +1254,6 @@ class FakeDiscord:
         one is kept in `server_errors`."""
 
         self._files: dict[str, tuple[str, bytes, str]] = {}  # attachment id -> file
-        self._edit_times: dict[str, deque[float]] = {}
         self._route_windows: dict[str, tuple[float, int]] = {}
         self._command_ids: dict[str, str] = {}
         self._sessions: dict[str, _Session] = {}
@@ -803,6 +1285,7 @@ class FakeDiscord:
     async def close(self) -> None:
         """Close every Gateway connection and stop the server."""
         for conn in list(self._connections):
+            conn.stop()
             if conn.live:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.ws.close(code=1001), 1.0)
@@ -959,12 +1442,14 @@ class FakeDiscord:
         self._member_roles[user["id"]] = []
         return user
 
-    async def archive_thread(self, thread_id: str) -> None:
-        """A moderator archives a thread: THREAD_UPDATE with archived metadata."""
+    async def archive_thread(self, thread_id: str, *, locked: bool = False) -> None:
+        """A moderator archives (and with ``locked``, locks) a thread: THREAD_UPDATE with the
+        metadata; the bot's sends and edits there are then refused (50083)."""
         thread = self._channel(thread_id)
         if thread["type"] not in THREAD_TYPES:
             raise ValueError(f"{thread_id} is not a thread")
         thread["thread_metadata"]["archived"] = True
+        thread["thread_metadata"]["locked"] = locked or thread["thread_metadata"]["locked"]
         thread["thread_metadata"]["archive_timestamp"] = _now_iso()
         self._notify()
         await self._emit("THREAD_UPDATE", _clone(thread), intent=INTENT_GUILDS)
@@ -1023,6 +1508,91 @@ class FakeDiscord:
             if role["id"] in guild.member_roles.get(user_id, []):
                 bits |= int(role["permissions"])
         return ALL_PERMISSIONS if bits & ADMINISTRATOR else bits
+
+    def channel_permissions(self, user_id: str, channel_id: str) -> int:
+        """A member's permission bits in one channel, computed the way Discord does: the guild
+        permissions of @everyone and the member's roles (an administrator has every bit), then
+        the channel's @everyone overwrite, the union of its role overwrites, the member's own
+        overwrite; without View Channel nothing is left. A thread takes its parent's overwrites;
+        a DM channel allows what @everyone may do."""
+        channel = self._channel(channel_id)
+        guild_id = channel.get("guild_id")
+        if not guild_id:
+            return EVERYONE_PERMISSIONS
+        guild = self.guilds[guild_id]
+        bits = self.permissions_of(user_id, guild_id)
+        if bits & ADMINISTRATOR:
+            return ALL_PERMISSIONS
+        source = channel
+        if channel["type"] in THREAD_TYPES:
+            source = self.channels.get(str(channel.get("parent_id")), channel)
+        overwrites = {str(o["id"]): o for o in source.get("permission_overwrites") or []}
+
+        def apply(bits: int, allow: int, deny: int) -> int:
+            return (bits & ~deny) | allow
+
+        everyone = overwrites.get(guild_id)
+        if everyone is not None:
+            bits = apply(bits, int(everyone["allow"]), int(everyone["deny"]))
+        allow = deny = 0
+        for role_id in guild.member_roles.get(user_id, []):
+            overwrite = overwrites.get(role_id)
+            if overwrite is not None and overwrite["type"] == 0:
+                allow |= int(overwrite["allow"])
+                deny |= int(overwrite["deny"])
+        bits = apply(bits, allow, deny)
+        own = overwrites.get(user_id)
+        if own is not None and own["type"] == 1:
+            bits = apply(bits, int(own["allow"]), int(own["deny"]))
+        return bits if bits & VIEW_CHANNEL else 0
+
+    async def set_overwrite(
+        self,
+        channel_id: str,
+        target_id: str,
+        *,
+        allow: int = 0,
+        deny: int = 0,
+        member: bool = True,
+    ) -> None:
+        """Set a permission overwrite on a guild channel (not a thread: threads use their
+        parent's) for a member (``member=True``) or a role (``member=False``; the guild id is
+        @everyone), replacing that target's previous one. A connected bot gets CHANNEL_UPDATE."""
+        channel = self._channel(channel_id)
+        if not channel.get("guild_id") or channel["type"] in THREAD_TYPES:
+            raise ValueError(f"{channel_id} is not a guild channel with overwrites of its own")
+        overwrite = {
+            "id": str(target_id),
+            "type": 1 if member else 0,
+            "allow": str(allow),
+            "deny": str(deny),
+        }
+        kept = [o for o in channel["permission_overwrites"] if o["id"] != str(target_id)]
+        channel["permission_overwrites"] = [*kept, overwrite]
+        self._notify()
+        await self._emit("CHANNEL_UPDATE", _clone(channel), intent=INTENT_GUILDS)
+
+    def _require(self, channel_id: str, needed: int) -> None:
+        """Refuse like Discord when the bot lacks permission bits in a channel: 403 50001 when
+        it cannot even see the channel, else 403 50013."""
+        if not self._is_guild_channel(channel_id):
+            return
+        bits = self.channel_permissions(self.bot_user["id"], channel_id)
+        if not bits & VIEW_CHANNEL:
+            raise ApiError(403, 50001, "Missing Access")
+        if needed & ~bits:
+            raise ApiError(403, 50013, "Missing Permissions")
+
+    def _refuse_archived(self, channel_id: str) -> None:
+        """Archived threads take no new messages or edits (a moderator must unarchive them)."""
+        metadata = self.channels[channel_id].get("thread_metadata") or {}
+        if metadata.get("archived"):
+            raise ApiError(400, 50083, "Thread is archived")
+
+    def _send_permission(self, channel_id: str) -> int:
+        """The bit that lets a member post in this channel (Send Messages in Threads in one)."""
+        in_thread = self.channels[channel_id]["type"] in THREAD_TYPES
+        return SEND_MESSAGES_IN_THREADS if in_thread else SEND_MESSAGES
 
     def _member(
         self, user_id: str, *, with_user: bool = True, guild_id: str | None = None
@@ -1225,10 +1795,17 @@ class FakeDiscord:
         ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024)
         await ws.prepare(request)
         conn = _Connection(ws=ws)
+        compress = request.query.get("compress")
+        self.gateway_compression.append(compress)
+        if compress == "zlib-stream":
+            conn.deflate = zlib.compressobj()
         self._connections.append(conn)
         self._latest = conn
         self._notify()
-        await self._send(conn, {"op": 10, "d": {"heartbeat_interval": 41250}})
+        conn.last_heartbeat = asyncio.get_running_loop().time()
+        interval_ms = round(self.heartbeat_interval * 1000)
+        await self._send(conn, {"op": 10, "d": {"heartbeat_interval": interval_ms}})
+        conn.tasks.append(asyncio.create_task(self._watch_heartbeats(conn)))
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -1242,6 +1819,7 @@ class FakeDiscord:
                     self.server_errors.append(traceback.format_exc())
         finally:
             conn.closed = True
+            conn.stop()
             session = conn.session
             if session is not None and session.conn is conn:
                 session.conn = None
@@ -1252,13 +1830,30 @@ class FakeDiscord:
 
     async def _send(self, conn: _Connection, payload: dict[str, Any]) -> None:
         self.gateway_sent.append(payload)
-        await conn.send(payload)
+        if self.gateway_latency > 0:
+            conn.send_later(asyncio.get_running_loop().time() + self.gateway_latency, payload)
+        else:
+            await conn.send(payload)
         self._notify()
+
+    async def _watch_heartbeats(self, conn: _Connection) -> None:
+        """Close a connection whose bot stopped heartbeating, as Discord does with zombies."""
+        loop = asyncio.get_running_loop()
+        while conn.live:
+            late = conn.last_heartbeat + self.heartbeat_interval + self.heartbeat_grace
+            if loop.time() >= late:
+                if conn.session is not None and conn.session.conn is conn:
+                    conn.session.invalid = True  # a timed-out session cannot be resumed
+                # Shielded: the connection's end cancels this task while the close completes.
+                await asyncio.shield(conn.ws.close(code=4009, message=b"Session timed out."))
+                return
+            await asyncio.sleep(late - loop.time())
 
     async def _gateway_op(self, conn: _Connection, payload: dict[str, Any]) -> None:
         op = payload.get("op")
         data = payload.get("d")
         if op == 1:  # HEARTBEAT
+            conn.last_heartbeat = asyncio.get_running_loop().time()
             await self._send(conn, {"op": 11})
         elif op == 2:  # IDENTIFY
             await self._on_identify(conn, data or {})
@@ -1480,6 +2075,10 @@ class FakeDiscord:
                     payload["interaction_metadata"]["interacted_message_id"] = (
                         interaction.message_id
                     )
+                if interaction.type == MODAL_SUBMIT:  # and the interaction that opened it
+                    payload["interaction_metadata"]["triggering_interaction_metadata"] = (
+                        self._opener_metadata(interaction)
+                    )
         if message.message_reference:
             payload["message_reference"] = dict(message.message_reference)
         if message.message_reference and not nested:  # Discord resolves one level only
@@ -1494,6 +2093,25 @@ class FakeDiscord:
         if thread is not None and thread["type"] in THREAD_TYPES:
             payload["thread"] = _clone(thread)
         return payload
+
+    def _opener_metadata(self, submitted: FakeInteraction) -> dict[str, Any]:
+        """The metadata of the interaction that opened a submitted modal (a command's or a
+        component's; itself for a modal a test submitted without opening it)."""
+        opener = self.interactions.get(submitted.opened_by or "", submitted)
+        user = _clone(self._user_by_id(opener.user_id or ""))
+        metadata: dict[str, Any] = {
+            "id": opener.id,
+            "type": opener.type if opener.type != MODAL_SUBMIT else APPLICATION_COMMAND,
+            "user": user,
+            "authorizing_integration_owners": opener.payload.get(
+                "authorizing_integration_owners", {}
+            ),
+        }
+        if metadata["type"] == APPLICATION_COMMAND:
+            metadata["name"] = str((opener.payload.get("data") or {}).get("name", ""))
+        if opener.message_id:
+            metadata["interacted_message_id"] = opener.message_id
+        return metadata
 
     def _blanked_for_bot(self, message: FakeMessage) -> bool:
         """Whether Discord hides this message's content from the bot (no MESSAGE_CONTENT intent)."""
@@ -1577,7 +2195,7 @@ class FakeDiscord:
         if "embeds" in body:
             message.embeds = [{"type": "rich", **e} for e in body["embeds"] or []]
         if "components" in body:
-            message.components = _clone(body["components"] or [])
+            message.components = _numbered(_clone(body["components"] or []))
         if creating and body.get("flags"):
             message.flags |= int(body["flags"]) & (
                 FLAG_SUPPRESS_EMBEDS
@@ -1701,7 +2319,7 @@ class FakeDiscord:
         components = pick("components", existing.components if existing else [])
         attachments = pick("attachments", existing.attachment_payloads if existing else [])
         return bool(
-            content
+            (content or "").strip()  # whitespace only is as empty as nothing, to Discord
             or embeds
             or components
             or attachments
@@ -1710,24 +2328,12 @@ class FakeDiscord:
             or body.get("sticker_ids")
         )
 
-    def _check_edit_budget(self, message_id: str, bucket: str) -> None:
-        """Raise RateLimitedError if the message used its edit budget in the sliding window."""
-        count, window = self.edit_budget
-        now = self.clock()
-        times = self._edit_times.setdefault(message_id, deque())
-        while times and times[0] <= now - window:
-            times.popleft()
-        if len(times) >= count:
-            retry_after = math.ceil((times[0] + window - now) * 1000) / 1000 + 0.001
-            raise RateLimitedError(retry_after, count, bucket)
-
     def _record_edit(
         self, message: FakeMessage, body: dict[str, Any], *, budgeted: bool = True
     ) -> None:
-        """Record an applied edit; ``budgeted`` ones (PATCH) count toward the edit budget."""
+        """Record an applied edit (``budgeted`` is kept for callers; rate limits are counted per
+        bucket when a request arrives)."""
         now = self.clock()
-        if budgeted:
-            self._edit_times.setdefault(message.id, deque()).append(now)
         message.edits.append((now, message.content))
         message.history.append(_clone(body))
         if "allowed_mentions" in body:
@@ -1740,6 +2346,10 @@ class FakeDiscord:
         """MESSAGE_CREATE/UPDATE to the bot (never for ephemeral messages)."""
         if message.is_ephemeral:
             return
+        if message.guild_id and not (
+            self.channel_permissions(self.bot_user["id"], message.channel_id) & VIEW_CHANNEL
+        ):
+            return  # Discord sends no events of channels the bot cannot see
         intent = INTENT_GUILD_MESSAGES if message.guild_id else INTENT_DIRECT_MESSAGES
         await self._emit(event, self._gateway_message(message), intent=intent)
 
@@ -1780,6 +2390,8 @@ class FakeDiscord:
         return web.Response(body=data, headers={"Content-Type": content_type})
 
     async def _handle_api(self, request: web.Request, path: str) -> web.Response:
+        if self.rest_latency > 0:  # the request's way to Discord
+            await asyncio.sleep(self.rest_latency)
         started = self.clock()
         query = dict(request.query)
         body: Any = None
@@ -1805,7 +2417,14 @@ class FakeDiscord:
             status=response.status,
             t=started,
             raw_response=response.body if isinstance(response.body, bytes) else b"",
+            headers=dict(response.headers),
         )
+        if self.validate_schemas and response.status != 418:
+            mismatch = _response_mismatch(
+                request.method, path, response.status, recorded.raw_response
+            )
+            if mismatch is not None:  # a bug in the double: it answered what Discord would not
+                self.server_errors.append(f"OpenAPI response mismatch: {mismatch}")
         self.requests.append(recorded)
         if response.status == 429:
             self.rate_limited.append(recorded)
@@ -1815,6 +2434,8 @@ class FakeDiscord:
                 hook(recorded)
             except Exception:
                 self.server_errors.append(traceback.format_exc())
+        if self.rest_latency > 0:  # the answer's way back
+            await asyncio.sleep(self.rest_latency)
         return response
 
     async def _read_body(self, request: web.Request) -> tuple[Any, list[tuple[str, bytes, str]]]:
@@ -1877,29 +2498,61 @@ class FakeDiscord:
             if route.auth and not authorized:
                 raise ApiError(401, 0, "401: Unauthorized")
             params = match.groupdict()
-            bucket_key = f"{route.method} {route.bucket}:{params.get(route.major or '', '')}"
-            headers = self._take_route_slot(bucket_key)
+            interaction_endpoint = route.bucket.startswith(("/interactions/", "/webhooks/"))
+            if authorized and not interaction_endpoint:
+                self._take_slot("global", "", self.global_budget, scope="global")
+            name, major, budget = self._bucket_of(route, params)
+            headers = self._take_slot(name, major, budget)
             parsed = _Request(
-                request.method, path, params, query, body, files, authorized, bucket_key
+                request.method, path, params, query, body, files, authorized, f"{name}:{major}"
             )
-            response = await route.handler(parsed)
+            try:
+                response = await route.handler(parsed)
+            except ApiError as error:  # Discord counts failed requests and shows their bucket
+                response = _json_response(error.body(), error.status)
             response.headers.update(headers)
             return response
         if matched_path:
             raise ApiError(405, 0, "405: Method Not Allowed")
         raise ApiError(404, 0, "404: Not Found")
 
-    def _take_route_slot(self, key: str) -> dict[str, str]:
-        """Count a request in its route bucket; the X-RateLimit headers of a success."""
-        limit, per = self.route_budget
+    @property
+    def channel_budget(self) -> tuple[int, float]:
+        """Each channel's message bucket (creates and edits together): `edit_budget`."""
+        return self.edit_budget
+
+    @channel_budget.setter
+    def channel_budget(self, value: tuple[int, float]) -> None:
+        self.edit_budget = value
+
+    def _bucket_of(
+        self, route: _Route, params: dict[str, str]
+    ) -> tuple[str, str, tuple[int, float]]:
+        """(bucket name, top-level resource, budget) of a request, as Discord groups them."""
+        key = (route.method, route.bucket)
+        if key in CHANNEL_MESSAGE_ROUTES:
+            return "channel-messages", params["channel_id"], self.edit_budget
+        if key in INTERACTION_WEBHOOK_ROUTES:
+            major = f"{params['app_id']}/{params['token']}"
+            return "interaction-webhook", major, self.webhook_budget
+        major = params.get(route.major or "", "")
+        return f"{route.method} {route.bucket}", major, self.route_budget
+
+    def _take_slot(
+        self, name: str, major: str, budget: tuple[int, float], *, scope: str = "user"
+    ) -> dict[str, str]:
+        """Count a request in a bucket (a window opened by its first request, reset whole after
+        ``per`` seconds, as Discord's Reset-After says); the X-RateLimit headers of an answer."""
+        limit, per = budget
+        key = f"{name}:{major}"
         now = self.clock()
         start, used = self._route_windows.get(key, (now, 0))
         if now - start >= per:
             start, used = now, 0
-        reset_after = max(start + per - now, 0.001)
-        bucket = _bucket_hash(key)
+        # Rounded up to the millisecond: a client waiting that long lands in the next window.
+        reset_after = max(math.ceil((start + per - now) * 1000) / 1000, 0.001)
         if used >= limit:
-            raise RateLimitedError(round(reset_after, 3), limit, bucket)
+            raise RateLimitedError(reset_after, limit, name, scope)
         used += 1
         self._route_windows[key] = (start, used)
         return {
@@ -1907,22 +2560,31 @@ class FakeDiscord:
             "X-RateLimit-Remaining": str(limit - used),
             "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
             "X-RateLimit-Reset-After": f"{reset_after:.3f}",
-            "X-RateLimit-Bucket": bucket,
+            "X-RateLimit-Bucket": _bucket_hash(name),
         }
 
     def _rate_limited_response(self, limited: RateLimitedError) -> web.Response:
         retry_after = limited.retry_after
-        headers = {
-            "Via": "1.1 google",
-            "Retry-After": str(math.ceil(retry_after)),
-            "X-RateLimit-Limit": str(limited.limit),
-            "X-RateLimit-Remaining": "0",
-            "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
-            "X-RateLimit-Reset-After": f"{retry_after:.3f}",
-            "X-RateLimit-Bucket": _bucket_hash(limited.bucket),
-            "X-RateLimit-Scope": limited.scope,
+        headers = {"Via": "1.1 google", "Retry-After": str(math.ceil(retry_after))}
+        if limited.scope == "global":  # no bucket: every route of the bot waits
+            headers.update({"X-RateLimit-Global": "true", "X-RateLimit-Scope": "global"})
+        else:
+            headers.update(
+                {
+                    "X-RateLimit-Limit": str(limited.limit),
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
+                    "X-RateLimit-Reset-After": f"{retry_after:.3f}",
+                    "X-RateLimit-Bucket": _bucket_hash(limited.bucket),
+                    "X-RateLimit-Scope": limited.scope,
+                }
+            )
+        body = {
+            "message": RATE_LIMITED_BODY_MESSAGE,
+            "retry_after": retry_after,
+            "global": limited.scope == "global",
+            "code": 0,  # Discord's OpenAPI document requires it (0: no particular limit)
         }
-        body = {"message": RATE_LIMITED_BODY_MESSAGE, "retry_after": retry_after, "global": False}
         return _json_response(body, 429, headers)
 
     def _build_routes(self) -> list[_Route]:
@@ -2104,6 +2766,12 @@ class FakeDiscord:
                 "description": "",
                 "summary": "",
                 "type": None,
+                "flags_new": str(self._application_flags()),
+                "role_connections_verification_url": None,
+                "approximate_user_install_count": 0,
+                "approximate_user_authorization_count": 0,
+                "explicit_content_filter": 0,
+                "eligible_oauth2_scopes": ["bot", "applications.commands"],
                 "hook": True,
                 "bot_public": True,
                 "bot_require_code_grant": False,
@@ -2177,25 +2845,7 @@ class FakeDiscord:
         return result
 
     def _command_errors(self, commands: list[dict[str, Any]]) -> dict[str, Any]:
-        errors: dict[str, Any] = {}
-        for index, command in enumerate(commands):
-            name = str(command.get("name", ""))
-            if int(command.get("type") or 1) == 1:
-                if not re.fullmatch(r"[-_\w]{1,32}", name) or name != name.lower():
-                    _add_error(
-                        errors,
-                        [index, "name"],
-                        "APPLICATION_COMMAND_INVALID_NAME",
-                        "Command name is invalid",
-                    )
-                if not 1 <= len(command.get("description") or "") <= 100:
-                    _add_error(
-                        errors,
-                        [index, "description"],
-                        "BASE_TYPE_BAD_LENGTH",
-                        "Must be between 1 and 100 in length.",
-                    )
-        return errors
+        return _command_errors(commands)
 
     async def _get_commands(self, req: _Request) -> web.Response:
         self._check_app(req)
@@ -2213,8 +2863,8 @@ class FakeDiscord:
         )
         body = req.body if req.body is not None else []
         errors = self._schema_errors(_request_validator(spec_path, "put"), body)
-        if not errors and isinstance(body, list):
-            errors = self._command_errors(body)
+        if isinstance(body, list):
+            _merge_errors(errors, self._command_errors(body))
         if errors:
             raise ApiError(400, 50035, "Invalid Form Body", errors)
         result = [self._command_object(c, guild_id) for c in body]
@@ -2229,8 +2879,7 @@ class FakeDiscord:
         guild_id = req.params.get("guild_id")
         body = req.body or {}
         errors = self._schema_errors(_schema_validator("ApplicationCommandCreateRequest"), body)
-        if not errors:
-            errors = {k: v for k, v in self._command_errors([body]).get("0", {}).items()}
+        _merge_errors(errors, self._command_errors([body]).get("0", {}))
         if errors:
             raise ApiError(400, 50035, "Invalid Form Body", errors)
         command = self._command_object(body, guild_id)
@@ -2261,6 +2910,17 @@ class FakeDiscord:
             "unavailable",
         ):
             guild.pop(key, None)
+        guild.update(  # fields only the REST guild object carries
+            {
+                "home_header": None,
+                "widget_enabled": False,
+                "widget_channel_id": None,
+                "max_presences": None,
+                "max_stage_video_channel_users": 50,
+                "nsfw": False,
+                "incidents_data": None,
+            }
+        )
         return _json_response(guild)
 
     async def _get_guild_channels(self, req: _Request) -> web.Response:
@@ -2317,7 +2977,12 @@ class FakeDiscord:
                 "NUMBER_TYPE_MAX" if limit > 100 else "NUMBER_TYPE_MIN",
                 "int value should be between 1 and 100.",
             )
+        self._require(channel_id, VIEW_CHANNEL)
         visible = [m for m in self.channel_messages(channel_id) if not m.is_ephemeral]
+        if self._is_guild_channel(channel_id) and not (
+            self.channel_permissions(self.bot_user["id"], channel_id) & READ_MESSAGE_HISTORY
+        ):
+            visible = []  # Discord returns no messages without Read Message History
         before, after, around = (req.query.get(k) for k in ("before", "after", "around"))
         if before:
             visible = [m for m in visible if int(m.id) < int(before)]
@@ -2336,11 +3001,21 @@ class FakeDiscord:
         return _json_response([self.message_payload(m) for m in chosen])
 
     async def _get_message(self, req: _Request) -> web.Response:
+        self._require(
+            self._channel(req.params["channel_id"])["id"], VIEW_CHANNEL | READ_MESSAGE_HISTORY
+        )
         message = self._channel_message(req.params["channel_id"], req.params["message_id"])
         return _json_response(self.message_payload(message))
 
     async def _create_message(self, req: _Request) -> web.Response:
         channel_id = self._channel(req.params["channel_id"])["id"]
+        needed = VIEW_CHANNEL | self._send_permission(channel_id)
+        if isinstance(req.body, dict) and req.body.get("message_reference"):
+            needed |= READ_MESSAGE_HISTORY
+        if req.files:
+            needed |= ATTACH_FILES
+        self._require(channel_id, needed)
+        self._refuse_archived(channel_id)
         body = self._validate_message(
             req.body, _request_validator("/channels/{channel_id}/messages", "post"), req.files
         )
@@ -2383,7 +3058,13 @@ class FakeDiscord:
         body = req.body if isinstance(req.body, dict) else {}
         if message.author_id != self.bot_user["id"] and (set(body) - {"flags"} or req.files):
             raise ApiError(403, 50005, "Cannot edit a message authored by another user")
-        self._check_edit_budget(message.id, req.bucket)
+        self._require(
+            message.channel_id,
+            VIEW_CHANNEL
+            | self._send_permission(message.channel_id)
+            | (ATTACH_FILES if req.files else 0),
+        )
+        self._refuse_archived(message.channel_id)
         body = self._validate_message(
             req.body,
             _request_validator("/channels/{channel_id}/messages/{message_id}", "patch"),
@@ -2414,7 +3095,8 @@ class FakeDiscord:
         return web.Response(status=204)
 
     async def _typing(self, req: _Request) -> web.Response:
-        self._channel(req.params["channel_id"])
+        channel_id = self._channel(req.params["channel_id"])["id"]
+        self._require(channel_id, VIEW_CHANNEL | self._send_permission(channel_id))
         return web.Response(status=204)
 
     async def _create_thread(self, req: _Request) -> web.Response:
@@ -2424,6 +3106,7 @@ class FakeDiscord:
         message_id = req.params.get("message_id")
         body = req.body if isinstance(req.body, dict) else {}
         if message_id:
+            self._require(parent["id"], VIEW_CHANNEL | CREATE_PUBLIC_THREADS | READ_MESSAGE_HISTORY)
             message = self._channel_message(parent["id"], message_id)
             validator = _request_validator(
                 "/channels/{channel_id}/messages/{message_id}/threads", "post"
@@ -2434,6 +3117,10 @@ class FakeDiscord:
         else:
             validator = _schema_validator("CreateTextThreadWithoutMessageRequest")
             thread_id, thread_type = self._ids.next(), int(body.get("type") or PRIVATE_THREAD)
+            create = (
+                CREATE_PRIVATE_THREADS if thread_type == PRIVATE_THREAD else CREATE_PUBLIC_THREADS
+            )
+            self._require(parent["id"], VIEW_CHANNEL | create)
         errors = self._schema_errors(validator, body)
         if errors:
             raise ApiError(400, 50035, "Invalid Form Body", errors)
@@ -2588,7 +3275,7 @@ class FakeDiscord:
                     "response_message_ephemeral": message.is_ephemeral,
                 }
             )
-            if callback_type in (4, 5, 7):
+            if callback_type in (4, 7):  # a deferral's answer carries no resource
                 answer["resource"] = {
                     "type": callback_type,
                     "message": self.message_payload(message),
@@ -2685,7 +3372,6 @@ class FakeDiscord:
     async def _edit_webhook_message(self, req: _Request) -> web.Response:
         interaction = self._webhook_interaction(req)
         message = self._webhook_message(interaction, req.params["message_id"])
-        self._check_edit_budget(message.id, req.bucket)
         spec_path = "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}"
         body = self._validate_message(
             req.body, _request_validator(spec_path, "patch"), req.files, existing=message
@@ -2734,7 +3420,8 @@ class FakeDiscord:
         }
         if channel.get("guild_id"):
             guild_id = channel["guild_id"]
-            permissions = self.permissions_of(user_obj["id"], guild_id)
+            # Channel-specific, as Discord sends them (overwrites applied).
+            permissions = self.channel_permissions(user_obj["id"], channel_id)
             payload.update(
                 {
                     "guild_id": guild_id,
@@ -2748,7 +3435,9 @@ class FakeDiscord:
                         **self._member(user_obj["id"], guild_id=guild_id),
                         "permissions": str(permissions),
                     },
-                    "app_permissions": str(self.permissions_of(self.bot_user["id"], guild_id)),
+                    "app_permissions": str(
+                        self.channel_permissions(self.bot_user["id"], channel_id)
+                    ),
                     "authorizing_integration_owners": {"0": guild_id},
                     "context": 0,
                 }
@@ -2812,7 +3501,11 @@ class FakeDiscord:
                     resolved.setdefault("users", {})[user["id"]] = _clone(user)
                     resolved.setdefault("members", {})[user["id"]] = {
                         **self._member(user["id"], with_user=False, guild_id=guild_id),
-                        "permissions": str(self.permissions_of(user["id"], guild_id)),
+                        "permissions": str(
+                            self.channel_permissions(user["id"], channel_id)
+                            if guild_id
+                            else EVERYONE_PERMISSIONS
+                        ),
                     }
             else:
                 option = {"name": name, "type": _option_type(value), "value": value}
@@ -2968,14 +3661,15 @@ class FakeDiscord:
         channel_id: str | None = None,
     ) -> FakeInteraction:
         """Submit a modal the bot opened (type 5): ``values`` maps text input custom_id -> text."""
-        modal = next(
+        opener = next(
             (
-                i.modal
+                i
                 for i in reversed(list(self.interactions.values()))
                 if i.modal and i.modal.get("custom_id") == custom_id
             ),
             None,
         )
+        modal = opener.modal if opener is not None else None
         components: list[dict[str, Any]] = []
         if modal is None:
             components = [
@@ -2997,6 +3691,7 @@ class FakeDiscord:
                 components.append(self._submitted_component(top, values))
         data = {"custom_id": custom_id, "components": components}
         interaction, _ = self._new_interaction_payload(MODAL_SUBMIT, data, user, channel_id)
+        interaction.opened_by = opener.id if opener is not None else None
         return await self._send_interaction(interaction)
 
     def _submitted_component(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
+import json
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -16,8 +18,15 @@ from discord.ext import commands
 
 from tests.doubles.fake_discord import (
     ADMINISTRATOR,
+    ALL_PERMISSIONS,
+    CREATE_PRIVATE_THREADS,
     MANAGE_CHANNELS,
+    READ_MESSAGE_HISTORY,
+    SEND_MESSAGES,
+    SEND_MESSAGES_IN_THREADS,
+    VIEW_CHANNEL,
     FakeDiscord,
+    FakeInteraction,
     RecordedRequest,
 )
 
@@ -57,6 +66,7 @@ class DoubleBot(commands.Bot):
         )
         self.seen: list[discord.Message] = []
         self.errors: list[Exception] = []
+        self.permissions: list[tuple[int, int]] = []  # (member's, app's) per /whoami
 
     async def on_message(self, message: discord.Message) -> None:
         self.seen.append(message)
@@ -102,6 +112,21 @@ class DoubleBot(commands.Bot):
             await asyncio.sleep(0.3)
             try:
                 await interaction.response.send_message("too late")
+            except discord.HTTPException as exc:
+                self.errors.append(exc)
+
+        @tree.command(description="Shows what you and the bot may do here")
+        async def whoami(interaction: discord.Interaction) -> None:
+            self.permissions.append(
+                (interaction.permissions.value, interaction.app_permissions.value)
+            )
+            await interaction.response.send_message("noted", ephemeral=True)
+
+        @tree.command(description="Answers after a delay")
+        async def slow(interaction: discord.Interaction, delay: float) -> None:
+            await asyncio.sleep(delay)
+            try:
+                await interaction.response.send_message(f"after {delay}")
             except discord.HTTPException as exc:
                 self.errors.append(exc)
 
@@ -293,30 +318,47 @@ async def test_message_limits(fake: FakeDiscord, bot: DoubleBot) -> None:
 
 
 @pytest.mark.parametrize("fake_options", [{"edit_budget": (2, 0.5)}])
-async def test_edit_rate_limit_is_retried(fake: FakeDiscord, bot: DoubleBot) -> None:
-    sent = await text_channel(bot, fake.channel_ids[0]).send("0")
-    for i in range(1, 9):
+async def test_the_channel_bucket_holds_creates_and_edits_together(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
+    channel = text_channel(bot, fake.channel_ids[0])
+    sent = await channel.send("0")
+    for i in range(1, 5):
         await sent.edit(content=str(i))
+    await channel.send("again")
     stored = fake.messages[str(sent.id)]
-    assert stored.content == "8" and len(stored.edits) == 8
-    assert fake.rate_limited, "expected at least one 429"
-    assert all(r.response["retry_after"] > 0 for r in fake.rate_limited)
-    times = [t for t, _ in stored.edits]
-    for i in range(2, len(times)):  # never more than 2 edits in any 0.5 s window
+    assert stored.content == "4" and len(stored.edits) == 4
+    mine = [
+        r
+        for r in fake.requests
+        if r.path.startswith(f"/channels/{fake.channel_ids[0]}/messages") and r.status == 200
+    ]
+    assert [r.method for r in mine] == ["POST", "PATCH", "PATCH", "PATCH", "PATCH", "POST"]
+    # One bucket for both routes, announced in the headers: discord.py waits for its reset.
+    assert len({r.headers["X-RateLimit-Bucket"] for r in mine}) == 1
+    assert {r.headers["X-RateLimit-Limit"] for r in mine} == {"2"}
+    times = [r.t for r in mine]
+    for i in range(2, len(times)):  # never more than 2 in one 0.5 s window
         assert times[i] - times[i - 2] >= 0.5 - 1e-3
+    # Only the first edit, before discord.py knew the edit route shares the bucket, may 429.
+    assert len(fake.rate_limited) <= 1
+    assert all(r.response["retry_after"] > 0 for r in fake.rate_limited)
 
 
-@pytest.mark.parametrize("fake_options", [{"edit_budget": (2, 0.5)}])
-async def test_webhook_edit_rate_limit_is_retried(fake: FakeDiscord, bot: DoubleBot) -> None:
+@pytest.mark.parametrize("fake_options", [{"webhook_budget": (2, 0.5)}])
+async def test_the_interaction_token_bucket_paces_follow_ups_and_edits(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
     interaction = await fake.slash_command("stream")
-    await fake.wait_until(
-        lambda: (
-            interaction.original_message_id is not None
-            and len(fake.messages[interaction.original_message_id].edits) == 4
-        )
-    )
+
+    def edits() -> list[RecordedRequest]:
+        return [r for r in fake.requests if r.path.startswith("/webhooks/") and r.status == 200]
+
+    await fake.wait_until(lambda: len(edits()) == 4)
     assert fake.messages[interaction.original_message_id or ""].content == "part 3"
-    assert any(r.path.startswith("/webhooks/") for r in fake.rate_limited)
+    edits = edits()
+    assert len(edits) == 4 and {r.headers["X-RateLimit-Limit"] for r in edits} == {"2"}
+    assert edits[2].t - edits[0].t >= 0.5 - 1e-3 and edits[3].t - edits[1].t >= 0.5 - 1e-3
 
 
 @pytest.mark.parametrize("fake_options", [{"ack_timeout": 0.2}])
@@ -541,3 +583,593 @@ async def test_rest_errors_without_a_bot(fake: FakeDiscord, fake_options: dict[s
         assert status == 400  # autocomplete interactions only take type 8
         status, body = await callback(2, {"type": 5, "data": {"flags": 64}})
         assert status == 204
+
+
+Call = Callable[..., Awaitable[tuple[int, Any, Mapping[str, str]]]]
+
+
+@pytest.fixture
+async def raw(fake: FakeDiscord) -> AsyncIterator[Call]:
+    """Raw REST calls to the double as the bot (``auth=False`` for none): (status, JSON, headers)."""
+    async with aiohttp.ClientSession() as http:
+
+        async def call(
+            method: str, path: str, *, auth: bool = True, **kwargs: Any
+        ) -> tuple[int, Any, Mapping[str, str]]:
+            headers = {"Authorization": f"Bot {fake.token}"} if auth else {}
+            async with http.request(
+                method, fake.api_base + path, headers=headers, **kwargs
+            ) as response:
+                body = None if response.status == 204 else await response.json()
+                return response.status, body, response.headers
+
+        yield call
+
+
+def answered_interaction(fake: FakeDiscord, *, user: str = "alice") -> FakeInteraction:
+    """An interaction the double 'sent' (no bot needed), for raw callbacks and follow-ups."""
+    interaction, _ = fake._new_interaction_payload(2, {"name": "x"}, user, None)
+    fake.interactions[interaction.id] = interaction
+    return interaction
+
+
+async def test_the_channel_bucket_answers_429s_with_discords_headers(
+    fake: FakeDiscord, raw: Call
+) -> None:
+    assert fake.channel_budget == fake.edit_budget == (5, 5.0)  # Discord's figure
+    general, random = fake.channel_ids[:2]
+    status, sent, headers = await raw(
+        "POST", f"/channels/{general}/messages", json={"content": "0"}
+    )
+    assert status == 200 and headers["X-RateLimit-Remaining"] == "4"
+    bucket = headers["X-RateLimit-Bucket"]
+    for i in range(1, 5):  # edits count in the same bucket as creates
+        status, _, headers = await raw(
+            "PATCH", f"/channels/{general}/messages/{sent['id']}", json={"content": str(i)}
+        )
+        assert status == 200 and headers["X-RateLimit-Bucket"] == bucket
+        assert headers["X-RateLimit-Remaining"] == str(4 - i)
+    assert float(headers["X-RateLimit-Reset-After"]) <= 5.0
+    status, body, headers = await raw(
+        "POST", f"/channels/{general}/messages", json={"content": "one too many"}
+    )
+    assert status == 429 and headers["Via"] and headers["X-RateLimit-Bucket"] == bucket
+    assert body["global"] is False and 0 < body["retry_after"] <= 5.0
+    assert headers["X-RateLimit-Remaining"] == "0" and headers["X-RateLimit-Scope"] == "user"
+    assert [r.status for r in fake.rate_limited] == [429]
+    # Another channel has a bucket of its own.
+    status, _, headers = await raw("POST", f"/channels/{random}/messages", json={"content": "x"})
+    assert status == 200 and headers["X-RateLimit-Remaining"] == "4"
+
+
+async def test_the_webhook_and_token_bucket_answers_429s(fake: FakeDiscord, raw: Call) -> None:
+    assert fake.webhook_budget == (5, 2.0)
+    first, second = answered_interaction(fake), answered_interaction(fake, user="bob")
+    for interaction in (first, second):
+        callback = f"/interactions/{interaction.id}/{interaction.token}/callback"
+        assert (await raw("POST", callback, auth=False, json={"type": 5}))[0] == 204
+    hook = f"/webhooks/{fake.application_id}/{first.token}"
+    status, followup, headers = await raw("POST", f"{hook}?wait=true", json={"content": "a"})
+    assert status == 200 and headers["X-RateLimit-Limit"] == "5"
+    for path in (f"{hook}/messages/@original", f"{hook}/messages/{followup['id']}"):
+        for _ in range(2):
+            assert (await raw("PATCH", path, json={"content": "b"}))[0] == 200
+    status, body, headers = await raw("PATCH", f"{hook}/messages/@original", json={"content": "c"})
+    assert status == 429 and body["global"] is False and headers["X-RateLimit-Remaining"] == "0"
+    # Another interaction's token is another bucket.
+    other = f"/webhooks/{fake.application_id}/{second.token}/messages/@original"
+    assert (await raw("PATCH", other, json={"content": "d"}))[0] == 200
+
+
+@pytest.mark.parametrize("fake_options", [{"global_budget": (4, 5.0)}])
+async def test_the_global_limit_answers_global_429s_and_spares_interactions(
+    fake: FakeDiscord, raw: Call
+) -> None:
+    assert FakeDiscord().global_budget == (50, 1.0)
+    for channel in fake.channel_ids[:3]:
+        assert (await raw("GET", f"/channels/{channel}"))[0] == 200
+    assert (await raw("GET", "/users/@me"))[0] == 200
+    status, body, headers = await raw("GET", f"/channels/{fake.channel_ids[0]}")
+    assert status == 429 and body["global"] is True and body["retry_after"] > 0
+    assert headers["X-RateLimit-Global"] == "true" and headers["X-RateLimit-Scope"] == "global"
+    assert headers["Via"] and "X-RateLimit-Bucket" not in headers
+    assert fake.rate_limited[-1].response["global"] is True
+    # Interaction endpoints are not bound to the global limit.
+    interaction = answered_interaction(fake)
+    callback = f"/interactions/{interaction.id}/{interaction.token}/callback"
+    assert (await raw("POST", callback, json={"type": 5}))[0] == 204
+    hook = f"/webhooks/{fake.application_id}/{interaction.token}/messages/@original"
+    assert (await raw("PATCH", hook, json={"content": "still"}))[0] == 200
+
+
+@pytest.mark.parametrize("fake_options", [{"global_budget": (3, 0.3)}])
+async def test_discord_py_waits_out_global_429s(fake: FakeDiscord, bot: DoubleBot) -> None:
+    fetched = await asyncio.gather(
+        *(bot.fetch_channel(int(c)) for c in fake.channel_ids for _ in range(3))
+    )
+    assert len(fetched) == 9
+    assert any(r.response["global"] for r in fake.rate_limited)
+
+
+async def test_permissions_are_computed_from_roles_and_overwrites_like_discord(
+    fake: FakeDiscord,
+) -> None:
+    general = fake.channel_ids[0]
+    alice, admin, me = fake.users["alice"]["id"], fake.users["admin"]["id"], fake.bot_user["id"]
+    everyone = fake.guild_id
+    assert fake.channel_permissions(me, general) & SEND_MESSAGES
+    await fake.set_overwrite(general, everyone, deny=SEND_MESSAGES, member=False)
+    assert not fake.channel_permissions(me, general) & SEND_MESSAGES
+    # A role overwrite's allow beats the @everyone overwrite's deny...
+    await fake.set_overwrite(general, fake.bot_role_id, allow=SEND_MESSAGES, member=False)
+    assert fake.channel_permissions(me, general) & SEND_MESSAGES
+    assert not fake.channel_permissions(alice, general) & SEND_MESSAGES
+    # ...and the member's own overwrite beats both.
+    await fake.set_overwrite(general, me, deny=SEND_MESSAGES)
+    assert not fake.channel_permissions(me, general) & SEND_MESSAGES
+    await fake.set_overwrite(general, alice, allow=SEND_MESSAGES)
+    assert fake.channel_permissions(alice, general) & SEND_MESSAGES
+    # Without View Channel nothing is left; an administrator bypasses every overwrite.
+    await fake.set_overwrite(general, everyone, deny=VIEW_CHANNEL, member=False)
+    assert fake.channel_permissions(alice, general) == 0
+    await fake.set_overwrite(general, admin, deny=VIEW_CHANNEL | SEND_MESSAGES)
+    assert fake.channel_permissions(admin, general) == ALL_PERMISSIONS
+    with pytest.raises(ValueError, match="not a guild channel"):
+        await fake.set_overwrite(fake.add_dm_channel("bob"), alice, deny=SEND_MESSAGES)
+
+
+async def test_overwrites_refuse_sends_edits_threads_and_typing(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
+    general = fake.channel_ids[0]
+    channel = text_channel(bot, general)
+    sent = await channel.send("before")
+    thread = await channel.create_thread(name="inside", type=discord.ChannelType.public_thread)
+    me = fake.bot_user["id"]
+    await fake.set_overwrite(
+        general, me, allow=SEND_MESSAGES_IN_THREADS, deny=SEND_MESSAGES | CREATE_PRIVATE_THREADS
+    )
+    await fake.wait_until(lambda: not channel.permissions_for(channel.guild.me).send_messages)
+    for refused in (
+        channel.send("no"),
+        sent.edit(content="no"),
+        channel.typing().__aenter__(),
+        channel.create_thread(name="private"),
+    ):
+        with pytest.raises(discord.Forbidden) as error:
+            await refused
+        assert (error.value.status, error.value.code, error.value.text) == (
+            403,
+            50013,
+            "Missing Permissions",
+        )
+    await thread.send("threads need Send Messages in Threads only")  # inherits the parent's
+    await fake.set_overwrite(general, me, deny=SEND_MESSAGES_IN_THREADS)
+    with pytest.raises(discord.Forbidden):
+        await thread.send("not any more")
+    await fake.set_overwrite(general, me, deny=READ_MESSAGE_HISTORY)
+    await channel.send("a plain message is fine")
+    with pytest.raises(discord.Forbidden) as reply:
+        await channel.send("but a reply needs Read Message History", reference=sent)
+    assert reply.value.code == 50013
+    await fake.set_overwrite(general, fake.guild_id, deny=VIEW_CHANNEL, member=False)
+    with pytest.raises(discord.Forbidden) as unseen:
+        await channel.send("cannot even see it")
+    assert (unseen.value.code, unseen.value.text) == (50001, "Missing Access")
+    hidden = await fake.user_message("not for the bot's eyes", mention_bot=True)
+    await asyncio.sleep(0.05)
+    assert all(str(m.id) != hidden.id for m in bot.seen)  # no events from unseen channels
+
+
+async def test_interaction_permissions_are_those_of_the_channel(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
+    general, random = fake.channel_ids[:2]
+    await fake.set_overwrite(random, fake.users["alice"]["id"], deny=SEND_MESSAGES)
+    await fake.set_overwrite(random, fake.bot_role_id, deny=READ_MESSAGE_HISTORY, member=False)
+    for channel_id in (general, random):
+        await fake.slash_command("whoami", channel_id=channel_id)
+    await fake.wait_until(lambda: len(bot.permissions) == 2)
+    (member_general, app_general), (member_random, app_random) = bot.permissions
+    assert member_general & SEND_MESSAGES and not member_random & SEND_MESSAGES
+    assert app_general & READ_MESSAGE_HISTORY and not app_random & READ_MESSAGE_HISTORY
+    assert member_random & VIEW_CHANNEL and app_random & SEND_MESSAGES
+
+
+async def test_whitespace_only_content_is_refused_like_empty_content(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
+    channel = text_channel(bot, fake.channel_ids[0])
+    for blank in (" ", "\n\t  \n"):
+        with pytest.raises(discord.HTTPException) as error:
+            await channel.send(blank)
+        assert (error.value.status, error.value.code) == (400, 50006)
+        assert error.value.text == "Cannot send an empty message"
+    sent = await channel.send("words")
+    with pytest.raises(discord.HTTPException) as edit:
+        await sent.edit(content="   ")
+    assert edit.value.code == 50006
+    await channel.send("  ", embed=discord.Embed(title="an embed is content"))
+
+
+async def test_a_reply_to_a_deleted_message_is_unknown_message(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
+    question = await fake.user_message("soon gone")
+    channel = text_channel(bot, fake.channel_ids[0])
+    await fake.wait_until(lambda: any(str(m.id) == question.id for m in bot.seen))
+    target = next(m for m in bot.seen if str(m.id) == question.id)
+    fake.messages[question.id].deleted = True
+    with pytest.raises(discord.HTTPException) as error:
+        await channel.send("too late", reference=target)
+    assert (error.value.status, error.value.code) == (400, 50035)
+    assert fake.requests[-1].response["errors"] == {
+        "message_reference": {
+            "_errors": [{"code": "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "message": "Unknown message"}]
+        }
+    }
+
+
+async def test_allowed_mentions_may_not_both_parse_and_list_users_or_roles(
+    fake: FakeDiscord, raw: Call
+) -> None:
+    path = f"/channels/{fake.channel_ids[0]}/messages"
+    alice = fake.users["alice"]["id"]
+    for kind, listed in (("users", [alice]), ("roles", [fake.admin_role_id])):
+        body = {"content": "hi", "allowed_mentions": {"parse": [kind], kind: listed}}
+        status, error, _ = await raw("POST", path, json=body)
+        assert (status, error["code"], error["message"]) == (400, 50035, "Invalid Form Body")
+        assert error["errors"]["allowed_mentions"]["_errors"] == [
+            {
+                "code": "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE",
+                "message": f'parse:["{kind}"] and {kind}: [ids...] are mutually exclusive.',
+            }
+        ]
+    body = {"content": "hi", "allowed_mentions": {"parse": ["roles"], "users": [alice]}}
+    assert (await raw("POST", path, json=body))[0] == 200
+
+
+@pytest.mark.parametrize("locked", [False, True])
+async def test_archived_threads_refuse_sends_and_edits(
+    fake: FakeDiscord, bot: DoubleBot, locked: bool
+) -> None:
+    channel = text_channel(bot, fake.channel_ids[0])
+    thread = await channel.create_thread(name="t", type=discord.ChannelType.public_thread)
+    inside = await thread.send("before")
+    await fake.archive_thread(str(thread.id), locked=locked)
+    assert fake.channels[str(thread.id)]["thread_metadata"]["locked"] is locked
+    for refused in (thread.send("after"), inside.edit(content="changed")):
+        with pytest.raises(discord.HTTPException) as error:
+            await refused
+        assert (error.value.status, error.value.code) == (400, 50083)
+        assert error.value.text == "Thread is archived"
+    assert fake.messages[str(inside.id)].content == "before"
+
+
+def button(custom_id: str, label: str = "ok") -> dict[str, Any]:
+    return {"type": 2, "style": 1, "custom_id": custom_id, "label": label}
+
+
+def first_error(body: Any) -> tuple[list[str], str]:
+    """The path and code of the first field error in a Discord error body."""
+    path: list[str] = []
+    node = body["errors"]
+    while "_errors" not in node:
+        key = next(iter(node))
+        path.append(key)
+        node = node[key]
+    return path, node["_errors"][0]["code"]
+
+
+@pytest.mark.parametrize(  # the hand-written rules, not the schemas; no channel bucket in the way
+    "fake_options", [{"validate_schemas": False, "edit_budget": (100, 1.0)}]
+)
+async def test_component_rules(fake: FakeDiscord, raw: Call) -> None:
+    path = f"/channels/{fake.channel_ids[0]}/messages"
+    select = {
+        "type": 3,
+        "custom_id": "pick",
+        "options": [{"label": "A", "value": "a"}, {"label": "B", "value": "b"}],
+    }
+    refused = {
+        "duplicate custom id": (
+            [{"type": 1, "components": [button("x"), button("x")]}],
+            (["components", "0", "components", "1", "custom_id"], "COMPONENT_CUSTOM_ID_DUPLICATED"),
+        ),
+        "duplicate across rows": (
+            [{"type": 1, "components": [button("x")]}, {"type": 1, "components": [button("x")]}],
+            (["components", "1", "components", "0", "custom_id"], "COMPONENT_CUSTOM_ID_DUPLICATED"),
+        ),
+        "long custom id": (
+            [{"type": 1, "components": [button("x" * 101)]}],
+            (["components", "0", "components", "0", "custom_id"], "BASE_TYPE_MAX_LENGTH"),
+        ),
+        "long label": (
+            [{"type": 1, "components": [button("x", "l" * 81)]}],
+            (["components", "0", "components", "0", "label"], "BASE_TYPE_MAX_LENGTH"),
+        ),
+        "six buttons a row": (
+            [{"type": 1, "components": [button(str(i)) for i in range(6)]}],
+            (["components", "0", "components"], "COMPONENT_LAYOUT_WIDTH_EXCEEDED"),
+        ),
+        "a select beside a button": (
+            [{"type": 1, "components": [select, button("b")]}],
+            (["components", "0", "components"], "COMPONENT_LAYOUT_WIDTH_EXCEEDED"),
+        ),
+        "six rows": (
+            [{"type": 1, "components": [button(str(i))]} for i in range(6)],
+            (["components"], "BASE_TYPE_MAX_LENGTH"),
+        ),
+        "more values than options": (
+            [{"type": 1, "components": [{**select, "max_values": 3}]}],
+            (
+                ["components", "0", "components", "0", "max_values"],
+                "SELECT_COMPONENT_MAX_VALUES_ABOVE_OPTIONS",
+            ),
+        ),
+        "min above max": (
+            [{"type": 1, "components": [{**select, "min_values": 2, "max_values": 1}]}],
+            (
+                ["components", "0", "components", "0", "min_values"],
+                "SELECT_COMPONENT_MIN_VALUES_ABOVE_MAX",
+            ),
+        ),
+        "26 options": (
+            [
+                {
+                    "type": 1,
+                    "components": [
+                        {
+                            **select,
+                            "options": [{"label": str(i), "value": str(i)} for i in range(26)],
+                        }
+                    ],
+                }
+            ],
+            (["components", "0", "components", "0", "options"], "BASE_TYPE_BAD_LENGTH"),
+        ),
+        "duplicate option values": (
+            [
+                {
+                    "type": 1,
+                    "components": [{**select, "options": [{"label": "A", "value": "a"}] * 2}],
+                }
+            ],
+            (
+                ["components", "0", "components", "0", "options", "1", "value"],
+                "SELECT_COMPONENT_OPTION_VALUE_DUPLICATED",
+            ),
+        ),
+    }
+    for case, (components, expected) in refused.items():
+        status, body, _ = await raw("POST", path, json={"content": "c", "components": components})
+        assert (status, body["code"]) == (400, 50035), case
+        assert first_error(body) == expected, case
+    fine = [
+        {"type": 1, "components": [button(str(i), "l" * 80) for i in range(5)]},
+        {"type": 1, "components": [{**select, "max_values": 2}]},
+    ]
+    assert (await raw("POST", path, json={"content": "c", "components": fine}))[0] == 200
+
+
+def slash(name: str, **extra: Any) -> dict[str, Any]:
+    return {"type": 1, "name": name, "description": "d", **extra}
+
+
+def string_option(name: str, **extra: Any) -> dict[str, Any]:
+    return {"type": 3, "name": name, "description": "d", **extra}
+
+
+@pytest.mark.parametrize("fake_options", [{"validate_schemas": False}])  # the rules, not schemas
+async def test_application_command_validation(fake: FakeDiscord, raw: Call) -> None:
+    many = [string_option(f"o{i}") for i in range(26)]
+    choices = [{"name": "n", "value": "v" * 100}] * 25
+    big = [string_option(f"o{i}", description="d" * 100, choices=choices) for i in range(4)]
+    refused: dict[str, tuple[list[dict[str, Any]], tuple[list[str], str]]] = {
+        "upper case": ([slash("Chat")], (["0", "name"], "APPLICATION_COMMAND_INVALID_NAME")),
+        "space": ([slash("two words")], (["0", "name"], "APPLICATION_COMMAND_INVALID_NAME")),
+        "too long a name": ([slash("n" * 33)], (["0", "name"], "APPLICATION_COMMAND_INVALID_NAME")),
+        "no description": (
+            [slash("chat", description="")],
+            (["0", "description"], "BASE_TYPE_BAD_LENGTH"),
+        ),
+        "long description": (
+            [slash("chat", description="d" * 101)],
+            (["0", "description"], "BASE_TYPE_BAD_LENGTH"),
+        ),
+        "menu with a description": (
+            [{"type": 3, "name": "Quote it", "description": "no"}],
+            (["0", "description"], "APPLICATION_COMMAND_CONTEXT_MENU_DESCRIPTION"),
+        ),
+        "26 options": ([slash("chat", options=many)], (["0", "options"], "BASE_TYPE_MAX_LENGTH")),
+        "required after optional": (
+            [slash("chat", options=[string_option("a"), string_option("b", required=True)])],
+            (["0", "options", "1"], "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID"),
+        ),
+        "required after optional in a subcommand": (
+            [
+                slash(
+                    "chat",
+                    options=[
+                        {
+                            "type": 1,
+                            "name": "sub",
+                            "description": "d",
+                            "options": [string_option("a"), string_option("b", required=True)],
+                        }
+                    ],
+                )
+            ],
+            (
+                ["0", "options", "0", "options", "1"],
+                "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
+            ),
+        ),
+        "autocomplete with choices": (
+            [slash("chat", options=[string_option("a", autocomplete=True, choices=choices[:1])])],
+            (
+                ["0", "options", "0", "autocomplete"],
+                "APPLICATION_COMMAND_OPTION_AUTOCOMPLETE_CHOICES",
+            ),
+        ),
+        "option name upper case": (
+            [slash("chat", options=[string_option("Model")])],
+            (["0", "options", "0", "name"], "APPLICATION_COMMAND_INVALID_NAME"),
+        ),
+        "duplicate option names": (
+            [slash("chat", options=[string_option("a"), string_option("a")])],
+            (["0", "options", "1", "name"], "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS"),
+        ),
+        "duplicate commands": (
+            [slash("chat"), slash("chat")],
+            (["1", "name"], "APPLICATION_COMMANDS_DUPLICATE_NAME"),
+        ),
+        "over 8,000 characters": (
+            [slash("chat", options=big)],
+            (["0"], "APPLICATION_COMMAND_TOO_LARGE"),
+        ),
+    }
+    routes = [
+        f"/applications/{fake.application_id}/commands",
+        f"/applications/{fake.application_id}/guilds/{fake.guild_id}/commands",
+    ]
+    for route in routes:
+        for case, (refused_commands, expected) in refused.items():
+            status, body, _ = await raw("PUT", route, json=refused_commands)
+            assert status == 400, (case, body)
+            assert (body["code"], body["message"]) == (50035, "Invalid Form Body"), case
+            assert first_error(body) == expected, case
+    fine = [
+        slash("chat", options=[string_option("a", required=True), string_option("b")]),
+        slash("日本語-ok"),
+        {"type": 3, "name": "Quote It"},
+        {"type": 2, "name": "chat"},  # another type may share a name
+        slash("menu", options=[string_option("a", autocomplete=True)]),
+    ]
+    status, stored, _ = await raw("PUT", routes[0], json=fine)
+    assert status == 200 and [c["name"] for c in stored] == [c["name"] for c in fine]
+
+
+async def test_discord_py_syncs_valid_commands_and_hears_refusals(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
+    await bot.tree.sync()
+    assert {"ask", "Quote"} <= {c["name"] for c in fake.commands}
+    # discord.py checks names and lengths itself, but not the 8,000 characters of a command.
+    many = [app_commands.Choice(name=f"c{n}", value="v" * 100) for n in range(25)]
+
+    @bot.tree.command(description="Too much to choose from")
+    @app_commands.choices(a=many, b=many, c=many, d=many)
+    async def big(interaction: discord.Interaction, a: str, b: str, c: str, d: str) -> None:
+        await interaction.response.send_message(a)
+
+    with pytest.raises(discord.HTTPException) as error:
+        await bot.tree.sync()
+    assert error.value.code == 50035
+    assert "APPLICATION_COMMAND_TOO_LARGE" in str(fake.requests[-1].response)
+
+
+async def gateway_frames(
+    ws: aiohttp.ClientWebSocketResponse, count: int
+) -> list[aiohttp.WSMessage]:
+    return [await asyncio.wait_for(ws.receive(), 2) for _ in range(count)]
+
+
+@pytest.mark.parametrize("fake_options", [{"heartbeat_interval": 0.2, "heartbeat_grace": 0.1}])
+async def test_a_connection_that_stops_heartbeating_is_closed(fake: FakeDiscord) -> None:
+    identify = {"token": fake.token, "intents": 1, "properties": {}}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(fake.gateway_url) as beating,
+        http.ws_connect(fake.gateway_url) as silent,
+    ):
+        for ws in (beating, silent):
+            hello = await ws.receive_json()
+            assert hello == {"op": 10, "d": {"heartbeat_interval": 200}}
+            await ws.send_json({"op": 2, "d": identify})
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        while loop.time() - began < 0.8:
+            await beating.send_json({"op": 1, "d": None})
+            await asyncio.sleep(0.15)
+        closed = await asyncio.wait_for(silent.receive(), 2)
+        while closed.type is aiohttp.WSMsgType.TEXT:  # READY, GUILD_CREATE
+            closed = await asyncio.wait_for(silent.receive(), 2)
+        assert closed.type is aiohttp.WSMsgType.CLOSE and closed.data == 4009
+        assert not beating.closed
+        acks = [f for f in fake.gateway_sent if f.get("op") == 11]
+        assert len(acks) >= 4
+
+
+@pytest.mark.parametrize("fake_options", [{"heartbeat_interval": 0.3, "heartbeat_grace": 0.3}])
+async def test_discord_py_keeps_a_short_heartbeat(fake: FakeDiscord, bot: DoubleBot) -> None:
+    await asyncio.sleep(1.3)
+    assert len(fake._connections) == 1 and fake._connections[0].live
+    assert sum(1 for f in fake.gateway_received if f.get("op") == 1) >= 4
+    interaction = await fake.slash_command("history", {"count": 1}, subcommand="show")
+    await fake.wait_until(lambda: interaction.original_message_id is not None)
+
+
+async def test_zlib_stream_compression_when_asked(fake: FakeDiscord, bot: DoubleBot) -> None:
+    assert fake.gateway_compression == ["zlib-stream"]  # discord.py asks, and still works
+    identify = {"op": 2, "d": {"token": fake.token, "intents": 1, "properties": {}}}
+    async with aiohttp.ClientSession() as http:
+        url = f"{fake.gateway_url}?v=10&encoding=json&compress=zlib-stream"
+        async with http.ws_connect(url) as ws:
+            inflate = zlib.decompressobj()  # one context for the whole connection
+            hello = await asyncio.wait_for(ws.receive(), 2)
+            await ws.send_json(identify)
+            frames = [hello, *await gateway_frames(ws, 2)]
+            assert all(f.type is aiohttp.WSMsgType.BINARY for f in frames)
+            assert all(f.data.endswith(b"\x00\x00\xff\xff") for f in frames)
+            decoded = [json.loads(inflate.decompress(f.data)) for f in frames]
+            assert decoded[0]["op"] == 10
+            assert [d["t"] for d in decoded[1:]] == ["READY", "GUILD_CREATE"]
+        async with http.ws_connect(fake.gateway_url) as plain:
+            assert (await asyncio.wait_for(plain.receive(), 2)).type is aiohttp.WSMsgType.TEXT
+    assert fake.gateway_compression[1:] == ["zlib-stream", None]
+
+
+@pytest.mark.parametrize("fake_options", [{"gateway_latency": 0.3, "rest_latency": 0.3}])
+async def test_latency_eats_into_the_interaction_deadline(
+    fake: FakeDiscord, bot: DoubleBot
+) -> None:
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await bot.fetch_channel(int(fake.channel_ids[0]))
+    assert loop.time() - began >= 0.6  # 300 ms there and 300 ms back
+    in_time = await fake.slash_command("slow", {"delay": 2.1})
+    late = await fake.slash_command("slow", {"delay": 2.5})
+    await fake.wait_until(lambda: bool(bot.errors) and in_time.callback_type is not None, 6)
+    # 0.3 s to the bot, 2.5 s of work, 0.3 s to Discord: 3.1 s after it was sent.
+    error = bot.errors[0]
+    assert isinstance(error, discord.NotFound) and error.code == 10062
+    assert late.callback_type is None
+    assert in_time.callback_at is not None
+    assert 2.7 <= in_time.callback_at - in_time.created_at <= 3.0
+
+
+async def test_answers_are_checked_against_discords_response_schemas(
+    fake: FakeDiscord, raw: Call
+) -> None:
+    general = fake.channel_ids[0]
+    status, sent, _ = await raw("POST", f"/channels/{general}/messages", json={"content": "hi"})
+    assert status == 200 and not fake.server_errors
+    for method, path in (
+        ("GET", "/users/@me"),
+        ("GET", "/oauth2/applications/@me"),
+        ("GET", "/gateway/bot"),
+        ("GET", f"/guilds/{fake.guild_id}"),
+        ("GET", f"/channels/{general}/messages?limit=5"),
+        ("GET", f"/channels/{general}/messages/0"),  # an error answer is checked too
+    ):
+        await raw(method, path)
+    assert not fake.server_errors, fake.server_errors
+    # A state Discord could never answer with is the double's bug, not the bot's.
+    fake.messages[sent["id"]].embeds = [{"type": "rich", "title": 5}]
+    status, _, _ = await raw("GET", f"/channels/{general}/messages/{sent['id']}")
+    assert status == 200
+    assert len(fake.server_errors) == 1
+    assert "OpenAPI response mismatch" in fake.server_errors[0]
+    assert "embeds/0/title" in fake.server_errors[0]
+    fake.server_errors.clear()
