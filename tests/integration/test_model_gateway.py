@@ -125,6 +125,7 @@ async def test_more_than_a_hundred_replies_stream_at_once(
     """The gateway sets no connection cap of its own (the scheduler bounds generations):
     httpx's default of 100 made the 101st reply wait for a free connection."""
     replies = 120
+    fake_ollama.parallel = replies  # an Ollama started with OLLAMA_NUM_PARALLEL=120
     fake_ollama.script(
         *[Script(reply=["a ", "b ", "c"], token_interval=0.3) for _ in range(replies)]
     )

@@ -18,16 +18,19 @@ QUESTION = [ChatMessage("user", "hi")]
 SLOW = Script(reply=[f"w{n} " for n in range(200)], token_interval=0.02)
 
 
+# Hosts started with OLLAMA_NUM_PARALLEL=4: these tests count the generations on each host.
 @pytest.fixture
 async def a() -> AsyncIterator[FakeOllama]:
-    async with FakeOllama() as fake:
+    async with FakeOllama(parallel=4) as fake:
         yield fake
+    assert not fake.server_errors, fake.server_errors
 
 
 @pytest.fixture
 async def b() -> AsyncIterator[FakeOllama]:
-    async with FakeOllama() as fake:
+    async with FakeOllama(parallel=4) as fake:
         yield fake
+    assert not fake.server_errors, fake.server_errors
 
 
 @pytest.fixture
