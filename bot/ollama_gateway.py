@@ -447,6 +447,12 @@ class OllamaGateway:
             )
             async for chunk in stream:
                 started = True
+                message = chunk.message
+                # The final chunk is not always empty: Ollama's output parsers flush the text
+                # they held back there, with the statistics.
+                delta = ChatDelta(content=message.content or "", thinking=message.thinking or "")
+                if delta.content or delta.thinking:
+                    yield delta
                 if chunk.done:
                     # Read on to the end of the response (nothing follows the last line but
                     # the end of the body): a response closed early takes its connection with
@@ -455,10 +461,6 @@ class OllamaGateway:
                         pass
                     yield _stats(model, chunk)
                     return
-                message = chunk.message
-                delta = ChatDelta(content=message.content or "", thinking=message.thinking or "")
-                if delta.content or delta.thinking:
-                    yield delta
         except Exception as exc:
             raise self._translate(exc, model, started=started) from exc
         raise StreamFailed("the reply ended without its final message")
