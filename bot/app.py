@@ -205,7 +205,7 @@ class OllamaBot(commands.AutoShardedBot):
             ),
             assistant=Author(self.user.id, self.user.name),
             scheduler=Scheduler(
-                parallel=settings.max_parallel_generations, queue_size=settings.max_queue
+                parallel=settings.parallel_generations, queue_size=settings.max_queue
             ),
             rate_limit=UserRateLimit(settings.user_requests_per_minute),
             vision=vision,
