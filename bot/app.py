@@ -36,7 +36,7 @@ from bot.diagnostics import LoopLagMonitor
 from bot.errors import BotError
 from bot.metrics import Metrics, serve_metrics
 from bot.models.service import ModelService
-from bot.ollama_pool import OllamaPool
+from bot.ollama.pool import OllamaPool
 from bot.personas.service import PersonaService
 from bot.sentiment.service import SentimentService
 from bot.settings import Settings
