@@ -52,7 +52,9 @@ async def doubles(*, channels: int = 3, users: int = 3) -> AsyncIterator[Doubles
         fake.add_member(f"user{n}")
         names.append(f"user{n}")
     await fake.start()
-    ollama = FakeOllama(validate_schemas=False)
+    # An Ollama that runs every generation the bot sends at once (a big OLLAMA_NUM_PARALLEL):
+    # the scenarios set the bot's max_parallel_generations themselves.
+    ollama = FakeOllama(validate_schemas=False, parallel=100_000, max_queue=100_000)
     await ollama.start()
     # No garbage collection in this process meanwhile: the doubles keep every request, message
     # and frame, and walking them again and again cost this process about a tenth of its CPU,

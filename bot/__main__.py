@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from bot.app import TOKEN_HELP, ConfigurationError, assemble, run
 from bot.errors import OllamaUnavailable
 from bot.logs import JsonFormatter
-from bot.ollama_pool import OllamaPool
+from bot.ollama.pool import OllamaPool
 from bot.settings import ConfigFileError, Settings, load_settings
 from bot.storage import migrate
 from bot.storage.engine import create_engine

@@ -30,7 +30,7 @@ from bot.diagnostics import LoopLagMonitor
 from bot.errors import BotError
 from bot.metrics import Metrics, serve_metrics
 from bot.models.service import ModelService
-from bot.ollama_pool import OllamaPool
+from bot.ollama.pool import OllamaPool
 from bot.personas.service import PersonaService
 from bot.replies import ReplyPipeline
 from bot.sentiment.service import SentimentService
@@ -198,9 +198,7 @@ def _build(
             reply_tokens=settings.max_reply_tokens,
         ),
         assistant=lambda: me[0],
-        scheduler=Scheduler(
-            parallel=settings.max_parallel_generations, queue_size=settings.max_queue
-        ),
+        scheduler=Scheduler(parallel=settings.parallel_generations, queue_size=settings.max_queue),
         rate_limit=UserRateLimit(settings.user_requests_per_minute),
         vision=VisionRouter(
             gateway=gateway,

@@ -29,7 +29,7 @@ from bot.ui.targets import NO_PINGS
 if TYPE_CHECKING:
     from bot.conversation.service import ChatService
     from bot.models.service import ModelService
-    from bot.ollama_pool import OllamaPool
+    from bot.ollama.pool import OllamaPool
     from bot.personas.service import PersonaService
     from bot.replies import ReplyPipeline
     from bot.storage.channels import ChannelStore

@@ -18,8 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from bot.ollama_gateway import ChatDelta, ChatStats
-from bot.ollama_pool import OllamaPool
+from bot.ollama.protocol import ChatDelta, ChatStats, OllamaHosts
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ class Metrics:
         self.queue_depth.set_function(waiting)
         self.active.set_function(active)
 
-    def watch_ollama(self, pool: OllamaPool) -> None:
+    def watch_ollama(self, pool: OllamaHosts) -> None:
         """Per-host gauges and counters, read from the pool at each scrape."""
         self.registry.register(_PoolCollector(pool))
 
@@ -117,7 +116,7 @@ class Metrics:
 
 
 class _PoolCollector(Collector):
-    def __init__(self, pool: OllamaPool) -> None:
+    def __init__(self, pool: OllamaHosts) -> None:
         self._pool = pool
 
     def collect(self) -> Iterable[Metric]:

@@ -91,8 +91,13 @@ class Settings(BaseSettings):
     # --- Fairness -------------------------------------------------------------------------
     user_requests_per_minute: int = Field(default=10, ge=0)
     """Requests one user may make per minute (0: no limit)."""
-    max_parallel_generations: int = Field(default=2, ge=1)
-    """Generations at once; match Ollama's OLLAMA_NUM_PARALLEL (times the number of hosts)."""
+    ollama_num_parallel: int = Field(default=1, ge=1)
+    """OLLAMA_NUM_PARALLEL of the Ollama servers: generations each runs at once (Ollama's
+    default is 1). Raise it together with Ollama's."""
+    max_parallel_generations: int | None = Field(default=None, ge=1)
+    """Generations at once in all; unset: ollama_num_parallel times the number of Ollama hosts.
+    More than Ollama runs would wait inside Ollama, unseen, with the first-token timeout
+    counting the wait; here they wait in the bot's line, where people see their place."""
     max_queue: int = Field(default=50, ge=0)
     """Requests that may wait for a free slot; one more is refused at once (0: none wait)."""
     refusal_notice_interval: float = Field(default=60.0, ge=0)
@@ -227,6 +232,11 @@ class Settings(BaseSettings):
         if len(set(self.shard_ids)) != len(self.shard_ids):
             raise ValueError("shard_ids names a shard twice")
         return self
+
+    @property
+    def parallel_generations(self) -> int:
+        """`max_parallel_generations`, or by default what the Ollama hosts run at once."""
+        return self.max_parallel_generations or self.ollama_num_parallel * len(self.ollama_urls)
 
     @property
     def ollama_urls(self) -> list[str]:

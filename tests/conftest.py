@@ -28,6 +28,7 @@ async def fake_ollama() -> AsyncIterator[FakeOllama]:
     await fake.start()
     yield fake
     await fake.close()
+    assert not fake.server_errors, fake.server_errors  # bugs of the double itself
 
 
 @pytest.fixture

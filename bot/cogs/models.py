@@ -15,7 +15,7 @@ from discord.ext import commands
 from bot.conversation.splitter import DISCORD_LIMIT
 from bot.errors import BotError
 from bot.models.service import ModelService, PullJob, PullState
-from bot.ollama_gateway import InstalledModel, LoadedModel, ModelCard
+from bot.ollama.protocol import InstalledModel, LoadedModel, ModelCard
 from bot.ui import checks
 from bot.ui.progress import PacedEdits
 from bot.ui.targets import NO_PINGS

@@ -14,7 +14,7 @@ from discord.ext import commands
 
 from bot.conversation.splitter import DISCORD_LIMIT, split_message
 from bot.errors import BotError, InputError
-from bot.ollama_gateway import PullProgress
+from bot.ollama.protocol import PullProgress
 from bot.personas.service import (
     MODELFILE_MAX_BYTES,
     NAME_RULES,

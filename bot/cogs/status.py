@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.ollama_pool import OllamaPool
+from bot.ollama.protocol import OllamaHosts
 from bot.ui.targets import NO_PINGS
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ def uptime_text(seconds: float) -> str:
     return f"{minutes}m {secs}s"
 
 
-async def ollama_status(pool: OllamaPool) -> str:
+async def ollama_status(pool: OllamaHosts) -> str:
     """One host: whether it answers. Several: how many do, then a line for each."""
     versions = await pool.versions()
     if not pool.several:

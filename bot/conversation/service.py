@@ -27,8 +27,7 @@ from bot.errors import (
     VisionUnavailable,
 )
 from bot.metrics import Metrics
-from bot.ollama_gateway import ChatDelta, ChatMessage, ChatStats
-from bot.ollama_pool import OllamaPool
+from bot.ollama.protocol import ChatDelta, ChatMessage, ChatStats, Ollama
 from bot.storage.channels import ChannelStore
 from bot.storage.history import Author, HistoryStore, ImageRecord, StoredTurn, TurnResult
 from bot.storage.models import Role, TurnStatus
@@ -138,7 +137,7 @@ class ChatService:
     def __init__(
         self,
         *,
-        gateway: OllamaPool,
+        gateway: Ollama,
         history: HistoryStore,
         channels: ChannelStore,
         limits: ChatLimits,

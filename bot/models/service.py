@@ -24,8 +24,7 @@ from bot.errors import (
     PullFailed,
 )
 from bot.models.names import canonical_name
-from bot.ollama_gateway import InstalledModel, LoadedModel, ModelCard, PullProgress
-from bot.ollama_pool import OllamaPool
+from bot.ollama.protocol import InstalledModel, LoadedModel, ModelCard, Ollama, PullProgress
 from bot.storage.channels import ChannelStore
 
 log = logging.getLogger(__name__)
@@ -153,7 +152,7 @@ class ModelService:
     def __init__(
         self,
         *,
-        gateway: OllamaPool,
+        gateway: Ollama,
         channels: ChannelStore,
         bases_in_use: BasesInUse,
         names_ttl: float = 30.0,

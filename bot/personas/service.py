@@ -18,8 +18,7 @@ from pathlib import Path
 
 from bot.errors import InputError, ModelNotFound, PermissionDenied
 from bot.models.names import canonical_name
-from bot.ollama_gateway import ChatMessage, PullProgress
-from bot.ollama_pool import OllamaPool
+from bot.ollama.protocol import ChatMessage, ModelSpec, Ollama, PullProgress
 from bot.personas.modelfile import Modelfile, parse
 from bot.storage.channels import ChannelStore
 from bot.storage.history import Author
@@ -156,7 +155,7 @@ class PersonaService:
         *,
         store: PersonaStore,
         channels: ChannelStore,
-        gateway: OllamaPool,
+        gateway: Ollama,
         builtins: dict[str, Persona] | None = None,
     ) -> None:
         self._store = store
@@ -298,15 +297,16 @@ class PersonaService:
     async def _create_model(
         self, model: str, modelfile: Modelfile, on_progress: ProgressCallback | None
     ) -> None:
-        stream = self._gateway.create_model(
-            model,
+        spec = ModelSpec(
+            name=model,
             base=modelfile.base,
             system=modelfile.system,
             template=modelfile.template,
             parameters=modelfile.options(),
-            messages=[ChatMessage(m.role, m.content) for m in modelfile.messages],
-            license=modelfile.license,
+            messages=tuple(ChatMessage(m.role, m.content) for m in modelfile.messages),
+            license=tuple(modelfile.license),
         )
+        stream = self._gateway.create_model(spec)
         async with contextlib.aclosing(stream):
             async for progress in stream:
                 if on_progress is not None:

@@ -12,8 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.errors import BotError, GenerationTimeout, InputError
-from bot.ollama_gateway import ChatMessage
-from bot.ollama_pool import OllamaPool
+from bot.ollama.protocol import ChatMessage, Ollama
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ class SentimentFailed(BotError):
 
 
 class SentimentService:
-    def __init__(self, gateway: OllamaPool, *, model: str, timeout: float) -> None:
+    def __init__(self, gateway: Ollama, *, model: str, timeout: float) -> None:
         self._gateway = gateway
         self.model = model
         self._timeout = timeout

@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 
 from bot.conversation import context
 from bot.errors import BotError, VisionUnavailable
-from bot.ollama_gateway import ChatMessage
-from bot.ollama_pool import OllamaPool
+from bot.ollama.protocol import ChatMessage, Ollama
 from bot.storage.history import ImageRecord, StoredTurn
 from bot.storage.models import Role
 
@@ -51,7 +50,7 @@ class VisionRouter:
     def __init__(
         self,
         *,
-        gateway: OllamaPool,
+        gateway: Ollama,
         vision_model: str | None,
         max_images: int,
         followup_turns: int,

@@ -9,10 +9,36 @@ ignore (``capabilities`` in ``/api/tags``). Request bodies of ``/api/chat`` and 
 are type-checked against the request schemas of Ollama's own OpenAPI description, copied to
 ``tests/data/ollama-openapi.yaml``.
 
+Like Ollama (each rule has its own test in ``test_fake_ollama.py``):
+
+* ``num_ctx``: a generation runs with ``options.num_ctx``, else the model's ``num_ctx``
+  parameter, else the server default ``context_length`` (``OLLAMA_CONTEXT_LENGTH``, 4096),
+  capped by the model's trained context. A chat prompt longer than that window loses its oldest
+  non-system messages as ``server/prompt.go`` drops them (the latest message always stays, and
+  the system messages before the cut), and ``prompt_eval_count`` never exceeds the window. Each
+  request's record says what the model saw (``RecordedRequest.prompt_messages``, ``dropped``,
+  ``num_ctx``). A loaded model asked for another ``num_ctx`` is reloaded (``reloads``; a larger
+  ``load_duration``), after its running generations ended.
+* Tokens are estimated, deterministically: four characters a token (rounded down) plus four per
+  message for the template's framing, 768 per image for vision models (as prompt.go counts
+  them); a generated token is one ``tokenize()`` piece.
+* Parallelism: at most ``parallel`` generations per model at once (``OLLAMA_NUM_PARALLEL``,
+  default 1; ``FakeModel.parallel`` overrides it per model); the others wait in FIFO order with
+  no bytes sent (gin writes the 200 headers with the first line), and more than ``max_queue``
+  waiting (``OLLAMA_MAX_QUEUE``, 512) are answered 503 with Ollama's "server busy" text. ``busy``
+  answers that 503 to every generation.
+* Text in the final ``done: true`` chunk, as the server's output parsers flush held-back text
+  there: ``Script(final_text=...)``, or for unscripted text the last piece of the reply held back
+  when ``final_chunk_text`` is set or the model has ``flushes_on_done`` (qwen3 here).
+* ``delays[path]``: seconds to wait before answering that path (``fake.delays["/api/tags"] = 3``).
+* Every response (JSON bodies and each NDJSON line) is checked against the response schemas of
+  ``tests/data/ollama-openapi.yaml``; a mismatch is a bug in the double and is kept in
+  ``server_errors`` (fixtures assert it stays empty).
+
 Simplifications (documented, deliberate):
 
-* generations run concurrently (no ``OLLAMA_NUM_PARALLEL`` queueing); ``busy`` simulates a
-  full queue;
+* the queue limit counts every waiting generation (Ollama lets requests for an already-loaded
+  model wait on the runner without counting them); load-only requests never wait;
 * ``down = True`` drops every new connection without answering; for "connection refused" call
   ``await fake.close()`` (and ``await fake.start()`` to come back on the same port);
 * ``/api/embed``, ``/api/push``, ``/api/blobs`` and the OpenAI ``/v1`` routes are not served (404).
@@ -41,6 +67,7 @@ import json
 import math
 import re
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -71,7 +98,10 @@ VISION_ERROR = (
 PULL_NOT_FOUND = "pull model manifest: file does not exist"
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_KEEP_ALIVE = 300.0  # seconds (OLLAMA_KEEP_ALIVE default 5m)
-DEFAULT_NUM_CTX = 4096
+DEFAULT_NUM_CTX = 4096  # OLLAMA_CONTEXT_LENGTH's default on a machine with < 23 GiB of VRAM
+DEFAULT_NUM_PARALLEL = 1  # OLLAMA_NUM_PARALLEL since v0.10
+DEFAULT_MAX_QUEUE = 512  # OLLAMA_MAX_QUEUE
+IMAGE_TOKENS = 768  # server/prompt.go: imageNumTokens, per image, for models with a projector
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "data" / "ollama-openapi.yaml"
 
 LLAMA3_TEMPLATE = """<|start_header_id|>system<|end_header_id|>
@@ -164,6 +194,11 @@ def local_time(dt: datetime | None = None) -> str:
 def _go_quote(text: str) -> str:
     """Approximation of Go's ``%q`` / ``strconv.Quote``."""
     return json.dumps(text, ensure_ascii=False)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """``"0.12.6"`` -> ``(0, 12, 6)`` (pre-release suffixes ignored)."""
+    return tuple(int(re.match(r"\d*", part).group(0) or 0) for part in version.split(".")[:3])  # type: ignore[union-attr]
 
 
 def _go_sharp_v(value: Any) -> str:
@@ -732,6 +767,11 @@ class FakeModel:
     families: list[str] | None = None  # defaults to [family]
     projector_info: dict[str, Any] | None = None
     weights_digest: str = field(default="", repr=False)
+    parallel: int | None = None
+    """Generations at once for this model (None: the server's ``parallel``); Ollama forces 1
+    for some architectures."""
+    flushes_on_done: bool = False
+    """The model's output parser holds text back and flushes it on the ``done: true`` chunk."""
 
     def __post_init__(self) -> None:
         self.name = canonical_name(self.name)
@@ -841,6 +881,10 @@ class Script:
     # Extra: tool calls emitted in one chunk after the content (only when the request had tools),
     # e.g. [{"function": {"name": "get_weather", "arguments": {"city": "Tokyo"}}}].
     tool_calls: list[dict[str, Any]] | None = None
+    # Text that arrives in the final done:true chunk (after every other piece), as Ollama's
+    # output parsers flush held-back text there. None: the double decides (see FakeOllama's
+    # ``final_chunk_text`` and FakeModel.flushes_on_done); "" never puts text there.
+    final_text: str | None = None
 
     def content_tokens(self) -> list[str]:
         return tokenize(self.reply) if isinstance(self.reply, str) else list(self.reply)
@@ -866,6 +910,17 @@ class RecordedRequest:
     """time.monotonic() at which each streamed line was written (for benchmarks)."""
     client: str = ""
     """The client's end of the TCP connection ("host:port"): which requests shared one."""
+    num_ctx: int | None = None
+    """Generations: the context window the model ran with."""
+    prompt_messages: list[dict[str, Any]] | None = None
+    """Chat: the messages the model saw (the model's own MESSAGEs and SYSTEM added, the oldest
+    dropped to fit ``num_ctx``)."""
+    dropped: int = 0
+    """Chat: how many messages were dropped to fit the window."""
+    prompt_eval_count: int | None = None
+    """Generations: the prompt tokens evaluated (at most ``num_ctx``)."""
+    reloaded: bool = False
+    """The model was (re)loaded for this request: not loaded, or loaded with another num_ctx."""
 
     @functools.cached_property
     def json(self) -> Any:
@@ -948,6 +1003,7 @@ def default_models() -> list[FakeModel]:
             size=5225388164,
             digest="500a1f067a9f782620b40bee6f7b0c89e17ae61f686b92c24933e4ca4b2b8b41",
             modified_at=local_time(now - timedelta(days=2)),
+            flushes_on_done=True,
         ),
     ]
 
@@ -984,10 +1040,16 @@ class _StreamError(Exception):
 class _NdjsonStream:
     """gin ``streamResponse``: headers go out with the first line; errors before it are plain."""
 
-    def __init__(self, request: web.Request, record: RecordedRequest) -> None:
+    def __init__(
+        self,
+        request: web.Request,
+        record: RecordedRequest,
+        check: Callable[[Any], None] | None = None,
+    ) -> None:
         self.request = request
         self.record = record
         self.response: web.StreamResponse | None = None
+        self.check = check  # validates each line against the response schema
 
     async def send(self, obj: Any) -> None:
         if self.response is None:
@@ -998,6 +1060,8 @@ class _NdjsonStream:
             await response.prepare(self.request)
             self.record.status = 200
             self.response = response
+        if self.check is not None:
+            self.check(obj)
         await self.response.write((go_json(obj) + "\n").encode())
         self.record.sent.append(time.monotonic())
 
@@ -1024,6 +1088,41 @@ class _Loaded:
     context_length: int
 
 
+@dataclass
+class _Runner:
+    """A model's generation slots and the FIFO line of requests waiting for one."""
+
+    active: int = 0
+    num_ctx: int = 0  # the window the running generations use
+    waiting: deque[tuple[asyncio.Future[None], int]] = field(default_factory=deque)
+
+
+# The response schema of each path, by (path, streamed); errors use ErrorResponse.
+_RESPONSE_SCHEMAS: dict[tuple[str, bool], str] = {
+    ("/api/chat", False): "ChatResponse",
+    ("/api/chat", True): "ChatStreamEvent",
+    ("/api/generate", False): "GenerateResponse",
+    ("/api/generate", True): "GenerateStreamEvent",
+    ("/api/tags", False): "ListResponse",
+    ("/api/ps", False): "PsResponse",
+    ("/api/show", False): "ShowResponse",
+    ("/api/version", False): "VersionResponse",
+    ("/api/create", False): "StatusResponse",
+    ("/api/create", True): "StatusEvent",
+    ("/api/pull", False): "StatusResponse",
+    ("/api/pull", True): "StatusEvent",
+}
+
+
+@functools.cache
+def _response_validator(schema_name: str) -> jsonschema.protocols.Validator:
+    """A validator of one response schema, its ``$ref``s resolved within the spec."""
+    spec = openapi_spec()
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": spec["components"]}
+    validator: jsonschema.protocols.Validator = jsonschema.Draft202012Validator(schema)
+    return validator
+
+
 # --------------------------------------------------------------------------------------------
 # The server
 # --------------------------------------------------------------------------------------------
@@ -1038,10 +1137,32 @@ class FakeOllama:
         version: str = "0.12.6",
         models: list[FakeModel] | None = None,
         validate_schemas: bool = True,
+        context_length: int = DEFAULT_NUM_CTX,
+        parallel: int = DEFAULT_NUM_PARALLEL,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        final_chunk_text: bool = False,
     ) -> None:
-        """``validate_schemas=False`` skips the OpenAPI type checks of chat and generate
-        requests (milliseconds each, which bench/ must not count as the bot's time)."""
+        """``validate_schemas=False`` skips the OpenAPI checks of chat and generate requests and
+        of all responses (milliseconds each, which bench/ must not count as the bot's time).
+        ``context_length``, ``parallel`` and ``max_queue`` are the server's
+        OLLAMA_CONTEXT_LENGTH, OLLAMA_NUM_PARALLEL and OLLAMA_MAX_QUEUE; ``final_chunk_text``
+        makes every unscripted reply end with text in its done:true chunk."""
         self.validate_schemas = validate_schemas
+        self.context_length = context_length
+        self.parallel = parallel
+        self.max_queue = max_queue
+        self.final_chunk_text = final_chunk_text
+        self.delays: dict[str, float] = {}
+        """Seconds to wait before answering a path, e.g. ``delays["/api/tags"] = 3.0``."""
+        self.server_errors: list[str] = []
+        """Bugs of the double itself (a response that breaks the OpenAPI schema); fixtures
+        assert that this stays empty."""
+        self.loads = 0
+        """Generations that had to load their model (cold, or reloaded for another num_ctx)."""
+        self.reloads = 0
+        """Of those, loads of a model that was loaded with another num_ctx."""
+        self.max_queued = 0
+        """The most generations that waited for a slot at the same time."""
         for schema in ("ChatRequest", "GenerateRequest"):  # fail here if the spec file is missing
             _decode_validator(schema)
         self.version = version
@@ -1065,6 +1186,8 @@ class FakeOllama:
         self.url = ""
         self._scripts: list[Script] = []
         self._loaded: dict[str, _Loaded] = {}
+        self._runners: dict[str, _Runner] = {}
+        self._queued = 0
         self._blobs: set[str] = {d for m in self.models.values() for d, _ in m.layers()}
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -1166,6 +1289,16 @@ class FakeOllama:
             for body in self.chat_requests()
         ]
 
+    @property
+    def queued(self) -> int:
+        """Generations waiting for a slot now (see ``parallel``)."""
+        return self._queued
+
+    def chat_records(self) -> list[RecordedRequest]:
+        """The records of POST /api/chat requests, in arrival order (``prompt_messages`` says
+        what the model saw)."""
+        return [r for r in self.requests if r.method == "POST" and r.path == "/api/chat"]
+
     async def wait_until(
         self,
         predicate: Callable[[], bool | Awaitable[bool]],
@@ -1202,14 +1335,21 @@ class FakeOllama:
         return Script()
 
     def _num_ctx(self, model: FakeModel, options: Mapping[str, Any]) -> int:
-        requested = options.get("num_ctx") or model.parameters.get("num_ctx") or DEFAULT_NUM_CTX
+        """The window: the request's, else the model's parameter, else the server default;
+        never above the model's trained context, never below 4 (llm/server.go)."""
+        requested = options.get("num_ctx") or model.parameters.get("num_ctx") or self.context_length
         return max(4, min(int(requested), model.context_length))
 
     def _load(self, model: FakeModel, keep_alive: float | None, num_ctx: int) -> bool:
-        """Mark the model loaded; True when it was not loaded before (a cold load)."""
+        """Mark the model loaded; True when it had to be loaded: it was not loaded, or it was
+        loaded with another num_ctx (Ollama then reloads it)."""
         previous = self._loaded.get(model.name)
         now = datetime.now(UTC)
         if previous is not None and previous.expires <= now:
+            previous = None
+        if previous is not None and previous.context_length != num_ctx:
+            self.reloads += 1
+            keep_alive = keep_alive if keep_alive is not None else previous.keep_alive
             previous = None
         keep = (
             keep_alive
@@ -1219,11 +1359,65 @@ class FakeOllama:
         self._loaded[model.name] = _Loaded(keep, self._expiry(keep), num_ctx)
         return previous is None
 
+    async def _acquire(self, model: FakeModel, num_ctx: int) -> None:
+        """Wait for one of the model's generation slots, in arrival order. A request for
+        another window waits until the model is idle (it is then reloaded). 503 when
+        ``max_queue`` requests wait already."""
+        runner = self._runners.setdefault(model.name, _Runner())
+        slots = model.parallel or self.parallel
+        if not runner.waiting and (
+            runner.active == 0 or (runner.active < slots and runner.num_ctx == num_ctx)
+        ):
+            runner.active += 1
+            runner.num_ctx = num_ctx
+            return
+        if self._queued >= self.max_queue:
+            raise HTTPError(503, BUSY_MESSAGE)
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        runner.waiting.append((turn, num_ctx))
+        self._queued += 1
+        self.max_queued = max(self.max_queued, self._queued)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self._free_slot(model)  # the slot was handed over just as the client left
+            elif (turn, num_ctx) in runner.waiting:
+                runner.waiting.remove((turn, num_ctx))
+            if not self._closing:
+                self.cancelled += 1
+            raise
+        finally:
+            self._queued -= 1
+
+    def _free_slot(self, model: FakeModel) -> None:
+        """A generation ended: hand its slot to the next in line (and more, while they fit)."""
+        runner = self._runners.get(model.name)
+        if runner is None:
+            return
+        runner.active -= 1
+        slots = model.parallel or self.parallel
+        while runner.waiting:
+            turn, num_ctx = runner.waiting[0]
+            if turn.done():  # its client left (cancelled), not yet out of the line
+                runner.waiting.popleft()
+                continue
+            if runner.active and (runner.active >= slots or num_ctx != runner.num_ctx):
+                break
+            runner.waiting.popleft()
+            runner.active += 1
+            runner.num_ctx = num_ctx
+            turn.set_result(None)
+
     def _release(self, model: FakeModel) -> None:
-        """The request ended: restart the keep-alive timer, or unload for keep_alive 0."""
+        """The request ended: once the model is idle, restart the keep-alive timer, or unload
+        it for keep_alive 0."""
         loaded = self._loaded.get(model.name)
         if loaded is None:
             return
+        runner = self._runners.get(model.name)
+        if runner is not None and runner.active:
+            return  # the timer starts when the model goes idle
         if loaded.keep_alive == 0:
             del self._loaded[model.name]
         else:
@@ -1256,6 +1450,8 @@ class FakeOllama:
         record.raw = await request.read()
         if self.down:
             self._abort(request)
+        if delay := self.delays.get(request.path):
+            await asyncio.sleep(delay)
         try:
             response = await handler(request)
         except web.HTTPNotFound:
@@ -1266,7 +1462,36 @@ class FakeOllama:
             response = json_response({"error": exc.message}, exc.status)
         if not record.status:
             record.status = response.status
+        if (
+            self.validate_schemas
+            and isinstance(response, web.Response)
+            and response.content_type == "application/json"
+            and isinstance(response.body, bytes)
+        ):
+            self._check_response(request.path, response.status, json.loads(response.body))
         return response
+
+    def _check_response(self, path: str, status: int, obj: Any, *, streamed: bool = False) -> None:
+        """Check one answer (a JSON body or an NDJSON line) against the OpenAPI response
+        schema; a mismatch is a bug in the double, kept in ``server_errors``."""
+        is_error = status != 200 or (isinstance(obj, dict) and "error" in obj)
+        name = "ErrorResponse" if is_error else _RESPONSE_SCHEMAS.get((path, streamed))
+        if name is None:
+            self.server_errors.append(f"{path}: no response schema for {go_json(obj)[:200]}")
+            return
+        if is_error and (not isinstance(obj, dict) or set(obj) != {"error"}):
+            self.server_errors.append(f"{path}: an error body other than {{error}}: {obj!r}")
+        for error in _response_validator(name).iter_errors(obj):
+            where = "/".join(str(p) for p in error.absolute_path)
+            self.server_errors.append(
+                f"{path}: the answer breaks {name} at {where or '(root)'}: {error.message}"
+            )
+
+    def _line_check(self, request: web.Request) -> Callable[[Any], None] | None:
+        """The check of each NDJSON line of this request's stream (None when not validating)."""
+        if not self.validate_schemas:
+            return None
+        return functools.partial(self._check_response, request.path, 200, streamed=True)
 
     @staticmethod
     def _abort(request: web.Request) -> None:
@@ -1386,7 +1611,7 @@ class FakeOllama:
             raise HTTPError(400, "invalid model name")
         model = self._lookup(name)
         if model is None:
-            raise HTTPError(404, f"model '{name}' not found")
+            raise HTTPError(404, self._chat_not_found(name))
         if not messages and keep_alive == 0:
             self._loaded.pop(model.name, None)
             return self._load_response(name, "unload", chat=True)
@@ -1397,18 +1622,21 @@ class FakeOllama:
         self._check_options(model, options)
         if self.busy:
             raise HTTPError(503, BUSY_MESSAGE)
-        cold = self._load(model, keep_alive, self._num_ctx(model, options))
+        num_ctx = self._num_ctx(model, options)
         if not messages:
+            self._load(model, keep_alive, num_ctx)
             self._release(model)
             return self._load_response(name, "load", chat=True)
 
-        effective = list(model.messages)
+        # routes.go: the model's SYSTEM first (unless the request starts with a system
+        # message), then its Modelfile MESSAGEs, then the request's
+        effective = [*copy.deepcopy(model.messages), *messages]
         if model.system and messages[0].get("role") != "system":
-            effective.append({"role": "system", "content": model.system})
-        effective += messages
-        prompt_tokens = max(
-            1, sum(len(str(m.get("content") or "")) for m in effective) // 4 + 4 * len(effective)
-        )
+            effective.insert(0, {"role": "system", "content": model.system})
+        kept, prompt_tokens = self._fit(model, effective, num_ctx)
+        record = request[RECORD_KEY]
+        record.prompt_messages = kept
+        record.dropped = len(effective) - len(kept)
         return await self._run(
             request,
             model=model,
@@ -1420,8 +1648,42 @@ class FakeOllama:
             format_value=body.get("format"),
             has_images=bool(images),
             prompt_tokens=prompt_tokens,
-            cold=cold,
+            num_ctx=num_ctx,
+            keep_alive=keep_alive,
         )
+
+    def _chat_not_found(self, name: str) -> str:
+        """/api/chat's 404 text: Go's %q and a hint until v0.12, single quotes since."""
+        if _version_tuple(self.version) < (0, 12, 0):
+            return f"model {_go_quote(name)} not found, try pulling it first"
+        return f"model '{name}' not found"
+
+    @staticmethod
+    def _message_tokens(model: FakeModel, message: Mapping[str, Any]) -> int:
+        """The double's token estimate of one message (see the module's docstring)."""
+        images = len(message.get("images") or []) if "vision" in model.capabilities else 0
+        return len(str(message.get("content") or "")) // 4 + 4 + IMAGE_TOKENS * images
+
+    def _fit(
+        self, model: FakeModel, messages: list[dict[str, Any]], num_ctx: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """server/prompt.go ``chatPrompt`` with truncate on: walking back from the latest
+        message (always kept), take older ones while the system messages before them plus
+        them fit the window; return the messages kept and the prompt tokens evaluated (the
+        runner never evaluates more than the window)."""
+        costs = [self._message_tokens(model, m) for m in messages]
+        start = len(messages) - 1
+        system: list[int] = []
+        for i in range(len(messages) - 2, -1, -1):
+            system = [j for j in range(i) if messages[j].get("role") == "system"]
+            if sum(costs[j] for j in system) + sum(costs[i:]) > num_ctx:
+                break
+            start = i
+        else:
+            system = []
+        kept = [*system, *range(start, len(messages))]
+        tokens = sum(costs[j] for j in kept)
+        return [messages[j] for j in kept], max(1, min(tokens, num_ctx))
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
         body = decode_body(await request.read(), "api.GenerateRequest")
@@ -1459,11 +1721,13 @@ class FakeOllama:
         self._check_options(model, options)
         if self.busy:
             raise HTTPError(503, BUSY_MESSAGE)
-        cold = self._load(model, keep_alive, self._num_ctx(model, options))
+        num_ctx = self._num_ctx(model, options)
         if not prompt:
+            self._load(model, keep_alive, num_ctx)
             self._release(model)
             return self._load_response(name, "load", chat=False)
         system = body.get("system") or model.system or ""
+        prompt_tokens = len(system + prompt) // 4 + 4 + IMAGE_TOKENS * len(images)
         return await self._run(
             request,
             model=model,
@@ -1474,8 +1738,9 @@ class FakeOllama:
             has_tools=False,
             format_value=body.get("format"),
             has_images=bool(images),
-            prompt_tokens=max(1, len(system + prompt) // 4 + 4),
-            cold=cold,
+            prompt_tokens=max(1, min(prompt_tokens, num_ctx)),
+            num_ctx=num_ctx,
+            keep_alive=keep_alive,
             with_context=not body.get("raw"),
         )
 
@@ -1551,29 +1816,79 @@ class FakeOllama:
         format_value: Any,
         has_images: bool,
         prompt_tokens: int,
-        cold: bool,
+        num_ctx: int,
+        keep_alive: float | None,
         with_context: bool = True,
     ) -> web.StreamResponse:
-        """Play the next script for this model as a chat/generate stream or single object."""
+        """Play the next script for this model as a chat/generate stream or single object,
+        once one of the model's slots is free."""
         record = request[RECORD_KEY]
-        script = self._take_script(model)
+        record.num_ctx = num_ctx
+        record.prompt_eval_count = prompt_tokens
+        script = self._take_script(model)  # in arrival order, before any wait
         if script.status is not None:
-            self._release(model)
             return json_response({"error": script.error_message}, script.status)
+        await self._acquire(model, num_ctx)
+        try:
+            cold = self._load(model, keep_alive, num_ctx)
+            self.loads += cold
+            record.reloaded = cold
+            return await self._generate_reply(
+                request,
+                script=script,
+                model=model,
+                echo=echo,
+                chat=chat,
+                stream=stream,
+                thinking_on=thinking_on,
+                has_tools=has_tools,
+                format_value=format_value,
+                has_images=has_images,
+                prompt_tokens=prompt_tokens,
+                cold=cold,
+                with_context=with_context,
+            )
+        finally:
+            self._free_slot(model)
+            self._release(model)
+
+    async def _generate_reply(
+        self,
+        request: web.Request,
+        *,
+        script: Script,
+        model: FakeModel,
+        echo: str,
+        chat: bool,
+        stream: bool,
+        thinking_on: bool,
+        has_tools: bool,
+        format_value: Any,
+        has_images: bool,
+        prompt_tokens: int,
+        cold: bool,
+        with_context: bool,
+    ) -> web.StreamResponse:
+        record = request[RECORD_KEY]
         # Errors the runner reports as the first stream item: HTTP 500 before any chunk (gin sets
         # a bare "application/json" in streamResponse, c.JSON's default otherwise)
         runner_error = _format_error(format_value) or (
             VISION_ERROR if has_images and "vision" not in model.capabilities else None
         )
         if runner_error:
-            self._release(model)
             content_type = "application/json" if stream else JSON_CONTENT_TYPE
             return json_response({"error": runner_error}, 500, content_type=content_type)
 
+        content_tokens = script.content_tokens()
+        final_text = script.final_text
+        if final_text is None:
+            final_text = ""
+            if (self.final_chunk_text or model.flushes_on_done) and content_tokens:
+                final_text = content_tokens.pop()  # the parser held the last piece back
         pieces: list[tuple[str, Any]] = [
             ("thinking", t) for t in (script.thinking_tokens() if thinking_on else [])
         ]
-        pieces += [("content", c) for c in script.content_tokens()]
+        pieces += [("content", c) for c in content_tokens]
         if has_tools and script.tool_calls:
             pieces.append(("tool_calls", self._tool_calls(script)))
 
@@ -1586,7 +1901,7 @@ class FakeOllama:
                 {"thinking": value} if kind == "thinking" else {}
             )
 
-        out = _NdjsonStream(request, record)
+        out = _NdjsonStream(request, record, self._line_check(request))
         collected: dict[str, list[Any]] = {"thinking": [], "content": [], "tool_calls": []}
         started = time.monotonic()
         first_token_at: float | None = None
@@ -1622,8 +1937,11 @@ class FakeOllama:
                 sent += 1
                 content_sent += kind == "content"
 
+            if final_text:
+                first_token_at = first_token_at or time.monotonic()
+                collected["content"].append(final_text)
             final: dict[str, Any] = {"model": echo, "created_at": created_at()}
-            content = "" if stream else "".join(collected["content"])
+            content = final_text if stream else "".join(collected["content"])
             thinking = "" if stream else "".join(collected["thinking"])
             if chat:
                 msg: dict[str, Any] = {"role": "assistant", "content": content}
@@ -1658,7 +1976,6 @@ class FakeOllama:
             raise asyncio.CancelledError from None
         finally:
             self.active_generations -= 1
-            self._release(model)
 
     @staticmethod
     def _metrics(
@@ -1671,7 +1988,7 @@ class FakeOllama:
     ) -> dict[str, int]:
         """The six final-chunk metrics (integer ns); zero values are omitted, as in Go."""
         now = time.monotonic()
-        load = 2_000_000 if cold else 100_000
+        load = 2_000_000 if cold else 100_000  # a (re)load takes longer than a warm start
         prompt_eval = (
             max(1, int(script.first_token_delay * 1e9))
             if script.first_token_delay
@@ -1700,7 +2017,7 @@ class FakeOllama:
         self, request: web.Request, steps: AsyncIterator[dict[str, Any]], stream: bool
     ) -> web.StreamResponse:
         """Stream ProgressResponse lines, or (stream:false) answer with the last one/the error."""
-        out = _NdjsonStream(request, request[RECORD_KEY])
+        out = _NdjsonStream(request, request[RECORD_KEY], self._line_check(request))
         last: dict[str, Any] = {}
         try:
             async for step in steps:
@@ -1823,8 +2140,8 @@ class FakeOllama:
                 if var in model.template
             ]
             model.capabilities = caps
-        if body.get("system") is not None:
-            model.system = body["system"] or None
+        if body.get("system"):  # create.go adds a system layer only for a non-empty one
+            model.system = body["system"]
         if body.get("parameters"):
             model.parameters = {**model.parameters, **body["parameters"]}
         if body.get("messages"):

@@ -37,13 +37,14 @@ PNG_1PX = base64.b64encode(
 async def fake() -> AsyncIterator[FakeOllama]:
     async with FakeOllama() as server:
         yield server
+    assert not server.server_errors, server.server_errors
 
 
 @pytest.fixture
 async def client(fake: FakeOllama) -> AsyncIterator[ollama.AsyncClient]:
     api = ollama.AsyncClient(host=fake.url)
     yield api
-    await api._client.aclose()
+    await api.close()
 
 
 @pytest.fixture
@@ -710,3 +711,275 @@ async def test_client_disconnect_during_pull_is_quiet(
     await asyncio.sleep(0.05)
     assert "big:1b" not in fake.models
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+# ---- num_ctx: the window Ollama runs a model with ----------------------------------------------
+
+
+def said(text: str, n: int) -> list[dict[str, str]]:
+    """`n` user/assistant messages of about 100 tokens each (400 characters)."""
+    roles = ("user", "assistant")
+    return [{"role": roles[i % 2], "content": f"{text}{i} " + "x" * 396} for i in range(n)]
+
+
+async def test_num_ctx_request_else_server_default_capped_by_the_model(
+    client: ollama.AsyncClient,
+) -> None:
+    async with FakeOllama(context_length=2048) as small:
+        small_client = ollama.AsyncClient(host=small.url)
+        await small_client.chat("llama3.2", USER)
+        await small_client.chat("llava", USER, options={"num_ctx": 65536})
+        await small_client.chat("qwen3", USER, options={"num_ctx": 8192})
+        await small_client.close()
+        assert [r.num_ctx for r in small.chat_records()] == [2048, 32768, 8192]
+        windows = {m["name"]: m["context_length"] for m in (await small_ps(small))["models"]}
+        assert windows == {"llama3.2:latest": 2048, "llava:latest": 32768, "qwen3:latest": 8192}
+    fake_default = FakeOllama()
+    assert fake_default.context_length == 4096  # OLLAMA_CONTEXT_LENGTH's default
+
+
+async def small_ps(fake: FakeOllama) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=fake.url) as raw:
+        return (await raw.get("/api/ps")).json()  # type: ignore[no-any-return]
+
+
+async def test_a_prompt_longer_than_the_window_loses_its_oldest_non_system_messages(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    system = {"role": "system", "content": "You are terse."}
+    messages = [system, *said("turn", 60), {"role": "user", "content": "And now?"}]
+    reply = await client.chat("llama3.2", messages)  # 60 x 104 tokens: more than 4096
+
+    record = fake.chat_records()[-1]
+    assert record.num_ctx == 4096
+    kept = record.prompt_messages
+    assert kept is not None
+    assert kept[0] == system  # kept, although older than everything else
+    assert kept[-1] == {"role": "user", "content": "And now?"}  # the latest always stays
+    assert kept[1:-1] == messages[-len(kept) + 1 : -1]  # the newest ones, in order
+    assert record.dropped == len(messages) - len(kept) > 0
+    assert reply.prompt_eval_count is not None
+    assert reply.prompt_eval_count <= 4096
+    assert reply.prompt_eval_count == record.prompt_eval_count
+    assert reply.prompt_eval_count > 4096 - 104  # as many as fit, no fewer
+
+    await client.chat("llama3.2", messages, options={"num_ctx": 16384})
+    assert fake.chat_records()[-1].dropped == 0  # a larger window takes them all
+
+
+async def test_the_latest_message_stays_even_when_it_alone_overflows(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    huge = {"role": "user", "content": "y" * 40_000}  # 10,004 tokens
+    reply = await client.chat("llama3.2", [*said("old", 3), huge])
+    assert fake.chat_records()[-1].prompt_messages == [huge]
+    assert reply.prompt_eval_count == 4096  # never more than the window
+
+
+async def test_the_models_own_system_prompt_comes_first_and_is_kept(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    fake.add_model(FakeModel(name="terse", system="Be terse."))
+    await client.chat("terse", [*said("t", 60), {"role": "user", "content": "Q"}])
+    kept = fake.chat_records()[-1].prompt_messages
+    assert kept is not None
+    assert kept[0] == {"role": "system", "content": "Be terse."}
+    assert kept[-1]["content"] == "Q"
+
+
+async def test_another_num_ctx_reloads_a_loaded_model(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    first = await client.chat("llama3.2", USER)
+    again = await client.chat("llama3.2", USER)
+    assert (fake.loads, fake.reloads) == (1, 0)
+    assert first.load_duration is not None and again.load_duration is not None
+    assert first.load_duration > again.load_duration > 0
+
+    reloaded = await client.chat("llama3.2", USER, options={"num_ctx": 8192})
+    assert (fake.loads, fake.reloads) == (2, 1)
+    assert [r.reloaded for r in fake.chat_records()] == [True, False, True]
+    assert reloaded.load_duration == first.load_duration
+    ps = (await client.ps()).models
+    assert [m.context_length for m in ps] == [8192]
+
+
+# ---- parallelism and the queue ----------------------------------------------------------------
+
+
+async def test_one_generation_at_a_time_by_default_the_next_waits_without_headers(
+    fake: FakeOllama, http: httpx.AsyncClient
+) -> None:
+    fake.script(Script(reply="first reply here", token_interval=0.05), Script(reply="second reply"))
+    body = {"model": "llama3.2", "messages": USER}
+    first = await http.send(http.build_request("POST", "/api/chat", json=body), stream=True)
+    second_task = asyncio.create_task(
+        http.send(http.build_request("POST", "/api/chat", json=body), stream=True)
+    )
+    await fake.wait_until(lambda: fake.queued == 1)
+    await asyncio.sleep(0.05)
+    assert not second_task.done()  # no status line, no headers while it waits
+    assert fake.active_generations == 1
+    first_lines = [json.loads(line) async for line in first.aiter_lines()]
+    second = await asyncio.wait_for(second_task, 5)
+    second_lines = [json.loads(line) async for line in second.aiter_lines()]
+    assert "".join(x["message"]["content"] for x in first_lines) == "first reply here"
+    assert "".join(x["message"]["content"] for x in second_lines) == "second reply"
+    assert second.status_code == 200
+    assert second.headers["content-type"] == "application/x-ndjson"
+    assert fake.max_active_generations == 1 and fake.max_queued == 1
+    assert second_lines[-1]["load_duration"] < first_lines[-1]["load_duration"]  # warm
+    await first.aclose()
+    await second.aclose()
+
+
+async def test_parallel_lets_that_many_run_and_a_model_can_have_its_own(
+    client: ollama.AsyncClient,
+) -> None:
+    async with FakeOllama(parallel=2) as fake:
+        api = ollama.AsyncClient(host=fake.url)
+        fake.script(*[Script(token_interval=0.02) for _ in range(3)])
+        await asyncio.gather(*(api.chat("llama3.2", USER) for _ in range(3)))
+        assert (fake.max_active_generations, fake.max_queued) == (2, 1)
+
+        fake.add_model(FakeModel(name="solo", parallel=1))
+        fake.max_active_generations = fake.max_queued = 0
+        fake.script(*[Script(token_interval=0.02, model="solo") for _ in range(2)])
+        await asyncio.gather(*(api.chat("solo", USER) for _ in range(2)))
+        assert (fake.max_active_generations, fake.max_queued) == (1, 1)
+        await api.close()
+        assert not fake.server_errors
+
+
+async def test_a_full_queue_answers_503_with_the_exact_busy_text(
+    client: ollama.AsyncClient,
+) -> None:
+    async with FakeOllama(max_queue=1) as fake:
+        api = ollama.AsyncClient(host=fake.url)
+        fake.script(Script(first_token_delay=0.3))
+        running = asyncio.create_task(api.chat("llama3.2", USER))
+        await fake.wait_until(lambda: fake.active_generations == 1)
+        waiting = asyncio.create_task(api.chat("llama3.2", USER))
+        await fake.wait_until(lambda: fake.queued == 1)
+        with pytest.raises(ollama.ResponseError) as caught:
+            await api.chat("llama3.2", USER)
+        assert (caught.value.status_code, caught.value.error) == (503, BUSY_MESSAGE)
+        answers = await asyncio.gather(running, waiting)
+        assert [a.message.content for a in answers] == [DEFAULT_REPLY] * 2
+        await api.close()
+
+
+async def test_a_request_that_leaves_the_queue_gives_its_place_up(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    fake.script(Script(first_token_delay=0.2), Script(reply="gone"), Script(reply="third"))
+    running = asyncio.create_task(client.chat("llama3.2", USER))
+    await fake.wait_until(lambda: fake.active_generations == 1)
+    leaving = asyncio.create_task(client.chat("llama3.2", USER))
+    await fake.wait_until(lambda: fake.queued == 1)
+    third = asyncio.create_task(client.chat("llama3.2", USER))
+    await fake.wait_until(lambda: fake.queued == 2)
+    leaving.cancel()
+    await fake.wait_until(lambda: fake.queued == 1 and fake.cancelled == 1)
+    assert (await running).message.content == DEFAULT_REPLY
+    assert (await third).message.content == "third"
+    assert fake.queued == 0 and fake.active_generations == 0
+
+
+# ---- text in the final chunk ------------------------------------------------------------------
+
+
+async def test_scripted_final_text_arrives_in_the_done_chunk(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    fake.script(Script(reply="The sky is", final_text=" blue."))
+    parts = await collect(await client.chat("llama3.2", USER, stream=True))
+    assert parts[-1].done and parts[-1].message.content == " blue."
+    assert "".join(p.message.content for p in parts) == "The sky is blue."
+    assert parts[-1].eval_count == 4
+
+    fake.script(Script(reply="The sky is", final_text=" blue."))
+    whole = await client.chat("llama3.2", USER)
+    assert whole.message.content == "The sky is blue."
+
+    fake.script(Script(reply="Hi", final_text=" there"))
+    generated = await collect(await client.generate("llama3.2", "hi", stream=True))
+    assert generated[-1].done and generated[-1].response == " there"
+
+
+async def test_final_chunk_text_holds_back_the_last_piece_of_unscripted_replies(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    parts = await collect(await client.chat("llama3.2", USER, stream=True))
+    assert parts[-1].message.content == ""  # llama3.2 has no output parser here
+
+    parts = await collect(await client.chat("qwen3", USER, stream=True, think=False))
+    assert parts[-1].message.content == " model."  # qwen3 flushes on done
+    assert "".join(p.message.content for p in parts) == DEFAULT_REPLY
+
+    fake.final_chunk_text = True
+    parts = await collect(await client.chat("llama3.2", USER, stream=True))
+    assert parts[-1].message.content == " model."
+    assert "".join(p.message.content for p in parts) == DEFAULT_REPLY
+    fake.script(Script(final_text=""))  # a script can still end with an empty chunk
+    parts = await collect(await client.chat("llama3.2", USER, stream=True))
+    assert parts[-1].message.content == ""
+
+
+# ---- create, error texts, delays, response schemas -------------------------------------------
+
+
+async def test_create_with_an_empty_system_keeps_the_bases(
+    fake: FakeOllama, client: ollama.AsyncClient, http: httpx.AsyncClient
+) -> None:
+    await client.create("base", from_="llama3.2", system="You are the base.")
+    await client.create("child", from_="base", system="")  # the client sends "system": ""
+    assert json.loads(fake.requests[-1].raw)["system"] == ""
+    shown = (await http.post("/api/show", json={"model": "child"})).json()
+    assert shown["system"] == "You are the base."
+    await client.create("other", from_="base", system="Other.")
+    assert (await http.post("/api/show", json={"model": "other"})).json()["system"] == "Other."
+
+
+async def test_chat_not_found_text_follows_the_servers_version(
+    client: ollama.AsyncClient,
+) -> None:
+    async with FakeOllama(version="0.11.4") as old:
+        api = ollama.AsyncClient(host=old.url)
+        with pytest.raises(ollama.ResponseError) as caught:
+            await api.chat("x", USER)
+        assert caught.value.status_code == 404
+        assert caught.value.error == 'model "x" not found, try pulling it first'
+        with pytest.raises(ollama.ResponseError) as shown:
+            await api.show("x")
+        assert shown.value.error == "model 'x' not found"  # show never changed
+        await api.close()
+    with pytest.raises(ollama.ResponseError) as current:
+        await client.chat("x", USER)
+    assert current.value.error == "model 'x' not found"
+
+
+async def test_a_delay_per_path_comes_before_the_answer(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    fake.delays["/api/tags"] = 0.3
+    started = time.monotonic()
+    await client.list()
+    assert time.monotonic() - started >= 0.3
+    started = time.monotonic()
+    await client.ps()
+    assert time.monotonic() - started < 0.3
+
+
+async def test_a_response_that_breaks_the_openapi_schema_is_a_bug_of_the_double(
+    fake: FakeOllama, client: ollama.AsyncClient, http: httpx.AsyncClient
+) -> None:
+    fake.add_model(FakeModel(name="odd", capabilities=["completion", 7]))  # type: ignore[list-item]
+    await http.post("/api/show", json={"model": "odd"})
+    assert len(fake.server_errors) == 1
+    assert "ShowResponse at capabilities/1" in fake.server_errors[0]
+
+    fake.script(Script(reply=["fine", 3]))  # type: ignore[list-item]
+    await http.post("/api/chat", json={"model": "llama3.2", "messages": USER})
+    assert "ChatStreamEvent at message/content" in fake.server_errors[-1]
+    fake.server_errors.clear()  # the fixture asserts the list empty

@@ -71,8 +71,8 @@ async def test_sigterm_finishes_short_replies_and_cuts_long_ones_short(
         Script(reply=[f"short{n} " for n in range(5)], token_interval=0.1, model="llama3.2:latest"),
         Script(reply=[f"long{n} " for n in range(400)], token_interval=0.1, model="qwen3:latest"),
     )
-    async with bot_process(
-        fake_discord, fake_ollama, database_url, shutdown_grace="1.5"
+    async with bot_process(  # two models: Ollama runs one generation of each at once
+        fake_discord, fake_ollama, database_url, shutdown_grace="1.5", max_parallel_generations="2"
     ) as process:
         short = await fake_discord.slash_command(
             "chat", {"message": "quick one"}, channel_id=fake_discord.channel_ids[0]
@@ -108,8 +108,9 @@ async def test_a_hard_kill_loses_no_committed_turn_and_marks_partial_ones(
     fake_ollama.script(
         *[Script(reply=[f"w{n} " for n in range(500)], token_interval=0.02) for _ in range(3)]
     )
+    fake_ollama.parallel = 3  # OLLAMA_NUM_PARALLEL=3
     async with bot_process(
-        fake_discord, fake_ollama, database_url, max_parallel_generations="3"
+        fake_discord, fake_ollama, database_url, ollama_num_parallel="3"
     ) as process:
         for n, channel in enumerate(channels):
             interaction = await fake_discord.slash_command(

@@ -1,4 +1,4 @@
-"""OllamaGateway's model management over real HTTP to the Ollama double."""
+"""OllamaHost's model management over real HTTP to the Ollama double."""
 
 from __future__ import annotations
 
@@ -8,19 +8,20 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.errors import InvalidModelName, ModelNotFound, ModelNotInLibrary, OllamaUnavailable
-from bot.ollama_gateway import ChatDelta, ChatMessage, OllamaGateway, PullProgress
+from bot.ollama.host import OllamaHost
+from bot.ollama.protocol import ChatDelta, ChatMessage, PullProgress
 from tests.doubles.fake_ollama import FakeModel, FakeOllama, Script
 
 
 @pytest.fixture
-async def gateway(fake_ollama: FakeOllama) -> AsyncIterator[OllamaGateway]:
-    gateway = OllamaGateway(fake_ollama.url)
+async def gateway(fake_ollama: FakeOllama) -> AsyncIterator[OllamaHost]:
+    gateway = OllamaHost(fake_ollama.url)
     yield gateway
     await gateway.close()
 
 
 async def test_list_models_reads_capabilities_from_tags(
-    gateway: OllamaGateway, fake_ollama: FakeOllama
+    gateway: OllamaHost, fake_ollama: FakeOllama
 ) -> None:
     models = await gateway.list_models()
     assert [m.name for m in models] == ["llama3.2:latest", "llava:latest", "qwen3:latest"]
@@ -32,7 +33,7 @@ async def test_list_models_reads_capabilities_from_tags(
 
 
 async def test_list_models_asks_show_when_tags_has_no_capabilities(
-    gateway: OllamaGateway, fake_ollama: FakeOllama
+    gateway: OllamaHost, fake_ollama: FakeOllama
 ) -> None:
     fake_ollama.tags_capabilities = False  # servers before 0.30
     models = await gateway.list_models()
@@ -45,7 +46,7 @@ async def test_list_models_asks_show_when_tags_has_no_capabilities(
 
 
 async def test_describe_has_what_ollama_show_prints(
-    gateway: OllamaGateway, fake_ollama: FakeOllama
+    gateway: OllamaHost, fake_ollama: FakeOllama
 ) -> None:
     fake_ollama.add_model(
         FakeModel(name="terse", system="Be terse.", parameters={"temperature": 0.2})
@@ -63,7 +64,7 @@ async def test_describe_has_what_ollama_show_prints(
 
 
 async def test_pull_streams_progress_and_unknown_names_are_not_in_the_library(
-    gateway: OllamaGateway, fake_ollama: FakeOllama
+    gateway: OllamaHost, fake_ollama: FakeOllama
 ) -> None:
     fake_ollama.add_pullable(FakeModel(name="fresh", size=5000))
     lines = [line async for line in gateway.pull("fresh")]
@@ -81,7 +82,7 @@ async def test_pull_streams_progress_and_unknown_names_are_not_in_the_library(
 
 
 async def test_delete_model_forgets_the_cached_show(
-    gateway: OllamaGateway, fake_ollama: FakeOllama
+    gateway: OllamaHost, fake_ollama: FakeOllama
 ) -> None:
     assert (await gateway.show("llava")).capabilities == {"completion", "vision"}
     await gateway.delete_model("llava:latest")
@@ -92,7 +93,7 @@ async def test_delete_model_forgets_the_cached_show(
         await gateway.delete_model("llava")
 
 
-async def test_ps_lists_loaded_models(gateway: OllamaGateway, fake_ollama: FakeOllama) -> None:
+async def test_ps_lists_loaded_models(gateway: OllamaHost, fake_ollama: FakeOllama) -> None:
     assert await gateway.ps() == []
     async for _ in gateway.chat_stream("llama3.2", [ChatMessage("user", "hi")]):
         pass
@@ -104,7 +105,7 @@ async def test_ps_lists_loaded_models(gateway: OllamaGateway, fake_ollama: FakeO
 
 async def test_model_management_when_ollama_is_down(fake_ollama: FakeOllama) -> None:
     await fake_ollama.close()
-    gateway = OllamaGateway(fake_ollama.url)
+    gateway = OllamaHost(fake_ollama.url)
     try:
         with pytest.raises(OllamaUnavailable):
             await gateway.list_models()
@@ -120,11 +121,12 @@ async def test_model_management_when_ollama_is_down(fake_ollama: FakeOllama) -> 
 
 
 async def test_more_than_a_hundred_replies_stream_at_once(
-    gateway: OllamaGateway, fake_ollama: FakeOllama
+    gateway: OllamaHost, fake_ollama: FakeOllama
 ) -> None:
     """The gateway sets no connection cap of its own (the scheduler bounds generations):
     httpx's default of 100 made the 101st reply wait for a free connection."""
     replies = 120
+    fake_ollama.parallel = replies  # an Ollama started with OLLAMA_NUM_PARALLEL=120
     fake_ollama.script(
         *[Script(reply=["a ", "b ", "c"], token_interval=0.3) for _ in range(replies)]
     )
@@ -141,7 +143,7 @@ async def test_more_than_a_hundred_replies_stream_at_once(
 
 
 async def test_replies_one_after_another_share_one_connection(
-    gateway: OllamaGateway, fake_ollama: FakeOllama
+    gateway: OllamaHost, fake_ollama: FakeOllama
 ) -> None:
     for _ in range(3):
         # The body ends a little after the last line: a client that stops reading at the last

@@ -10,24 +10,27 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.errors import ModelNotFound, ModelNotInLibrary, OllamaUnavailable, PullFailed
-from bot.ollama_gateway import ChatMessage, ChatStats, PullProgress
-from bot.ollama_pool import OllamaPool
+from bot.ollama.pool import OllamaPool
+from bot.ollama.protocol import ChatMessage, ChatStats, ModelSpec, PullProgress
 from tests.doubles.fake_ollama import FakeModel, FakeOllama, Script
 
 QUESTION = [ChatMessage("user", "hi")]
 SLOW = Script(reply=[f"w{n} " for n in range(200)], token_interval=0.02)
 
 
+# Hosts started with OLLAMA_NUM_PARALLEL=4: these tests count the generations on each host.
 @pytest.fixture
 async def a() -> AsyncIterator[FakeOllama]:
-    async with FakeOllama() as fake:
+    async with FakeOllama(parallel=4) as fake:
         yield fake
+    assert not fake.server_errors, fake.server_errors
 
 
 @pytest.fixture
 async def b() -> AsyncIterator[FakeOllama]:
-    async with FakeOllama() as fake:
+    async with FakeOllama(parallel=4) as fake:
         yield fake
+    assert not fake.server_errors, fake.server_errors
 
 
 @pytest.fixture
@@ -277,7 +280,8 @@ async def test_a_pull_that_breaks_on_one_host_names_the_host(
 async def test_a_persona_model_is_created_on_every_host(
     pool: OllamaPool, a: FakeOllama, b: FakeOllama
 ) -> None:
-    lines = await drain(pool.create_model("persona-pirate", base="llama3.2", system="Arr."))
+    spec = ModelSpec(name="persona-pirate", base="llama3.2", system="Arr.")
+    lines = await drain(pool.create_model(spec))
     assert lines[-1].status == "success"
     assert {line.status.split(": ")[0] for line in lines[:-1]} == {a.url, b.url}
     for fake in (a, b):

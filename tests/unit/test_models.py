@@ -18,7 +18,7 @@ from bot.cogs.models import (
 from bot.conversation.splitter import DISCORD_LIMIT
 from bot.models.names import canonical_name, same_model
 from bot.models.service import PullJob, PullState, PullTracker
-from bot.ollama_gateway import InstalledModel, LoadedModel, ModelCard, PullProgress
+from bot.ollama.protocol import InstalledModel, LoadedModel, ModelCard, PullProgress
 
 
 def test_canonical_names_compare_like_ollama() -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from bot.cogs.personas import describe
 from bot.errors import InputError
-from bot.ollama_gateway import PullProgress as Progress
+from bot.ollama.protocol import PullProgress as Progress
 from bot.personas.modelfile import is_model_name, parse
 from bot.personas.service import (
     BUILTIN_DIR,

@@ -1,5 +1,6 @@
-"""OllamaGateway: the only module that imports `ollama`. It turns the client's answers into plain
-values and its errors into the project's own (`bot.errors`), each with a message for the user."""
+"""OllamaHost: one Ollama server, and the only module that imports `ollama`. It implements the
+`Ollama` protocol: the client's answers become plain values (`bot.ollama.protocol`) and its
+errors the project's own (`bot.errors`), each with a message for the user."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +33,18 @@ from bot.errors import (
     VisionUnavailable,
 )
 from bot.models.names import canonical_name
+from bot.ollama.protocol import (
+    ChatDelta,
+    ChatMessage,
+    ChatStats,
+    InstalledModel,
+    LoadedModel,
+    ModelCard,
+    ModelInfo,
+    ModelSpec,
+    PullProgress,
+    StructuredReply,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,132 +56,7 @@ NO_VISION_ERRORS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    """What the bot needs to know of a model, from `/api/show`."""
-
-    name: str
-    capabilities: frozenset[str]
-    context_length: int | None
-    """The model's trained context (`<arch>.context_length`)."""
-    num_ctx: int | None
-    """`num_ctx` from the model's own parameters (a Modelfile PARAMETER), if set."""
-    family: str | None = None
-    parameter_size: str | None = None
-    quantization: str | None = None
-
-    @property
-    def effective_context(self) -> int | None:
-        if self.num_ctx and self.context_length:
-            return min(self.num_ctx, self.context_length)
-        return self.num_ctx or self.context_length
-
-
-@dataclass(frozen=True, slots=True)
-class ChatStats:
-    """The final chunk's metrics (durations in nanoseconds)."""
-
-    model: str
-    done_reason: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    total_duration_ns: int | None
-    load_duration_ns: int | None
-    prompt_duration_ns: int | None
-    eval_duration_ns: int | None
-
-    @property
-    def tokens_per_second(self) -> float | None:
-        if self.completion_tokens and self.eval_duration_ns:
-            return self.completion_tokens / (self.eval_duration_ns / 1e9)
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class ChatDelta:
-    """A piece of the reply; `thinking` is reasoning text, never part of the answer."""
-
-    content: str = ""
-    thinking: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ChatMessage:
-    role: str
-    content: str
-    images: tuple[str, ...] = ()
-    """Plain base64 images (no `data:` prefix), for models with the `vision` capability."""
-
-
-@dataclass(frozen=True, slots=True)
-class StructuredReply:
-    """A whole reply to a request with a `format` schema: the text as the model wrote it."""
-
-    content: str
-    stats: ChatStats
-
-
-@dataclass(frozen=True, slots=True)
-class InstalledModel:
-    """One entry of `/api/tags`."""
-
-    name: str
-    size: int
-    """Bytes on disk (the sum of the model's layers)."""
-    family: str | None
-    parameter_size: str | None
-    quantization: str | None
-    capabilities: tuple[str, ...]
-    """In the server's order, e.g. ("completion", "tools")."""
-    modified_at: datetime | None = None
-    hosts: tuple[str, ...] = ()
-    """With several Ollama hosts: the ones that have the model (see OllamaPool)."""
-
-
-@dataclass(frozen=True, slots=True)
-class LoadedModel:
-    """One entry of `/api/ps`: a model in memory."""
-
-    name: str
-    size: int
-    """Bytes of memory in all."""
-    size_vram: int
-    """Of which in GPU memory."""
-    expires_at: datetime | None
-    context_length: int | None
-    host: str | None = None
-    """With several Ollama hosts: the one it is loaded on (see OllamaPool)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ModelCard:
-    """What `ollama show` prints about a model."""
-
-    name: str
-    architecture: str | None
-    parameter_size: str | None
-    parameter_count: int | None
-    context_length: int | None
-    embedding_length: int | None
-    quantization: str | None
-    capabilities: tuple[str, ...]
-    parameters: tuple[tuple[str, str], ...]
-    """(name, value) pairs from the model's own parameters, values as Ollama prints them."""
-    system: str | None
-    license: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class PullProgress:
-    """One status line of `/api/pull` (or of `/api/create`, which has the same lines)."""
-
-    status: str
-    digest: str | None = None
-    total: int | None = None
-    completed: int | None = None
-
-
-class OllamaGateway:
+class OllamaHost:
     """Talks to one Ollama server through one shared client (never a client per message)."""
 
     def __init__(self, host: str, *, show_ttl: float = 300.0) -> None:
@@ -191,7 +78,7 @@ class OllamaGateway:
         self._show_cache: dict[str, tuple[float, ModelInfo]] = {}
 
     async def close(self) -> None:
-        await self._client._client.aclose()  # the ollama client has no async close of its own
+        await self._client.close()  # type: ignore[no-untyped-call]  # public, but unannotated in 0.6.3
         await self._http.aclose()
 
     async def version(self) -> str:
@@ -338,29 +225,20 @@ class OllamaGateway:
         finally:
             self.forget(model)
 
-    async def create_model(
-        self,
-        model: str,
-        *,
-        base: str,
-        system: str | None = None,
-        template: str | None = None,
-        parameters: Mapping[str, Any] | None = None,
-        messages: Sequence[ChatMessage] = (),
-        license: Sequence[str] = (),
-    ) -> AsyncGenerator[PullProgress]:
-        """Create (or replace) `model` from `base` with `/api/create`, yielding the server's
-        progress lines. Ollama pulls `base` first when it does not have it."""
+    async def create_model(self, spec: ModelSpec) -> AsyncGenerator[PullProgress]:
+        """Create (or replace) `spec.name` from `spec.base` with `/api/create`, yielding the
+        server's progress lines. Ollama pulls the base first when it does not have it."""
         started = False
+        model, base = spec.name, spec.base
         try:
             stream = await self._client.create(
                 model=model,
                 from_=base,
-                system=system,
-                template=template,
-                parameters=dict(parameters) if parameters else None,
-                messages=[{"role": m.role, "content": m.content} for m in messages] or None,
-                license=list(license) or None,
+                system=spec.system,
+                template=spec.template,
+                parameters=dict(spec.parameters) if spec.parameters else None,
+                messages=[{"role": m.role, "content": m.content} for m in spec.messages] or None,
+                license=list(spec.license) or None,
                 stream=True,
             )
             async for line in stream:
@@ -447,6 +325,12 @@ class OllamaGateway:
             )
             async for chunk in stream:
                 started = True
+                message = chunk.message
+                # The final chunk is not always empty: Ollama's output parsers flush the text
+                # they held back there, with the statistics.
+                delta = ChatDelta(content=message.content or "", thinking=message.thinking or "")
+                if delta.content or delta.thinking:
+                    yield delta
                 if chunk.done:
                     # Read on to the end of the response (nothing follows the last line but
                     # the end of the body): a response closed early takes its connection with
@@ -455,10 +339,6 @@ class OllamaGateway:
                         pass
                     yield _stats(model, chunk)
                     return
-                message = chunk.message
-                delta = ChatDelta(content=message.content or "", thinking=message.thinking or "")
-                if delta.content or delta.thinking:
-                    yield delta
         except Exception as exc:
             raise self._translate(exc, model, started=started) from exc
         raise StreamFailed("the reply ended without its final message")

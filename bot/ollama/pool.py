@@ -1,4 +1,4 @@
-"""OllamaPool: one or several Ollama servers behind the methods of OllamaGateway.
+"""OllamaPool: one or several Ollama servers (`OllamaHost`s) used as one `Ollama`.
 
 Each generation goes to the least busy host (fewest generations in flight from this bot) among
 those that have the model (their `/api/tags`, cached for `tags_ttl` seconds). A host that cannot
@@ -8,7 +8,10 @@ stays down; when no host is up, requests still try the down ones (in case one ca
 Model management across hosts: `list_models` and `ps` are the union over the hosts that answer
 (each entry names its hosts when there are several), `pull` and `create_model` (personas) act on
 every host that answers, `delete_model` deletes from every host that has the model. With one host
-the pool adds nothing: no tags are read and every call goes straight to it."""
+the pool adds nothing: no tags are read and every call goes straight to it.
+
+Two helpers carry every call: `_failover` (the first host that answers, for generations and
+facts) and `_on_each` / `_on_each_streaming` (every host at once, for model management)."""
 
 from __future__ import annotations
 
@@ -18,20 +21,23 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.errors import BotError, ModelNotFound, OllamaBusy, OllamaUnavailable, PullFailed
 from bot.models.names import canonical_name
-from bot.ollama_gateway import (
+from bot.ollama.host import OllamaHost
+from bot.ollama.protocol import (
     ChatDelta,
     ChatMessage,
     ChatStats,
+    HostState,
     InstalledModel,
     LoadedModel,
     ModelCard,
     ModelInfo,
-    OllamaGateway,
+    ModelSpec,
+    Ollama,
+    OllamaHosts,
     PullProgress,
     StructuredReply,
 )
@@ -46,25 +52,9 @@ MAX_RETRY = 60.0
 """The longest wait between two probes of a host that stays down."""
 
 
-@dataclass(frozen=True, slots=True)
-class HostState:
-    """One host as `/status` and the metrics show it."""
-
-    host: str
-    up: bool
-    in_flight: int
-    """Generations from this bot running on it now."""
-    generations: int
-    """Generations sent to it since the bot started."""
-    failures: int
-    """Times it could not be reached."""
-    retry_in: float
-    """While it is down: seconds between the latest probe and the next."""
-
-
 class _Host:
-    def __init__(self, gateway: OllamaGateway) -> None:
-        self.gateway = gateway
+    def __init__(self, server: OllamaHost) -> None:
+        self.server = server
         self.in_flight = 0
         self.generations = 0
         self.failures = 0
@@ -78,7 +68,7 @@ class _Host:
 
     @property
     def url(self) -> str:
-        return self.gateway.host
+        return self.server.host
 
     def state(self) -> HostState:
         return HostState(
@@ -100,7 +90,7 @@ class OllamaPool:
     ) -> None:
         if not hosts:
             raise ValueError("an Ollama pool needs at least one host")
-        self._hosts = [_Host(OllamaGateway(host, show_ttl=show_ttl)) for host in hosts]
+        self._hosts = [_Host(OllamaHost(host, show_ttl=show_ttl)) for host in hosts]
         self._tags_ttl = tags_ttl
         self._retry_after = retry_after
         self._clock = clock
@@ -130,7 +120,7 @@ class OllamaPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await probe
         for host in self._hosts:
-            await host.gateway.close()
+            await host.server.close()
 
     # ---- health ------------------------------------------------------------------------------
 
@@ -166,7 +156,7 @@ class OllamaPool:
             if not host.down:
                 return
             try:
-                await host.gateway.version()
+                await host.server.version()
             except OllamaUnavailable as exc:
                 self._failed(host, exc)
             else:
@@ -181,7 +171,7 @@ class OllamaPool:
             return host.names[1]
         try:
             async with asyncio.timeout(TAGS_TIMEOUT):
-                names = await host.gateway.model_names()
+                names = await host.server.model_names()
         except TimeoutError:
             self._failed(host, OllamaUnavailable(host.url))
             return None
@@ -210,20 +200,65 @@ class OllamaPool:
         self._choices += 1
         host.last_chosen = self._choices
 
-    async def _first(self, model: str, call: Callable[[OllamaGateway], Awaitable[T]]) -> T:
-        """`call` on the best host for `model`, moving on to the next while hosts are down."""
+    async def _failover(
+        self,
+        hosts: Sequence[_Host],
+        start: Callable[[OllamaHost], AsyncGenerator[T]],
+        *,
+        generation: bool = False,
+    ) -> AsyncGenerator[T]:
+        """`start` on the first of `hosts` that answers: a host that cannot be reached, or says
+        it is busy, before anything came back is left for the next; once something came back,
+        errors are the caller's. A generation counts as in flight on its host meanwhile."""
         error: BotError | None = None
-        for host in await self._candidates(model):
+        for host in hosts:
+            if generation:
+                self._chosen(host)
+                host.in_flight += 1
+                host.generations += 1
+            started = False
             try:
-                result = await call(host.gateway)
+                async with contextlib.aclosing(start(host.server)) as items:
+                    async for item in items:
+                        if not started:
+                            started = True
+                            self._answered(host)
+                        yield item
+                if not started:
+                    self._answered(host)
+                return
             except OllamaUnavailable as exc:
+                if started:
+                    raise
                 self._failed(host, exc)
                 error = exc
-                continue
-            self._answered(host)
-            return result
+            except OllamaBusy as exc:
+                if started:
+                    raise
+                error = exc
+            finally:
+                if generation:
+                    host.in_flight -= 1
         assert error is not None  # there is always a host
         raise error
+
+    async def _first(
+        self,
+        hosts: Sequence[_Host],
+        call: Callable[[OllamaHost], Awaitable[T]],
+        *,
+        generation: bool = False,
+    ) -> T:
+        """`call`'s answer from the first of `hosts` that gives one (see `_failover`)."""
+
+        async def once(server: OllamaHost) -> AsyncGenerator[T]:
+            yield await call(server)
+
+        answers = self._failover(hosts, once, generation=generation)
+        async with contextlib.aclosing(answers):
+            async for answer in answers:
+                return answer
+        raise AssertionError("a failover ends with an answer or an error")
 
     # ---- generating --------------------------------------------------------------------------
 
@@ -234,33 +269,16 @@ class OllamaPool:
         *,
         options: Mapping[str, Any] | None = None,
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
-        """OllamaGateway.chat_stream on the least busy host that has the model. A host that
+        """OllamaHost.chat_stream on the least busy host that has the model. A host that
         cannot be reached, or says it is busy, before the reply starts is left for the next."""
-        error: BotError | None = None
-        for host in await self._candidates(model):
-            self._chosen(host)
-            host.in_flight += 1
-            host.generations += 1
-            started = False
-            try:
-                stream = host.gateway.chat_stream(model, messages, options=options)
-                async with contextlib.aclosing(stream):
-                    async for item in stream:
-                        started = True
-                        yield item
-                self._answered(host)
-                return
-            except OllamaUnavailable as exc:
-                self._failed(host, exc)
-                error = exc
-            except OllamaBusy as exc:
-                if started:
-                    raise
-                error = exc
-            finally:
-                host.in_flight -= 1
-        assert error is not None
-        raise error
+        stream = self._failover(
+            await self._candidates(model),
+            lambda server: server.chat_stream(model, messages, options=options),
+            generation=True,
+        )
+        async with contextlib.aclosing(stream):
+            async for item in stream:
+                yield item
 
     async def chat_structured(
         self,
@@ -270,50 +288,23 @@ class OllamaPool:
         schema: Mapping[str, Any],
         options: Mapping[str, Any] | None = None,
     ) -> StructuredReply:
-        error: BotError | None = None
-        for host in await self._candidates(model):
-            self._chosen(host)
-            host.in_flight += 1
-            host.generations += 1
-            try:
-                reply = await host.gateway.chat_structured(
-                    model, messages, schema=schema, options=options
-                )
-            except OllamaUnavailable as exc:
-                self._failed(host, exc)
-                error = exc
-                continue
-            except OllamaBusy as exc:
-                error = exc
-                continue
-            finally:
-                host.in_flight -= 1
-            self._answered(host)
-            return reply
-        assert error is not None
-        raise error
+        return await self._first(
+            await self._candidates(model),
+            lambda server: server.chat_structured(model, messages, schema=schema, options=options),
+            generation=True,
+        )
 
     # ---- facts about models --------------------------------------------------------------------
 
     async def version(self) -> str:
         """The version of the first host that answers; OllamaUnavailable if none does."""
-        error: OllamaUnavailable | None = None
-        for host in sorted(self._hosts, key=lambda h: h.down):
-            try:
-                version = await host.gateway.version()
-            except OllamaUnavailable as exc:
-                self._failed(host, exc)
-                error = exc
-                continue
-            self._answered(host)
-            return version
-        assert error is not None
-        raise error
+        hosts = sorted(self._hosts, key=lambda h: h.down)
+        return await self._first(hosts, lambda server: server.version())
 
     async def versions(self) -> list[tuple[str, str | None]]:
         """(host, its version, or None when it does not answer) for every host."""
         answers = await asyncio.gather(
-            *(h.gateway.version() for h in self._hosts), return_exceptions=True
+            *(h.server.version() for h in self._hosts), return_exceptions=True
         )
         result: list[tuple[str, str | None]] = []
         for host, answer in zip(self._hosts, answers, strict=True):
@@ -328,24 +319,23 @@ class OllamaPool:
         return result
 
     async def show(self, model: str) -> ModelInfo:
-        return await self._first(model, lambda gateway: gateway.show(model))
+        return await self._first(await self._candidates(model), lambda server: server.show(model))
 
     async def describe(self, model: str) -> ModelCard:
-        return await self._first(model, lambda gateway: gateway.describe(model))
+        hosts = await self._candidates(model)
+        return await self._first(hosts, lambda server: server.describe(model))
 
     def forget(self, model: str) -> None:
         for host in self._hosts:
-            host.gateway.forget(model)
+            host.server.forget(model)
             host.names = None
 
-    async def _on_each(
-        self, call: Callable[[OllamaGateway], Awaitable[T]]
-    ) -> list[tuple[_Host, T]]:
+    async def _on_each(self, call: Callable[[OllamaHost], Awaitable[T]]) -> list[tuple[_Host, T]]:
         """`call` on every host that is up (on all when none is), together; the hosts that
         cannot be reached are left out. OllamaUnavailable when none answers; any other error of
         a host is raised."""
         hosts = [h for h in self._hosts if not h.down] or list(self._hosts)
-        answers = await asyncio.gather(*(call(h.gateway) for h in hosts), return_exceptions=True)
+        answers = await asyncio.gather(*(call(h.server) for h in hosts), return_exceptions=True)
         results: list[tuple[_Host, T]] = []
         unreachable: OllamaUnavailable | None = None
         for host, answer in zip(hosts, answers, strict=True):
@@ -366,7 +356,7 @@ class OllamaPool:
     async def list_models(self) -> list[InstalledModel]:
         """The installed models of every host that answers, each once, newest first; with
         several hosts each names the hosts that have it."""
-        answers = await self._on_each(lambda gateway: gateway.list_models())
+        answers = await self._on_each(lambda server: server.list_models())
         if not self.several:
             return answers[0][1]
         merged: dict[str, InstalledModel] = {}
@@ -385,7 +375,7 @@ class OllamaPool:
         return newest_first[::-1]
 
     async def ps(self) -> list[LoadedModel]:
-        answers = await self._on_each(lambda gateway: gateway.ps())
+        answers = await self._on_each(lambda server: server.ps())
         if not self.several:
             return answers[0][1]
         return [
@@ -399,52 +389,31 @@ class OllamaPool:
     async def pull(self, model: str) -> AsyncGenerator[PullProgress]:
         """Pull `model` on every host that is up, at once; the progress lines of all come
         through (see `_on_each_streaming`)."""
-        stream = self._on_each_streaming(lambda gateway: gateway.pull(model))
+        stream = self._on_each_streaming(lambda server: server.pull(model))
         async with contextlib.aclosing(stream) as lines:
             async for line in lines:
                 yield line
 
-    async def create_model(
-        self,
-        model: str,
-        *,
-        base: str,
-        system: str | None = None,
-        template: str | None = None,
-        parameters: Mapping[str, Any] | None = None,
-        messages: Sequence[ChatMessage] = (),
-        license: Sequence[str] = (),
-    ) -> AsyncGenerator[PullProgress]:
-        """Create `model` (a persona's) on every host that is up, at once, like `pull`."""
-
-        def create(gateway: OllamaGateway) -> AsyncGenerator[PullProgress]:
-            return gateway.create_model(
-                model,
-                base=base,
-                system=system,
-                template=template,
-                parameters=parameters,
-                messages=messages,
-                license=license,
-            )
-
-        async with contextlib.aclosing(self._on_each_streaming(create)) as lines:
+    async def create_model(self, spec: ModelSpec) -> AsyncGenerator[PullProgress]:
+        """Create `spec` (a persona's model) on every host that is up, at once, like `pull`."""
+        stream = self._on_each_streaming(lambda server: server.create_model(spec))
+        async with contextlib.aclosing(stream) as lines:
             async for line in lines:
                 yield line
 
     async def _on_each_streaming(
-        self, start: Callable[[OllamaGateway], AsyncGenerator[PullProgress]]
+        self, start: Callable[[OllamaHost], AsyncGenerator[PullProgress]]
     ) -> AsyncGenerator[PullProgress]:
         """A progress stream (pull, create) on every host that is up, merged: each line names
         its host and its layer is told apart by host (so totals add up over the hosts), and one
         `success` line ends it once every host has succeeded."""
         if not self.several:
-            async with contextlib.aclosing(start(self._hosts[0].gateway)) as stream:
+            async with contextlib.aclosing(start(self._hosts[0].server)) as stream:
                 async for line in stream:
                     yield line
             return
         hosts = [h for h in self._hosts if not h.down] or list(self._hosts)
-        streams = {h.url: start(h.gateway) for h in hosts}
+        streams = {h.url: start(h.server) for h in hosts}
         async for url, line in _merged(streams):
             if line.status == "success":
                 continue
@@ -458,9 +427,9 @@ class OllamaPool:
     async def delete_model(self, model: str) -> None:
         """Delete `model` from every host that has it; ModelNotFound when none has."""
 
-        async def delete(gateway: OllamaGateway) -> bool:
+        async def delete(server: OllamaHost) -> bool:
             try:
-                await gateway.delete_model(model)
+                await server.delete_model(model)
             except ModelNotFound:
                 return False
             return True
@@ -510,3 +479,10 @@ async def _merged(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+if TYPE_CHECKING:
+
+    def _implements(host: OllamaHost, pool: OllamaPool) -> tuple[Ollama, Ollama, OllamaHosts]:
+        """Never called: mypy checks here that the host and the pool are `Ollama`s."""
+        return host, pool, pool
