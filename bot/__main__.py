@@ -117,7 +117,8 @@ async def check(settings: Settings) -> int:
         versions = await gateway.versions()
         for host, version in versions:
             if version is None:
-                print(f"Ollama: {OllamaUnavailable(host).user_message}")
+                # The admin's own console: the URL is what they need to see here.
+                print(f"Ollama: can't reach the Ollama server at {host}. Is it running?")
             else:
                 print(f"Ollama: reachable at {host}, version {version}")
         if all(version is None for _, version in versions):

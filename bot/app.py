@@ -220,6 +220,7 @@ class OllamaBot(commands.AutoShardedBot):
             bases_in_use=self.personas.bases_in_use,
             names_ttl=settings.model_names_ttl,
             pull_stall_timeout=settings.pull_stall_timeout,
+            reserved=reserved_models(settings),
         )
         self.add_dynamic_items(StopButton, RegenerateButton)
         chat_cog = ChatCog(self, self._chat, self.channels, images)
@@ -308,6 +309,16 @@ class OllamaBot(commands.AutoShardedBot):
         return True
 
 
+def reserved_models(settings: Settings) -> dict[str, str]:
+    """The models the bot answers with, which `/model delete` refuses, each with what it is."""
+    reserved = {settings.chat_model: "the bot's chat model"}
+    if settings.sentiment_model:
+        reserved.setdefault(settings.sentiment_model, "the bot's sentiment model")
+    if settings.vision_model:
+        reserved.setdefault(settings.vision_model, "the bot's vision model")
+    return reserved
+
+
 async def prepare_database(engine: AsyncEngine, *, auto_migrate: bool) -> None:
     """Bring the schema to the newest migration, or refuse to start on an old one."""
     if await migrate.is_current(engine):
@@ -344,7 +355,13 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
             tags_ttl=settings.ollama_tags_ttl,
             retry_after=settings.ollama_host_retry,
         )
-        personas = PersonaService(store=PersonaStore(sessions), channels=channels, gateway=gateway)
+        personas = PersonaService(
+            store=PersonaStore(sessions),
+            channels=channels,
+            gateway=gateway,
+            stall_timeout=settings.pull_stall_timeout,
+            max_per_guild=settings.max_personas_per_guild,
+        )
         try:
             metrics = Metrics()
             metrics.watch_ollama(gateway)

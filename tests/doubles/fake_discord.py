@@ -762,6 +762,9 @@ class FakeDiscord:
         self.identify: dict[str, Any] | None = None
         self.recommended_shards = 1
         """What GET /gateway/bot recommends as the number of shards."""
+        self.application_team: dict[str, str] | None = None
+        """When set (by `set_application_team`): the application belongs to a team, its members
+        by user name -> team role (`admin`, `developer`, `read_only`); else "admin" owns it."""
         self.gateway_sent: list[dict[str, Any]] = []  # every frame sent on any connection
         self.gateway_received: list[dict[str, Any]] = []  # every frame the bot sent
         self.server_errors: list[str] = []  # tracebacks of bugs in the double (answered 418)
@@ -958,6 +961,14 @@ class FakeDiscord:
         self.users[name] = user
         self._member_roles[user["id"]] = []
         return user
+
+    def make_admin(self, user: str, guild_id: str | None = None) -> None:
+        """Give ``user`` the guild's Admin role (Manage Server and more): for instance someone
+        who invited the bot to a server of their own. Takes effect on their next interaction."""
+        guild = self.guilds[guild_id or self.guild_id]
+        roles = guild.member_roles.setdefault(self._user(user)["id"], [])
+        if guild.admin_role_id not in roles:
+            roles.append(guild.admin_role_id)
 
     async def archive_thread(self, thread_id: str) -> None:
         """A moderator archives a thread: THREAD_UPDATE with archived metadata."""
@@ -2109,8 +2120,7 @@ class FakeDiscord:
                 "bot_require_code_grant": False,
                 "verify_key": secrets.token_hex(32),
                 "flags": self._application_flags(),
-                "owner": self.users["admin"],
-                "team": None,
+                **self._application_owner(),
                 "bot": self.bot_user,
                 "interactions_endpoint_url": None,
                 "redirect_uris": [],
@@ -2120,6 +2130,46 @@ class FakeDiscord:
                 "install_params": {"scopes": ["bot", "applications.commands"], "permissions": "0"},
             }
         )
+
+    def set_application_team(self, members: dict[str, str]) -> None:
+        """Give the application to a team: ``members`` maps user names to team roles (`admin`,
+        `developer`, `read_only`). As on Discord, the application's owner is then the team's
+        pseudo-user, and the team's owner is its first member."""
+        for name, role in members.items():
+            self._user(name)
+            if role not in ("admin", "developer", "read_only"):
+                raise ValueError(f"unknown team role {role!r}")
+        self.application_team = dict(members)
+
+    def _application_owner(self) -> dict[str, Any]:
+        """The `owner` and `team` fields of the application object."""
+        if self.application_team is None:
+            return {"owner": self.users["admin"], "team": None}
+        team_id = self._command_ids.setdefault("team", self._ids.next())
+        names = list(self.application_team)
+        team_user = {
+            **self._make_user(f"team{team_id}", user_id=team_id),
+            "flags": 1024,  # TEAM_PSEUDO_USER
+        }
+        return {
+            "owner": team_user,
+            "team": {
+                "id": team_id,
+                "name": "The Team",
+                "icon": None,
+                "owner_user_id": self._user(names[0])["id"] if names else team_id,
+                "members": [
+                    {
+                        "membership_state": 2,
+                        "team_id": team_id,
+                        "user": self._user(name),
+                        "role": role,
+                        "permissions": ["*"],
+                    }
+                    for name, role in self.application_team.items()
+                ],
+            },
+        }
 
     async def _get_gateway(self, req: _Request) -> web.Response:
         return _json_response({"url": self.gateway_url})
