@@ -94,17 +94,19 @@ def render_pull(state: PullState, *, joined: bool = False) -> str:
     return "\n".join(lines)
 
 
-def model_line(model: InstalledModel) -> str:
+def model_line(model: InstalledModel, *, show_hosts: bool = False) -> str:
     facts = [model.parameter_size, model.quantization, model.family, human_bytes(model.size)]
     line = " · ".join([code(model.name), *(fact for fact in facts if fact)])
     if model.capabilities:
         line += " · " + ", ".join(model.capabilities)
-    if model.hosts:  # only with several Ollama hosts
+    if model.hosts and show_hosts:  # several Ollama hosts; where they are is for owners only
         line += " · on " + ", ".join(host_name(h) for h in model.hosts)
     return line if len(line) <= LINE_CHARS else line[: LINE_CHARS - 1] + "…"
 
 
-def list_pages(models: Sequence[InstalledModel], per_page: int) -> list[str]:
+def list_pages(
+    models: Sequence[InstalledModel], per_page: int, *, show_hosts: bool = False
+) -> list[str]:
     """/model list as messages of at most `per_page` models each."""
     if not models:
         return [
@@ -118,7 +120,8 @@ def list_pages(models: Sequence[InstalledModel], per_page: int) -> list[str]:
         header = f"**Installed models** · {len(models)} · {total} on disk"
         if len(chunks) > 1:
             header += f" · page {number} of {len(chunks)}"
-        pages.append("\n".join([header, *(model_line(m) for m in chunk)]))
+        lines = [model_line(m, show_hosts=show_hosts) for m in chunk]
+        pages.append("\n".join([header, *lines]))
     return pages
 
 
@@ -195,7 +198,7 @@ def unload_time(model: LoadedModel, now: datetime) -> str | None:
     return f"unloads <t:{int(when.timestamp())}:R>"
 
 
-def render_loaded(models: Sequence[LoadedModel], now: datetime) -> str:
+def render_loaded(models: Sequence[LoadedModel], now: datetime, *, show_hosts: bool = False) -> str:
     if not models:
         return (
             "No model is loaded right now. A model loads when it is first used and unloads "
@@ -208,7 +211,7 @@ def render_loaded(models: Sequence[LoadedModel], now: datetime) -> str:
             facts.append(f"context {model.context_length}")
         if (until := unload_time(model, now)) is not None:
             facts.append(until)
-        if model.host:  # only with several Ollama hosts
+        if model.host and show_hosts:  # several Ollama hosts; where they are is for owners
             facts.append(f"on {host_name(model.host)}")
         lines.append(" · ".join(facts))
     return "\n".join(lines)
@@ -323,7 +326,11 @@ class ModelCog(commands.GroupCog, group_name="model", group_description="Ollama 
     async def list_models(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         installed = await self.models.installed(interaction.guild_id)
-        pages = list_pages(installed, self.bot.settings.model_list_page_size)
+        pages = list_pages(
+            installed,
+            self.bot.settings.model_list_page_size,
+            show_hosts=await checks.is_owner(interaction),
+        )
         if len(pages) == 1:
             await interaction.followup.send(pages[0], ephemeral=True, allowed_mentions=NO_PINGS)
             return
@@ -348,9 +355,10 @@ class ModelCog(commands.GroupCog, group_name="model", group_description="Ollama 
     async def ps(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         loaded = await self.models.loaded(interaction.guild_id)
-        await interaction.followup.send(
-            render_loaded(loaded, datetime.now(UTC)), ephemeral=True, allowed_mentions=NO_PINGS
+        text = render_loaded(
+            loaded, datetime.now(UTC), show_hosts=await checks.is_owner(interaction)
         )
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
     @app_commands.command(name="use", description="Set this channel's default model.")
     @app_commands.describe(name="The model's name")

@@ -10,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.ollama_pool import OllamaPool
+from bot.ui.checks import is_owner
 from bot.ui.targets import NO_PINGS
 
 if TYPE_CHECKING:
@@ -27,9 +28,18 @@ def uptime_text(seconds: float) -> str:
     return f"{minutes}m {secs}s"
 
 
-async def ollama_status(pool: OllamaPool) -> str:
-    """One host: whether it answers. Several: how many do, then a line for each."""
+async def ollama_status(pool: OllamaPool, *, show_hosts: bool) -> str:
+    """One host: whether it answers. Several: how many do, then a line for each. Where the
+    hosts are (their URLs) is shown to the bot's owners only: to members an internal address
+    is no use, and a map of the network for anyone who wants one."""
     versions = await pool.versions()
+    if not show_hosts:
+        up = sum(1 for _, version in versions if version)
+        if not pool.several:
+            version = versions[0][1]
+            return f"✅ reachable, version {version}" if version else "❌ not reachable"
+        state = "✅ reachable" if up else "❌ not reachable"
+        return f"{state} ({up} of {len(versions)} hosts answer)"
     if not pool.several:
         host, version = versions[0]
         return (
@@ -55,7 +65,7 @@ class StatusCog(commands.Cog):
     async def status(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         bot = self.bot
-        ollama = await ollama_status(bot.gateway)
+        ollama = await ollama_status(bot.gateway, show_hosts=await is_owner(interaction))
         database = "✅ ok" if await bot.database_ok() else "❌ not answering"
         chat = bot.chat
         lines = [

@@ -88,7 +88,7 @@ async def test_admin_only_top_level_commands_are_hidden_from_members(bot: Ollama
 async def test_status_reports_ollama_database_and_queue(
     bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
-    interaction = await fake_discord.slash_command("status")
+    interaction = await fake_discord.slash_command("status", user="admin")  # the bot's owner
     await fake_discord.wait_until(lambda: bool(interaction.followup_ids))
     text = response_text(fake_discord, interaction)
     assert f"reachable at {fake_ollama.url}, version {fake_ollama.version}" in text
