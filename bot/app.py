@@ -119,6 +119,13 @@ class OllamaBot(commands.AutoShardedBot):
             intents=intents,
             allowed_mentions=NO_PINGS,
             tree_cls=CommandTree,
+            # Installed to servers only (no user installs, which would let the bot's commands
+            # run in any server or DM its users are in), used in servers and, when DMs are on,
+            # in the bot's own DM; never in group DMs.
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
+            allowed_contexts=app_commands.AppCommandContext(
+                guild=True, dm_channel=settings.allow_dms, private_channel=False
+            ),
             shard_count=settings.shard_count,
             # No message cache: the bot never looks a message up in it, and each of its own edits
             # arrives back as MESSAGE_UPDATE, which discord.py copies when the message is cached.
@@ -282,6 +289,7 @@ class OllamaBot(commands.AutoShardedBot):
         """Send the command tree to Discord, globally or to the development guild. Discord limits
         global syncs, so by default this happens only when the tree changed since the last one."""
         guild = discord.Object(self.settings.dev_guild_id) if self.settings.dev_guild_id else None
+        pin_guild_only(self.tree)
         if guild is not None:
             self.tree.copy_global_to(guild=guild)
         digest = self.command_tree_digest()
@@ -307,6 +315,18 @@ class OllamaBot(commands.AutoShardedBot):
             log.warning("database check failed", exc_info=True)
             return False
         return True
+
+
+def pin_guild_only(tree: app_commands.CommandTree[Any]) -> None:
+    """Commands and groups marked guild-only say so in `contexts` too. discord.py sends the old
+    `dm_permission: false` for them, but their `contexts` inherit the tree's default for every
+    context they leave unset, and Discord follows `contexts`: with DMs allowed, a guild-only
+    group would show in the bot's DM."""
+    for command in tree.get_commands(type=discord.AppCommandType.chat_input):
+        if isinstance(command, app_commands.Command | app_commands.Group) and command.guild_only:
+            command.allowed_contexts = app_commands.AppCommandContext(
+                guild=True, dm_channel=False, private_channel=False
+            )
 
 
 def reserved_models(settings: Settings) -> dict[str, str]:

@@ -119,3 +119,21 @@ async def test_commands_are_synced_only_when_the_tree_changed(
     await bots.stop(first)
     await bots.start()
     assert puts() == 1
+
+
+async def test_commands_are_for_guild_installs_and_dms_only_when_allowed(
+    bots: BotRunner, fake_discord: FakeDiscord
+) -> None:
+    guild_only = {"persona", "channel", "thread"}  # these never work in a DM
+    first = await bots.start()
+    assert fake_discord.commands
+    for command in fake_discord.commands:
+        assert command["integration_types"] == [0], command["name"]  # GUILD_INSTALL only
+        assert command["contexts"] == [0], command["name"]  # GUILD only
+    await bots.stop(first)
+
+    await bots.start(allow_dms=True)  # the tree changed, so it is synced again
+    for command in fake_discord.commands:
+        assert command["integration_types"] == [0], command["name"]
+        expected = [0] if command["name"] in guild_only else [0, 1]  # + BOT_DM, never group DMs
+        assert command["contexts"] == expected, command["name"]
