@@ -255,9 +255,15 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     def redacted(self) -> dict[str, Any]:
-        """The settings as shown by `check` and in logs: the token never appears."""
+        """The settings as shown by `check` and in logs: the token never appears, nor the
+        password (or user-info) of any URL."""
+        from bot.logs import mask_secrets  # a leaf module; imported here to keep settings light
+
         shown = self.model_dump()
         shown["discord_token"] = "set (hidden)" if self.discord_token else "not set"
+        for key in ("database_url", "ollama_host"):
+            shown[key] = mask_secrets(shown[key])
+        shown["ollama_hosts"] = [mask_secrets(url) for url in self.ollama_hosts]
         return shown
 
 

@@ -59,8 +59,9 @@ def human_bytes(count: float) -> str:
 
 
 def host_name(url: str) -> str:
-    """`http://gpu1:11434` → `gpu1:11434`."""
-    return urlsplit(url).netloc or url
+    """`http://gpu1:11434` → `gpu1:11434` (never a user or password the URL carries)."""
+    netloc = urlsplit(url).netloc
+    return netloc.rsplit("@", 1)[-1] or url
 
 
 def progress_bar(fraction: float, width: int = BAR_WIDTH) -> str:

@@ -9,6 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.logs import mask_secrets
 from bot.ollama_pool import OllamaPool
 from bot.ui.checks import is_owner
 from bot.ui.targets import NO_PINGS
@@ -32,7 +33,7 @@ async def ollama_status(pool: OllamaPool, *, show_hosts: bool) -> str:
     """One host: whether it answers. Several: how many do, then a line for each. Where the
     hosts are (their URLs) is shown to the bot's owners only: to members an internal address
     is no use, and a map of the network for anyone who wants one."""
-    versions = await pool.versions()
+    versions = [(mask_secrets(host), version) for host, version in await pool.versions()]
     if not show_hosts:
         up = sum(1 for _, version in versions if version)
         if not pool.several:
@@ -47,7 +48,7 @@ async def ollama_status(pool: OllamaPool, *, show_hosts: bool) -> str:
             if version
             else f"❌ not reachable at {host}"
         )
-    busy = {state.host: state.in_flight for state in pool.states()}
+    busy = {mask_secrets(state.host): state.in_flight for state in pool.states()}
     lines = [f"{sum(1 for _, v in versions if v)} of {len(versions)} hosts reachable"]
     for host, version in versions:
         if version is None:
