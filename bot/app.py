@@ -26,6 +26,7 @@ from bot.cogs.history import HistoryCog
 from bot.cogs.maintenance import RetentionCog
 from bot.cogs.models import ModelCog
 from bot.cogs.personas import PersonaCog
+from bot.cogs.privacy import PrivacyCog
 from bot.cogs.sentiment import SentimentCog
 from bot.cogs.status import StatusCog
 from bot.cogs.threads import ThreadsCog
@@ -242,6 +243,7 @@ class OllamaBot(commands.AutoShardedBot):
         )
         await self.add_cog(SentimentCog(self, sentiment))
         await self.add_cog(HistoryCog(self, self.history))
+        await self.add_cog(PrivacyCog(self, self.history))
         if self.runs_shard_zero:  # one process prunes the shared history
             await self.add_cog(RetentionCog(self, self.history))
         await self.add_cog(StatusCog(self))

@@ -226,6 +226,7 @@ class ChatCog(commands.Cog):
             guild_id=message.guild.id if message.guild else None,
             user=Author(message.author.id, message.author.display_name),
             text=text or self.bot.settings.caption_prompt,  # a picture alone: describe it
+            source_message_id=message.id,
         )
         checked: tuple[CheckedImage, ...] = ()
         if attachments:

@@ -970,6 +970,26 @@ class FakeDiscord:
         if guild.admin_role_id not in roles:
             roles.append(guild.admin_role_id)
 
+    async def delete_user_message(self, message_id: str) -> None:
+        """The message's author deletes it: gone from REST, MESSAGE_DELETE is dispatched."""
+        message = self.messages[message_id]
+        message.deleted = True
+        self._notify()
+        await self._announce_delete(message)
+
+    async def bulk_delete(self, channel_id: str, message_ids: list[str]) -> None:
+        """A moderator deletes several messages at once: MESSAGE_DELETE_BULK."""
+        for message_id in message_ids:
+            if message_id in self.messages:  # ids of messages long gone are passed on too
+                self.messages[message_id].deleted = True
+        self._notify()
+        data: dict[str, Any] = {"ids": list(message_ids), "channel_id": channel_id}
+        guild_id = self.channels[channel_id].get("guild_id")
+        if guild_id:
+            data["guild_id"] = guild_id
+        intent = INTENT_GUILD_MESSAGES if guild_id else INTENT_DIRECT_MESSAGES
+        await self._emit("MESSAGE_DELETE_BULK", data, intent=intent)
+
     async def archive_thread(self, thread_id: str) -> None:
         """A moderator archives a thread: THREAD_UPDATE with archived metadata."""
         thread = self._channel(thread_id)
