@@ -44,6 +44,7 @@ from bot.settings import Settings
 from bot.storage import migrate
 from bot.storage.channels import ChannelStore
 from bot.storage.engine import Database, create_engine, session_factory
+from bot.storage.guilds import GuildStore
 from bot.storage.history import Author, HistoryStore
 from bot.storage.personas import PersonaStore
 from bot.ui.checks import refusal_for
@@ -243,9 +244,10 @@ class OllamaBot(commands.AutoShardedBot):
         )
         await self.add_cog(SentimentCog(self, sentiment))
         await self.add_cog(HistoryCog(self, self.history))
-        await self.add_cog(PrivacyCog(self, self.history))
+        guilds = GuildStore(session_factory(self.engine))
+        await self.add_cog(PrivacyCog(self, self.history, guilds))
         if self.runs_shard_zero:  # one process prunes the shared history
-            await self.add_cog(RetentionCog(self, self.history))
+            await self.add_cog(RetentionCog(self, self.history, guilds))
         await self.add_cog(StatusCog(self))
         await self.add_cog(PersonaCog(self, self.personas))
         if settings.loop_lag_log_interval > 0:

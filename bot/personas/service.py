@@ -423,6 +423,16 @@ class PersonaService:
 
     # ---- deleting -----------------------------------------------------------------------
 
+    async def delete_guild_models(self, guild_id: int) -> int:
+        """Delete the Ollama models of a guild's personas (the bot left the guild); the rows go
+        with the guild's other data. Raises when Ollama fails, so that it is tried again."""
+        deleted = 0
+        for persona in await self._store.all(guild_id):
+            with contextlib.suppress(ModelNotFound):  # already gone: fine
+                await self._gateway.delete_model(persona.ollama_model)
+                deleted += 1
+        return deleted
+
     async def delete(
         self, guild_id: int, name: str, requester: Author, *, is_admin: bool, authors_may: bool
     ) -> Persona:

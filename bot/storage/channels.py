@@ -58,6 +58,10 @@ class ChannelStore:
                 parent_id=row.parent_id,
             )
 
+    def drop_cache(self) -> None:
+        """Forget every cached setting (a guild's rows were deleted behind this store)."""
+        self._cache.clear()
+
     async def models_in_use(self) -> dict[str, int]:
         """Every model some channel chose with `/model use`, with how many channels did."""
         async with self._sessions() as session:

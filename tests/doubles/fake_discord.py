@@ -762,6 +762,7 @@ class FakeDiscord:
         self.identify: dict[str, Any] | None = None
         self.recommended_shards = 1
         """What GET /gateway/bot recommends as the number of shards."""
+        self._removed_guilds: dict[str, FakeGuild] = {}  # by remove_guild, for restore_guild
         self.application_team: dict[str, str] | None = None
         """When set (by `set_application_team`): the application belongs to a team, its members
         by user name -> team role (`admin`, `developer`, `read_only`); else "admin" owns it."""
@@ -917,6 +918,24 @@ class FakeDiscord:
                 session, "GUILD_CREATE", self._guild_payload(session.intents, guild_id)
             )
         return guild_id
+
+    async def remove_guild(self, guild_id: str) -> None:
+        """The bot is removed from the guild (kicked, or the guild deleted): GUILD_DELETE
+        without `unavailable`. `restore_guild` invites it back."""
+        session = self._session_for(guild_id)
+        self._removed_guilds[guild_id] = self.guilds.pop(guild_id)
+        self._notify()
+        if session is not None and session.intents & INTENT_GUILDS:
+            await self._dispatch_on(session, "GUILD_DELETE", {"id": guild_id})
+
+    async def restore_guild(self, guild_id: str) -> None:
+        """The bot is invited back to a guild it was removed from: GUILD_CREATE."""
+        self.guilds[guild_id] = self._removed_guilds.pop(guild_id)
+        session = self._session_for(guild_id)
+        if session is not None and session.intents & INTENT_GUILDS:
+            await self._dispatch_on(
+                session, "GUILD_CREATE", self._guild_payload(session.intents, guild_id)
+            )
 
     def guild_channel_ids(self, guild_id: str) -> list[str]:
         """The text channels of a guild, in position order."""

@@ -3,12 +3,16 @@ that removed the bot. The real bot against both doubles and a migrated database.
 
 from __future__ import annotations
 
+import asyncio
+
 from bot.app import OllamaBot
-from tests.conftest import BotRunner, eventually
+from tests.conftest import BotRunner, both_databases, eventually
 from tests.doubles.fake_discord import FakeDiscord
 from tests.doubles.fake_ollama import FakeOllama
 from tests.e2e.test_chat import chat
 from tests.e2e.test_images import a_png
+from tests.e2e.test_personas import SEED, create_with_file, deleted_models, persona_model, run
+from tests.e2e.test_personas import chat as persona_chat
 
 
 async def settled(bot: OllamaBot, channel_id: int, turns: int) -> bool:
@@ -66,3 +70,66 @@ async def test_a_bulk_delete_deletes_every_stored_question_of_it(
     await eventually(lambda: settled(bot, int(channel), 2))
     assert next(t.content for t in await bot.history.all(int(channel))) == "second"
     assert await bot.history.count(int(fake_discord.channel_ids[1])) == 2
+
+
+async def _a_guild_with_data(bot: OllamaBot, fake: FakeDiscord, guild_id: str, persona: str) -> int:
+    """A persona, a channel setting and a conversation in the guild's first channel."""
+    channel = fake.guild_channel_ids(guild_id)[0]
+    await create_with_file(fake, persona, SEED, channel_id=channel, user="admin")
+    await run(fake, "use", {"name": persona}, channel_id=channel)
+    await persona_chat(fake, "remember me", channel_id=channel)
+    await eventually(lambda: settled(bot, int(channel), 2))
+    return int(channel)
+
+
+@both_databases
+async def test_when_the_bot_is_removed_that_guilds_data_goes_at_once(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    leaving = await fake_discord.add_guild("Leaving", ["lobby"])
+    bot = await bots.start()
+    ours = await _a_guild_with_data(bot, fake_discord, fake_discord.guild_id, "butler")
+    theirs = await _a_guild_with_data(bot, fake_discord, leaving, "butler")
+
+    await fake_discord.remove_guild(leaving)
+    gone = persona_model(fake_discord, "butler", leaving)
+    await eventually(lambda: _nothing_left(bot, int(leaving), theirs))
+    assert deleted_models(fake_ollama) == [{"model": gone}]
+    assert f"{gone}:latest" not in fake_ollama.models
+    # The other guild keeps everything.
+    assert await bot.history.count(ours) == 2
+    assert (await bot.channels.get(ours)).persona == "butler"
+    assert await bot.personas.get(int(fake_discord.guild_id), "butler") is not None
+    assert f"{persona_model(fake_discord, 'butler')}:latest" in fake_ollama.models
+
+
+async def _nothing_left(bot: OllamaBot, guild_id: int, channel_id: int) -> bool:
+    return (
+        await bot.history.count(channel_id) == 0
+        and (await bot.channels.get(channel_id)).persona is None
+        and await bot.personas.get(guild_id, "butler") is None
+    )
+
+
+async def test_with_a_grace_period_the_data_waits_and_returning_keeps_it(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    back = await fake_discord.add_guild("Comes back", ["lobby"])
+    away = await fake_discord.add_guild("Stays away", ["lobby"])
+    grace = 3 / 86_400  # three seconds
+    bot = await bots.start(guild_data_grace_days=grace, retention_interval=0.1)
+    back_channel = await _a_guild_with_data(bot, fake_discord, back, "butler")
+    away_channel = await _a_guild_with_data(bot, fake_discord, away, "maid")
+
+    await fake_discord.remove_guild(back)
+    await fake_discord.remove_guild(away)
+    await asyncio.sleep(0.5)  # within the grace period: nothing is deleted yet
+    assert await bot.history.count(back_channel) == await bot.history.count(away_channel) == 2
+    assert deleted_models(fake_ollama) == []
+
+    await fake_discord.restore_guild(back)  # invited back in time
+    await eventually(lambda: _nothing_left(bot, int(away), away_channel), timeout=10)
+    assert deleted_models(fake_ollama) == [{"model": persona_model(fake_discord, "maid", away)}]
+    await asyncio.sleep(0.3)
+    assert await bot.history.count(back_channel) == 2
+    assert await bot.personas.get(int(back), "butler") is not None
