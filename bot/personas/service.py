@@ -138,9 +138,10 @@ def _persona(
 
 
 def _not_installed(base: str | None) -> InputError:
-    shown = "That model" if base is None else f"`{base.strip().replace('`', 'ˋ')[:100]}`"
+    shown = "" if base is None else f" `{base.strip().replace('`', 'ˋ')[:100]}`"
     return InputError(
-        f"{shown} is not installed on the Ollama server, and a persona never downloads a "
+        f"The FROM model{shown} is not installed on the Ollama server, and a persona never "
+        "downloads a "
         "model. Build it on an installed one (`/model list` shows them); the bot's owners can "
         "pull others with `/model pull`."
     )

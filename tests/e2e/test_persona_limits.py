@@ -15,6 +15,7 @@ NOT_INSTALLED = (
     "an installed one (`/model list` shows them); the bot's owners can pull others with "
     "`/model pull`."
 )
+"""The end of the refusal of a FROM that is not installed."""
 NO_HOSTS = "A persona's FROM can't name a registry or host"
 
 
@@ -40,7 +41,7 @@ async def test_a_from_with_a_registry_host_is_for_owners_and_only_when_installed
         assert "10.0.0.5" not in refused.content
     # The application's owner may name a host, of a model that is installed: nothing is pulled.
     absent = await create_with_file(fake_discord, "probe", "FROM 10.0.0.5:22/a/b\n", user="admin")
-    assert absent.content == f"⚠️ `10.0.0.5:22/a/b` {NOT_INSTALLED}"
+    assert absent.content == f"⚠️ The FROM model `10.0.0.5:22/a/b` {NOT_INSTALLED}"
     made = await create_with_file(fake_discord, "tiny", "FROM hf.co/org/tiny:q4\n", user="admin")
     assert "✅ Created the persona **tiny**" in made.content
     assert [b["from"] for b in created_models(fake_ollama)] == ["hf.co/org/tiny:q4"]
@@ -59,7 +60,7 @@ async def test_from_another_guilds_persona_is_refused_without_naming_it(
 
     for base in (theirs, persona_model(fake_discord, "nothing", other)):
         refused = await create_with_file(fake_discord, "copycat", f"FROM {base}\n")
-        assert refused.content == f"⚠️ That model {NOT_INSTALLED}"
+        assert refused.content == f"⚠️ The FROM model {NOT_INSTALLED}"
     assert len(created_models(fake_ollama)) == 1
     # Its own guild's persona is a fine base.
     mine = await create_with_file(fake_discord, "twin", f"FROM {theirs}\n", channel_id=lobby)

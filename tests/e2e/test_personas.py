@@ -264,9 +264,9 @@ async def test_create_never_downloads_its_base_model(
         message = await create_with_file(fake_discord, name, f"FROM {base}\nSYSTEM Bonjour.\n")
         assert message.is_ephemeral
         assert message.content == (
-            f"⚠️ `{base}` is not installed on the Ollama server, and a persona never downloads "
-            "a model. Build it on an installed one (`/model list` shows them); the bot's owners "
-            "can pull others with `/model pull`."
+            f"⚠️ The FROM model `{base}` is not installed on the Ollama server, and a persona "
+            "never downloads a model. Build it on an installed one (`/model list` shows them); "
+            "the bot's owners can pull others with `/model pull`."
         )
         assert await bot.personas.get(int(fake_discord.guild_id), name) is None
     assert created_models(fake_ollama) == []
@@ -510,9 +510,7 @@ async def test_a_failed_use_is_told_privately_and_changes_nothing(
     await fake_discord.wait_until(lambda: bool(interaction.followup_ids))
     told = fake_discord.messages[interaction.followup_ids[-1]]
     assert told.is_ephemeral
-    assert told.content.startswith(
-        "`llama3.2` is not installed on the Ollama server, and a persona never downloads a model."
-    )
+    assert told.content.startswith("The FROM model `llama3.2` is not installed on the Ollama")
     assert len(created_models(fake_ollama)) == 1  # butler's own create; none for the use
     assert fake_discord.messages[interaction.original_message_id or ""].deleted
     assert (await bot.channels.get(int(fake_discord.channel_ids[0]))).persona is None
