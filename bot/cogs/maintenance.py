@@ -44,9 +44,13 @@ class RetentionCog(commands.Cog):
         self.bot = bot
         self.history = history
         self.guilds = guilds
+        self.guilds_waiting = False
+        """Whether a removed guild's data may wait for deletion (with no grace period, only
+        after a deletion failed): the job then looks, else it asks the database nothing."""
         self._task: asyncio.Task[None] | None = None
 
     async def cog_load(self) -> None:
+        self.guilds_waiting = bool(await self.guilds.pending())
         self._task = asyncio.create_task(self._loop(), name="history-retention")
 
     async def cog_unload(self) -> None:
@@ -72,10 +76,13 @@ class RetentionCog(commands.Cog):
         return deleted
 
     async def purge_removed_guilds(self) -> int:
-        grace = timedelta(days=self.bot.settings.guild_data_grace_days)
-        due = await self.guilds.due(datetime.now(UTC) - grace)
+        grace_days = self.bot.settings.guild_data_grace_days
+        if grace_days <= 0 and not self.guilds_waiting:
+            return 0
+        due = await self.guilds.due(datetime.now(UTC) - timedelta(days=grace_days))
         for guild_id in due:
             await purge_guild(self.bot, self.guilds, guild_id)
+        self.guilds_waiting = bool(await self.guilds.pending()) if grace_days <= 0 else True
         return len(due)
 
     async def _loop(self) -> None:

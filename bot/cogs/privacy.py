@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from bot.cogs.maintenance import purge_guild
+from bot.cogs.maintenance import RetentionCog, purge_guild
 from bot.storage.guilds import GuildStore
 from bot.storage.history import HistoryStore
 
@@ -47,6 +47,9 @@ class PrivacyCog(commands.Cog):
             await purge_guild(self.bot, self.guilds, guild.id)
         except Exception:  # recorded: the housekeeping job tries again
             log.exception("could not delete the data of guild=%s yet", guild.id)
+            retention = self.bot.get_cog("RetentionCog")
+            if isinstance(retention, RetentionCog):  # in this process (shard 0's)
+                retention.guilds_waiting = True
 
     @commands.Cog.listener()
     async def on_guild_join(self, guild: discord.Guild) -> None:
