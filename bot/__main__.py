@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from bot.app import TOKEN_HELP, ConfigurationError, assemble, run
 from bot.errors import OllamaUnavailable
-from bot.logs import JsonFormatter
+from bot.logs import JsonFormatter, SecretFilter, mask_secrets
 from bot.ollama.pool import OllamaPool
 from bot.settings import ConfigFileError, Settings, load_settings
 from bot.storage import migrate
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
     except (ValidationError, ConfigFileError) as exc:
-        print(f"Configuration error: {exc}", file=sys.stderr)
+        print(mask_secrets(f"Configuration error: {exc}"), file=sys.stderr)
         return 2
     setup_logging(settings)
     try:
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "sync":
             asyncio.run(sync(settings))
     except ConfigurationError as exc:
-        print(exc.user_message, file=sys.stderr)
+        print(mask_secrets(exc.user_message), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -83,6 +83,7 @@ def setup_logging(settings: Settings) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(SecretFilter())  # no URL password reaches the log
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLogger().level))
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -117,9 +118,11 @@ async def check(settings: Settings) -> int:
         versions = await gateway.versions()
         for host, version in versions:
             if version is None:
-                print(f"Ollama: {OllamaUnavailable(host).user_message}")
+                # The admin's own console: the URL is what they need to see here.
+                shown = mask_secrets(host)
+                print(f"Ollama: can't reach the Ollama server at {shown}. Is it running?")
             else:
-                print(f"Ollama: reachable at {host}, version {version}")
+                print(f"Ollama: reachable at {mask_secrets(host)}, version {version}")
         if all(version is None for _, version in versions):
             raise OllamaUnavailable(gateway.host)  # one host down of several is no outage
         try:
@@ -143,7 +146,7 @@ async def check(settings: Settings) -> int:
         if current != head:
             problems += 1
     except Exception as exc:
-        print(f"Database: not usable ({exc})")
+        print(mask_secrets(f"Database: not usable ({exc})"))
         problems += 1
     finally:
         await engine.dispose()

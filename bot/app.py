@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import discord
+from discord import app_commands
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.client import OllamaBot, Parts
@@ -20,6 +21,7 @@ from bot.cogs.history import HistoryCog
 from bot.cogs.maintenance import RetentionCog
 from bot.cogs.models import ModelCog
 from bot.cogs.personas import PersonaCog
+from bot.cogs.privacy import PrivacyCog
 from bot.cogs.sentiment import SentimentCog
 from bot.cogs.status import StatusCog
 from bot.cogs.threads import ThreadsCog
@@ -38,6 +40,7 @@ from bot.settings import Settings
 from bot.storage import migrate
 from bot.storage.channels import ChannelStore
 from bot.storage.engine import Database, create_engine, session_factory
+from bot.storage.guilds import GuildStore
 from bot.storage.history import Author, HistoryStore
 from bot.storage.personas import PersonaStore
 from bot.vision.images import ImageLimits, ImagePreparer
@@ -101,7 +104,13 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
             tags_ttl=settings.ollama_tags_ttl,
             retry_after=settings.ollama_host_retry,
         )
-        personas = PersonaService(store=PersonaStore(sessions), channels=channels, gateway=gateway)
+        personas = PersonaService(
+            store=PersonaStore(sessions),
+            channels=channels,
+            gateway=gateway,
+            stall_timeout=settings.pull_stall_timeout,
+            max_per_guild=settings.max_personas_per_guild,
+        )
         try:
             metrics = Metrics()
             metrics.watch_ollama(gateway)
@@ -223,6 +232,7 @@ def _build(
         gateway=gateway,
         channels=channels,
         bases_in_use=personas.bases_in_use,
+        reserved=reserved_models(settings),
         names_ttl=settings.model_names_ttl,
         pull_stall_timeout=settings.pull_stall_timeout,
     )
@@ -252,10 +262,13 @@ def _build(
         await bot.add_cog(VisionCog(bot, replies))
         await bot.add_cog(SentimentCog(bot, sentiment, replies))
         await bot.add_cog(HistoryCog(bot, history))
+        guilds = GuildStore(session_factory(engine))
+        await bot.add_cog(PrivacyCog(bot, history, guilds))
         if bot.runs_shard_zero:  # one process prunes the shared history
-            await bot.add_cog(RetentionCog(bot, history))
+            await bot.add_cog(RetentionCog(bot, history, guilds))
         await bot.add_cog(StatusCog(bot))
         await bot.add_cog(PersonaCog(bot, personas))
+        pin_guild_only(bot.tree)
         if settings.loop_lag_log_interval > 0:
             monitor = LoopLagMonitor(settings.loop_lag_log_interval)
             monitor.start()
@@ -276,3 +289,25 @@ def _build(
         on_close=closing,
         **bot_options,
     )
+
+
+def pin_guild_only(tree: app_commands.CommandTree[Any]) -> None:
+    """Commands and groups marked guild-only say so in `contexts` too. discord.py sends the old
+    `dm_permission: false` for them, but their `contexts` inherit the tree's default for every
+    context they leave unset, and Discord follows `contexts`: with DMs allowed, a guild-only
+    group would show in the bot's DM."""
+    for command in tree.get_commands(type=discord.AppCommandType.chat_input):
+        if isinstance(command, app_commands.Command | app_commands.Group) and command.guild_only:
+            command.allowed_contexts = app_commands.AppCommandContext(
+                guild=True, dm_channel=False, private_channel=False
+            )
+
+
+def reserved_models(settings: Settings) -> dict[str, str]:
+    """The models the bot answers with, which `/model delete` refuses, each with what it is."""
+    reserved = {settings.chat_model: "the bot's chat model"}
+    if settings.sentiment_model:
+        reserved.setdefault(settings.sentiment_model, "the bot's sentiment model")
+    if settings.vision_model:
+        reserved.setdefault(settings.vision_model, "the bot's vision model")
+    return reserved

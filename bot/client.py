@@ -106,6 +106,13 @@ class OllamaBot(commands.AutoShardedBot):
             # No message cache: the bot never looks a message up in it, and each of its own edits
             # arrives back as MESSAGE_UPDATE, which discord.py copies when the message is cached.
             max_messages=None,
+            # Installed to servers only (no user installs, which would let the bot's commands
+            # run in any server or DM its users are in), used in servers and, when DMs are on,
+            # in the bot's own DM; never in group DMs.
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
+            allowed_contexts=app_commands.AppCommandContext(
+                guild=True, dm_channel=settings.allow_dms, private_channel=False
+            ),
             **options,
         )
         self.settings = settings

@@ -3,6 +3,8 @@ details for the log travel in the exception chain (`raise ... from exc`)."""
 
 from __future__ import annotations
 
+import re
+
 
 class BotError(Exception):
     """An error whose `user_message` can be shown to the user as it is."""
@@ -22,9 +24,13 @@ class OllamaError(BotError):
 
 
 class OllamaUnavailable(OllamaError):
+    """No Ollama server answered. Members are not told where it is (`host` is for the log and
+    the command line)."""
+
     def __init__(self, host: str) -> None:
+        self.host = host
         super().__init__(
-            f"I can't reach the Ollama server at {host}. Is it running? "
+            "I can't reach the Ollama server. Is it running? "
             "An admin can check with `python -m bot check`."
         )
 
@@ -47,7 +53,7 @@ class StreamFailed(OllamaError):
 
     def __init__(self, detail: str) -> None:
         self.detail = detail
-        super().__init__(f"The model stopped with an error: {_short(detail)}")
+        super().__init__(f"The model stopped with an error: {safe_detail(detail)}")
 
 
 class GenerationTimeout(OllamaError):
@@ -60,7 +66,7 @@ class BadRequest(OllamaError):
 
     def __init__(self, detail: str) -> None:
         self.detail = detail
-        super().__init__(f"Ollama refused the request: {_short(detail)}")
+        super().__init__(f"Ollama refused the request: {safe_detail(detail)}")
 
 
 class CreateFailed(OllamaError):
@@ -68,7 +74,7 @@ class CreateFailed(OllamaError):
 
     def __init__(self, detail: str) -> None:
         self.detail = detail
-        super().__init__(f"Ollama could not create the model: {_short(detail)}")
+        super().__init__(f"Ollama could not create the model: {safe_detail(detail)}")
 
 
 class InputError(BotError):
@@ -108,26 +114,67 @@ class PullFailed(OllamaError):
     def __init__(self, model: str, detail: str) -> None:
         self.model = model
         self.detail = detail
-        super().__init__(f"Pulling `{model}` failed: {_short(detail)}")
+        super().__init__(f"Pulling `{model}` failed: {safe_detail(detail)}")
 
 
 class ModelInUse(InputError):
-    """A model that personas are built on cannot be deleted."""
+    """A model that personas are built on cannot be deleted. `others`: how many of them belong
+    to other guilds (counted, never named)."""
 
-    def __init__(self, model: str, personas: list[str]) -> None:
+    def __init__(self, model: str, personas: list[str], *, others: int = 0) -> None:
         self.model = model
         self.personas = personas
-        names = ", ".join(f"**{_short(p, 60)}**" for p in personas[:10])
-        more = f" and {len(personas) - 10} more" if len(personas) > 10 else ""
-        which = "the persona" if len(personas) == 1 else "the personas"
+        parts = [f"**{_short(p, 60)}**" for p in personas[:10]]
+        if len(personas) > 10:
+            parts.append(f"{len(personas) - 10} more")
+        if others:
+            parts.append(f"{others} persona{'s' if others > 1 else ''} of other servers")
+        count = len(personas) + others
+        if not personas:
+            super().__init__(
+                f"`{model}` is the base of {others} persona{'s' if others > 1 else ''} of other "
+                "servers. They would stop working; it can't be deleted while they exist."
+            )
+            return
+        which = "the persona" if count == 1 else "the personas"
         super().__init__(
-            f"`{model}` is the base of {which} {names}{more}. Delete "
-            f"{'it' if len(personas) == 1 else 'them'} with `/persona delete` first."
+            f"`{model}` is the base of {which} {', '.join(parts)}. Delete "
+            f"{'it' if count == 1 else 'them'} with `/persona delete` first."
         )
+
+
+class ModelProtected(InputError):
+    """A model the bot itself depends on cannot be deleted; `why` completes "`x` is ..."."""
+
+    def __init__(self, model: str, why: str) -> None:
+        self.model = model
+        super().__init__(f"`{model}` is {why}, so it can't be deleted.")
 
 
 class VisionUnavailable(BotError):
     """An image turn has no model that can see images; the message says what to change."""
+
+
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s\"'<>]+", re.IGNORECASE)
+_IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b")
+_IPV6 = re.compile(r"\[[0-9a-f:.%]*:[0-9a-f:.%]*\](?::\d+)?", re.IGNORECASE)
+_HOST_PORT = re.compile(r"\b(?:[a-z0-9-]+\.)*[a-z0-9-]+\.?:\d{2,5}\b", re.IGNORECASE)
+_DIAL = re.compile(r"\b(?:dial|read|write) (?:tcp|udp)\S*", re.IGNORECASE)
+_LOOKUP = re.compile(r"\blookup \S+( on \S+)?", re.IGNORECASE)
+
+
+def safe_detail(text: str, limit: int = 300) -> str:
+    """An error text from Ollama as members may see it: URLs, addresses and host:port pairs
+    (which would tell them how the server's network looks, and turn errors into a probe of it)
+    are replaced by `[address]`, and the whole is shortened. The one place this is done: the
+    error types above that carry Ollama's words."""
+    text = _URL.sub("[address]", text)
+    text = _IPV6.sub("[address]", text)
+    text = _IPV4.sub("[address]", text)
+    text = _HOST_PORT.sub("[address]", text)
+    text = _DIAL.sub("connecting", text)
+    text = _LOOKUP.sub("looking up [address]", text)
+    return _short(text, limit)
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
 
     admin_role_ids: list[int] = Field(default_factory=list)
     """Members with one of these roles count as bot admins, besides those with Manage Server."""
+    owner_ids: list[int] = Field(default_factory=list)
+    """Users who count as the bot's owners, besides the application's owner (or its team's
+    admins and developers). Owners alone change the Ollama server that every guild shares
+    (`/model pull`, `/model delete`)."""
+    admin_guild_ids: list[int] = Field(default_factory=list)
+    """Guilds whose members with Manage Server count as bot owners too (your own server)."""
 
     # --- Fairness -------------------------------------------------------------------------
     user_requests_per_minute: int = Field(default=10, ge=0)
@@ -198,12 +204,19 @@ class Settings(BaseSettings):
         return (value or "").strip() or None
 
     # ---- Personas (/persona) ----------------------------------------------------------------
-    persona_create_permission: Literal["everyone", "manage_channels", "admins"] = "everyone"
+    persona_create_permission: Literal["everyone", "manage_channels", "admins"] = "manage_channels"
     """Who may create personas (admins: Manage Server or an admin role)."""
     persona_use_permission: Literal["everyone", "manage_channels", "admins"] = "manage_channels"
     """Who may set or clear a channel's persona (`/persona use`, `/persona reset`)."""
     persona_delete_permission: Literal["author", "admins"] = "author"
     """Who may delete a persona: its author or an admin (`author`), or only admins."""
+    max_personas_per_guild: int = Field(default=25, ge=0)
+    """Most personas one guild may create (built-in ones do not count; 0: none)."""
+
+    # --- Privacy ---------------------------------------------------------------------------
+    guild_data_grace_days: float = Field(default=0.0, ge=0)
+    """Days a guild's history, personas and channel settings are kept after the bot is removed
+    from it (0: deleted at once). Added back in time, nothing is lost."""
 
     @field_validator("ollama_host")
     @classmethod
@@ -259,9 +272,15 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     def redacted(self) -> dict[str, Any]:
-        """The settings as shown by `check` and in logs: the token never appears."""
+        """The settings as shown by `check` and in logs: the token never appears, nor the
+        password (or user-info) of any URL."""
+        from bot.logs import mask_secrets  # a leaf module; imported here to keep settings light
+
         shown = self.model_dump()
         shown["discord_token"] = "set (hidden)" if self.discord_token else "not set"
+        for key in ("database_url", "ollama_host"):
+            shown[key] = mask_secrets(shown[key])
+        shown["ollama_hosts"] = [mask_secrets(url) for url in self.ollama_hosts]
         return shown
 
 

@@ -100,7 +100,7 @@ class ChatCog(commands.Cog):
     async def _model_names(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        return await model_choices(self.models, current)
+        return await model_choices(self.models, current, interaction.guild_id)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
 from discord import app_commands
@@ -13,12 +14,14 @@ from discord.ext import commands
 from bot.conversation.splitter import DISCORD_LIMIT
 from bot.storage.history import HistoryStore, StoredTurn
 from bot.storage.models import Role, TurnStatus
+from bot.ui.checks import NotAllowed
 from bot.ui.targets import NO_PINGS
 
 if TYPE_CHECKING:
     from bot.client import OllamaBot
 
 LINE_CHARS = 300
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def render_recent(turns: list[StoredTurn], total: int) -> str:
@@ -80,6 +83,30 @@ def export_json(channel_id: int, turns: list[StoredTurn]) -> str:
     return json.dumps({"channel_id": str(channel_id), "turns": rows}, ensure_ascii=False, indent=2)
 
 
+def readers() -> Callable[[F], F]:
+    """Only someone who may read this channel's message history may read the bot's copy of it."""
+
+    def predicate(interaction: discord.Interaction) -> bool:
+        if not interaction.permissions.read_message_history:
+            raise NotAllowed("You need the Read Message History permission in this channel.")
+        return True
+
+    return app_commands.check(predicate)
+
+
+def clearers() -> Callable[[F], F]:
+    """Manage Messages in a server channel; in a DM (between the bot and one user), that user."""
+
+    def predicate(interaction: discord.Interaction) -> bool:
+        if interaction.guild_id is None:
+            return True
+        if not interaction.permissions.manage_messages:
+            raise app_commands.MissingPermissions(["manage_messages"])
+        return True
+
+    return app_commands.check(predicate)
+
+
 class HistoryCog(
     commands.GroupCog, group_name="history", group_description="This channel's conversation"
 ):
@@ -89,15 +116,18 @@ class HistoryCog(
         super().__init__()
 
     @app_commands.command(name="show", description="Show the last turns of this channel.")
+    @readers()
     async def show(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)  # before any I/O
         channel_id = interaction.channel_id or 0
         turns = await self.history.newest(channel_id, self.bot.settings.history_show_turns)
         total = await self.history.count(channel_id)
-        await interaction.response.send_message(
+        await interaction.followup.send(
             render_recent(turns, total), ephemeral=True, allowed_mentions=NO_PINGS
         )
 
     @app_commands.command(name="export", description="This channel's whole conversation as files.")
+    @readers()
     async def export(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         channel_id = interaction.channel_id or 0
@@ -126,11 +156,13 @@ class HistoryCog(
         )
 
     @app_commands.command(name="clear", description="Delete this channel's conversation.")
-    @app_commands.checks.has_permissions(manage_messages=True)
+    @clearers()
     async def clear(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)  # before any I/O
         deleted = await self.history.clear(interaction.channel_id or 0)
-        await interaction.response.send_message(
-            f"🧹 {interaction.user.mention} cleared this channel's conversation "
+        where = "this channel's" if interaction.guild_id is not None else "our"
+        await interaction.edit_original_response(
+            content=f"🧹 {interaction.user.mention} cleared {where} conversation "
             f"({deleted} turns deleted). The next message starts afresh.",
             allowed_mentions=NO_PINGS,
         )

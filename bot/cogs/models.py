@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -58,8 +59,9 @@ def human_bytes(count: float) -> str:
 
 
 def host_name(url: str) -> str:
-    """`http://gpu1:11434` → `gpu1:11434`."""
-    return urlsplit(url).netloc or url
+    """`http://gpu1:11434` → `gpu1:11434` (never a user or password the URL carries)."""
+    netloc = urlsplit(url).netloc
+    return netloc.rsplit("@", 1)[-1] or url
 
 
 def progress_bar(fraction: float, width: int = BAR_WIDTH) -> str:
@@ -93,17 +95,19 @@ def render_pull(state: PullState, *, joined: bool = False) -> str:
     return "\n".join(lines)
 
 
-def model_line(model: InstalledModel) -> str:
+def model_line(model: InstalledModel, *, show_hosts: bool = False) -> str:
     facts = [model.parameter_size, model.quantization, model.family, human_bytes(model.size)]
     line = " · ".join([code(model.name), *(fact for fact in facts if fact)])
     if model.capabilities:
         line += " · " + ", ".join(model.capabilities)
-    if model.hosts:  # only with several Ollama hosts
+    if model.hosts and show_hosts:  # several Ollama hosts; where they are is for owners only
         line += " · on " + ", ".join(host_name(h) for h in model.hosts)
     return line if len(line) <= LINE_CHARS else line[: LINE_CHARS - 1] + "…"
 
 
-def list_pages(models: Sequence[InstalledModel], per_page: int) -> list[str]:
+def list_pages(
+    models: Sequence[InstalledModel], per_page: int, *, show_hosts: bool = False
+) -> list[str]:
     """/model list as messages of at most `per_page` models each."""
     if not models:
         return [
@@ -117,7 +121,8 @@ def list_pages(models: Sequence[InstalledModel], per_page: int) -> list[str]:
         header = f"**Installed models** · {len(models)} · {total} on disk"
         if len(chunks) > 1:
             header += f" · page {number} of {len(chunks)}"
-        pages.append("\n".join([header, *(model_line(m) for m in chunk)]))
+        lines = [model_line(m, show_hosts=show_hosts) for m in chunk]
+        pages.append("\n".join([header, *lines]))
     return pages
 
 
@@ -194,7 +199,7 @@ def unload_time(model: LoadedModel, now: datetime) -> str | None:
     return f"unloads <t:{int(when.timestamp())}:R>"
 
 
-def render_loaded(models: Sequence[LoadedModel], now: datetime) -> str:
+def render_loaded(models: Sequence[LoadedModel], now: datetime, *, show_hosts: bool = False) -> str:
     if not models:
         return (
             "No model is loaded right now. A model loads when it is first used and unloads "
@@ -207,16 +212,19 @@ def render_loaded(models: Sequence[LoadedModel], now: datetime) -> str:
             facts.append(f"context {model.context_length}")
         if (until := unload_time(model, now)) is not None:
             facts.append(until)
-        if model.host:  # only with several Ollama hosts
+        if model.host and show_hosts:  # several Ollama hosts; where they are is for owners
             facts.append(f"on {host_name(model.host)}")
         lines.append(" · ".join(facts))
     return "\n".join(lines)
 
 
-async def model_choices(models: ModelService, current: str) -> list[app_commands.Choice[str]]:
-    """Autocomplete choices for a model-name option."""
+async def model_choices(
+    models: ModelService, current: str, guild_id: int | None = None
+) -> list[app_commands.Choice[str]]:
+    """Autocomplete choices for a model-name option, as a member in `guild_id` may see them
+    (None: a DM, where no guild's personas show)."""
     try:
-        names = await models.suggest(current)
+        names = await models.suggest(current, guild_id)
     except BotError:
         return []  # autocomplete cannot show an error; the command itself will
     return [app_commands.Choice(name=name, value=name) for name in names]
@@ -313,12 +321,17 @@ class ModelCog(commands.GroupCog, group_name="model", group_description="Ollama 
     async def _model_names(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        return await model_choices(self.models, current)
+        return await model_choices(self.models, current, interaction.guild_id)
 
     @app_commands.command(name="list", description="Installed models.")
     async def list_models(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        pages = list_pages(await self.models.installed(), self.bot.settings.model_list_page_size)
+        installed = await self.models.installed(interaction.guild_id)
+        pages = list_pages(
+            installed,
+            self.bot.settings.model_list_page_size,
+            show_hosts=await checks.is_owner(interaction),
+        )
         if len(pages) == 1:
             await interaction.followup.send(pages[0], ephemeral=True, allowed_mentions=NO_PINGS)
             return
@@ -334,7 +347,7 @@ class ModelCog(commands.GroupCog, group_name="model", group_description="Ollama 
         self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 200]
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        card = await self.models.describe(name)
+        card = await self.models.describe(name, interaction.guild_id)
         await interaction.followup.send(
             render_card(card), ephemeral=True, allowed_mentions=NO_PINGS
         )
@@ -342,10 +355,11 @@ class ModelCog(commands.GroupCog, group_name="model", group_description="Ollama 
     @app_commands.command(name="ps", description="Models loaded in memory right now.")
     async def ps(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        loaded = await self.models.loaded()
-        await interaction.followup.send(
-            render_loaded(loaded, datetime.now(UTC)), ephemeral=True, allowed_mentions=NO_PINGS
+        loaded = await self.models.loaded(interaction.guild_id)
+        text = render_loaded(
+            loaded, datetime.now(UTC), show_hosts=await checks.is_owner(interaction)
         )
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
     @app_commands.command(name="use", description="Set this channel's default model.")
     @app_commands.describe(name="The model's name")
@@ -356,17 +370,23 @@ class ModelCog(commands.GroupCog, group_name="model", group_description="Ollama 
     ) -> None:
         if interaction.channel_id is None:
             raise BotError("This command works in a channel.")
-        await self.models.use(interaction.channel_id, interaction.guild_id, name)
-        await interaction.response.send_message(
-            f"📌 {interaction.user.mention} set this channel's model to {code(name.strip())}. "
-            "`/chat model:` still picks another one for a single message.",
+        # Acknowledged before asking Ollama (Discord allows 3 s); the answer is public.
+        await interaction.response.defer(thinking=True)
+        try:
+            await self.models.use(interaction.channel_id, interaction.guild_id, name)
+        except BotError as exc:
+            await _refuse_privately(interaction, exc)
+            return
+        await interaction.edit_original_response(
+            content=f"📌 {interaction.user.mention} set this channel's model to "
+            f"{code(name.strip())}. `/chat model:` still picks another one for a single message.",
             allowed_mentions=NO_PINGS,
         )
 
     @app_commands.command(name="pull", description="Download a model from the Ollama library.")
     @app_commands.describe(name="The model's name, e.g. llama3.2 or qwen3:8b")
     @app_commands.autocomplete(name=_model_names)
-    @checks.admins_only()
+    @checks.owners_only()
     async def pull(
         self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 200]
     ) -> None:
@@ -397,11 +417,17 @@ class ModelCog(commands.GroupCog, group_name="model", group_description="Ollama 
     @app_commands.command(name="delete", description="Delete a model from the Ollama server.")
     @app_commands.describe(name="The model's name")
     @app_commands.autocomplete(name=_model_names)
-    @checks.admins_only()
+    @checks.owners_only()
     async def delete(
         self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 200]
     ) -> None:
-        model = await self.models.check_delete(name)
+        # Acknowledged before asking Ollama (Discord allows 3 s); the question is public.
+        await interaction.response.defer(thinking=True)
+        try:
+            model = await self.models.check_delete(name, interaction.guild_id)
+        except BotError as exc:
+            await _refuse_privately(interaction, exc)
+            return
         timeout = self.bot.settings.model_delete_confirm_timeout
         view = ConfirmView(
             requester=interaction.user.id,
@@ -409,9 +435,9 @@ class ModelCog(commands.GroupCog, group_name="model", group_description="Ollama 
             confirmed=f"🗑️ Deleting {code(model.name)}…",
             cancelled=f"Kept {code(model.name)}: nothing was deleted.",
         )
-        await interaction.response.send_message(
-            f"🗑️ Delete {code(model.name)} ({human_bytes(model.size)}) from the Ollama server? "
-            "Nobody can use it until it is pulled again.",
+        await interaction.edit_original_response(
+            content=f"🗑️ Delete {code(model.name)} ({human_bytes(model.size)}) from the Ollama "
+            "server? Nobody can use it until it is pulled again.",
             view=view,
             allowed_mentions=NO_PINGS,
         )
@@ -425,7 +451,7 @@ class ModelCog(commands.GroupCog, group_name="model", group_description="Ollama 
         if not view.confirmed:
             return
         try:
-            deleted = await self.models.delete(model.name)
+            deleted = await self.models.delete(model.name, interaction.guild_id)
             text = (
                 f"🗑️ {interaction.user.mention} deleted {code(deleted.name)} "
                 f"({human_bytes(deleted.size)} freed)."
@@ -433,3 +459,11 @@ class ModelCog(commands.GroupCog, group_name="model", group_description="Ollama 
         except BotError as exc:
             text = f"⚠️ {exc.user_message}"
         await interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS)
+
+
+async def _refuse_privately(interaction: discord.Interaction, error: BotError) -> None:
+    """A refusal after a public defer: take the public "thinking" message back and tell only
+    the user."""
+    with contextlib.suppress(discord.HTTPException):
+        await interaction.delete_original_response()
+    await interaction.followup.send(error.user_message, ephemeral=True, allowed_mentions=NO_PINGS)

@@ -23,7 +23,7 @@ from bot.personas.service import (
     decode_modelfile,
 )
 from bot.storage.history import Author
-from bot.ui.checks import NotAllowed, is_admin
+from bot.ui.checks import NotAllowed, is_admin, is_owner
 from bot.ui.errors import reply_with_error
 from bot.ui.progress import PacedEdits
 from bot.ui.targets import NO_PINGS
@@ -130,9 +130,11 @@ class PersonaCog(
         name: app_commands.Range[str, 1, 32],
         modelfile: discord.Attachment | None = None,
     ) -> None:
-        guild_id = _guild_id(interaction)
+        _guild_id(interaction)
         if modelfile is None:
-            checked = await self.personas.check_new_name(guild_id, name)
+            # The form must be the first answer: only what needs no I/O is checked before it
+            # (the name's rules); a name already taken is told when the form comes back.
+            checked = self.personas.check_name_rules(name)
             await interaction.response.send_modal(ModelfileModal(self, checked))
             return
         if modelfile.size > MODELFILE_MAX_BYTES:
@@ -166,6 +168,7 @@ class PersonaCog(
                 text,
                 Author(interaction.user.id, interaction.user.display_name),
                 on_progress=lambda progress: display.show(f"{header}\n-# {describe(progress)}"),
+                owner=await is_owner(interaction),
             )
         except BotError as exc:
             await display.finish(f"⚠️ {exc.user_message}")
@@ -196,11 +199,11 @@ class PersonaCog(
     @permitted("persona_use_permission")
     async def use(self, interaction: discord.Interaction, name: str) -> None:
         guild_id = _guild_id(interaction)
-        persona = await self.personas.resolve(guild_id, name)
-        await interaction.response.defer(thinking=True)
-        header = f"⏳ Creating the persona `{persona.name}` on Ollama first…"
+        await interaction.response.defer(thinking=True)  # acknowledged before any I/O
         display = self._progress(interaction)
         try:
+            persona = await self.personas.resolve(guild_id, name)
+            header = f"⏳ Creating the persona `{persona.name}` on Ollama first…"
             await self.personas.use(
                 guild_id,
                 _channel_id(interaction),
@@ -209,12 +212,7 @@ class PersonaCog(
             )
         except BotError as exc:
             await display.cancel()
-            # The answer was public: take it back and tell only the user.
-            with contextlib.suppress(discord.HTTPException):
-                await interaction.delete_original_response()
-            await interaction.followup.send(
-                exc.user_message, ephemeral=True, allowed_mentions=NO_PINGS
-            )
+            await _take_back(interaction, exc.user_message)
             return
         except BaseException:
             await display.cancel()
@@ -228,15 +226,15 @@ class PersonaCog(
     @app_commands.command(name="reset", description="Take this channel's persona off.")
     @permitted("persona_use_permission")
     async def reset(self, interaction: discord.Interaction) -> None:
-        previous = await self.personas.reset(_guild_id(interaction), _channel_id(interaction))
+        guild_id, channel_id = _guild_id(interaction), _channel_id(interaction)
+        await interaction.response.defer(thinking=True)  # acknowledged before any I/O
+        previous = await self.personas.reset(guild_id, channel_id)
         if previous is None:
-            await interaction.response.send_message(
-                "This channel has no persona.", ephemeral=True, allowed_mentions=NO_PINGS
-            )
+            await _take_back(interaction, "This channel has no persona.")
             return
-        await interaction.response.send_message(
-            f"🎭 {interaction.user.mention} took the persona **{previous}** off this channel; "
-            "its model answers again. The conversation so far is kept.",
+        await interaction.edit_original_response(
+            content=f"🎭 {interaction.user.mention} took the persona **{previous}** off this "
+            "channel; its model answers again. The conversation so far is kept.",
             allowed_mentions=NO_PINGS,
         )
 
@@ -245,6 +243,7 @@ class PersonaCog(
     @app_commands.command(name="list", description="The personas of this server.")
     async def list_personas(self, interaction: discord.Interaction) -> None:
         guild_id = _guild_id(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
         personas = await self.personas.all(guild_id)
         current = await self.personas.for_channel(guild_id, _channel_id(interaction))
         lines = ["**Personas** (🎭 marks this channel's)"]
@@ -255,15 +254,15 @@ class PersonaCog(
         text = "\n".join(lines)
         if len(text) > DISCORD_LIMIT:
             text = text[: DISCORD_LIMIT - 2].rsplit("\n", 1)[0] + "\n…"
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
     @app_commands.command(name="show", description="Show a persona's Modelfile.")
     @app_commands.describe(name="The persona")
     async def show(self, interaction: discord.Interaction, name: str) -> None:
-        persona = await self.personas.resolve(_guild_id(interaction), name)
-        first, *rest = fenced(persona)
-        await interaction.response.send_message(first, ephemeral=True, allowed_mentions=NO_PINGS)
-        for piece in rest:
+        guild_id = _guild_id(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        persona = await self.personas.resolve(guild_id, name)
+        for piece in fenced(persona):
             await interaction.followup.send(piece, ephemeral=True, allowed_mentions=NO_PINGS)
 
     # ---- delete ---------------------------------------------------------------------------
@@ -272,7 +271,6 @@ class PersonaCog(
     @app_commands.describe(name="The persona")
     async def delete(self, interaction: discord.Interaction, name: str) -> None:
         guild_id = _guild_id(interaction)
-        await self.personas.resolve(guild_id, name)  # a typo is answered before deferring
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             persona = await self.personas.delete(
@@ -301,6 +299,13 @@ class PersonaCog(
     ) -> list[app_commands.Choice[str]]:
         names = await self.personas.names(interaction.guild_id, current)
         return [app_commands.Choice(name=name, value=name) for name in names]
+
+
+async def _take_back(interaction: discord.Interaction, text: str) -> None:
+    """After a public defer: take the public "thinking" message back and tell only the user."""
+    with contextlib.suppress(discord.HTTPException):
+        await interaction.delete_original_response()
+    await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
 
 async def _show_error(interaction: discord.Interaction, error: BotError) -> None:

@@ -9,7 +9,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.logs import mask_secrets
 from bot.ollama.protocol import OllamaHosts
+from bot.ui.checks import is_owner
 from bot.ui.targets import NO_PINGS
 
 if TYPE_CHECKING:
@@ -27,9 +29,18 @@ def uptime_text(seconds: float) -> str:
     return f"{minutes}m {secs}s"
 
 
-async def ollama_status(pool: OllamaHosts) -> str:
-    """One host: whether it answers. Several: how many do, then a line for each."""
-    versions = await pool.versions()
+async def ollama_status(pool: OllamaHosts, *, show_hosts: bool) -> str:
+    """One host: whether it answers. Several: how many do, then a line for each. Where the
+    hosts are (their URLs) is shown to the bot's owners only: to members an internal address
+    is no use, and a map of the network for anyone who wants one."""
+    versions = [(mask_secrets(host), version) for host, version in await pool.versions()]
+    if not show_hosts:
+        up = sum(1 for _, version in versions if version)
+        if not pool.several:
+            version = versions[0][1]
+            return f"✅ reachable, version {version}" if version else "❌ not reachable"
+        state = "✅ reachable" if up else "❌ not reachable"
+        return f"{state} ({up} of {len(versions)} hosts answer)"
     if not pool.several:
         host, version = versions[0]
         return (
@@ -37,7 +48,7 @@ async def ollama_status(pool: OllamaHosts) -> str:
             if version
             else f"❌ not reachable at {host}"
         )
-    busy = {state.host: state.in_flight for state in pool.states()}
+    busy = {mask_secrets(state.host): state.in_flight for state in pool.states()}
     lines = [f"{sum(1 for _, v in versions if v)} of {len(versions)} hosts reachable"]
     for host, version in versions:
         if version is None:
@@ -55,7 +66,7 @@ class StatusCog(commands.Cog):
     async def status(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         bot = self.bot
-        ollama = await ollama_status(bot.parts.ollama)
+        ollama = await ollama_status(bot.parts.ollama, show_hosts=await is_owner(interaction))
         database = "✅ ok" if await bot.database_ok() else "❌ not answering"
         chat = bot.parts.chat
         lines = [

@@ -105,7 +105,8 @@ class ChatRequest:
     caption: bool = False
     """A /caption: the vision model answers even when the chat model could see."""
     source_message_id: int | None = None
-    """The Discord message that asked (a mention, a reply), when there is one."""
+    """The Discord message the question came from (a mention, a reply, an auto-reply or thread
+    message); deleting that message deletes the stored question."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +261,7 @@ class ChatService:
                 request_id=request.request_id,
                 persona=persona.name if persona else None,
                 images=[ImageRecord(i.mime, i.width, i.height, i.data) for i in request.images],
+                source_message_id=request.source_message_id,
             )
             log.info(
                 "generation start request=%s guild=%s channel=%s model=%s",

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from bot.errors import (
@@ -21,16 +21,18 @@ from bot.errors import (
     InvalidModelName,
     ModelInUse,
     ModelNotFound,
+    ModelProtected,
     PullFailed,
 )
-from bot.models.names import canonical_name
+from bot.models.names import canonical_name, visible
 from bot.ollama.protocol import InstalledModel, LoadedModel, ModelCard, Ollama, PullProgress
 from bot.storage.channels import ChannelStore
 
 log = logging.getLogger(__name__)
 
-BasesInUse = Callable[[str], Awaitable[list[str]]]
-"""Names of the personas built on a model, given the model's canonical name."""
+BasesInUse = Callable[[str], Awaitable[list[tuple[int | None, str]]]]
+"""The personas built on a model, given the model's canonical name: (guild id, or None for a
+built-in persona; name)."""
 
 AUTOCOMPLETE_LIMIT = 25
 """Discord shows at most 25 autocomplete choices, each at most 100 characters long."""
@@ -158,11 +160,17 @@ class ModelService:
         names_ttl: float = 30.0,
         pull_stall_timeout: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        reserved: Mapping[str, str] | None = None,
     ) -> None:
         self._gateway = gateway
         self._channels = channels
         self.bases_in_use = bases_in_use
         """Replaceable: the persona store answers once personas exist."""
+        self._reserved: dict[str, str] = {}
+        for name, what in (reserved or {}).items():
+            self._reserved.setdefault(canonical_name(name), what)
+        """Models the bot itself answers with (canonical name -> what it is, e.g. "the bot's
+        chat model"): `/model delete` refuses them."""
         self._names_ttl = names_ttl
         self._stall_timeout = pull_stall_timeout
         self._clock = clock
@@ -171,46 +179,66 @@ class ModelService:
 
     # ---- reading -------------------------------------------------------------------------
 
-    async def installed(self) -> list[InstalledModel]:
-        """The installed models, fresh from Ollama (and remembered for autocomplete)."""
+    @staticmethod
+    def visible(name: str, guild_id: int | None) -> bool:
+        """Whether a member in `guild_id` (None: a DM) may see or use the model `name`: any
+        model but another guild's personas (bot.models.names.visible)."""
+        return visible(name, guild_id)
+
+    async def _all_installed(self) -> list[InstalledModel]:
         models = await self._gateway.list_models()
         self._listed = (self._clock(), models)
         return models
 
-    async def suggest(self, typed: str, *, limit: int = AUTOCOMPLETE_LIMIT) -> list[str]:
+    async def installed(self, guild_id: int | None) -> list[InstalledModel]:
+        """The installed models a member in `guild_id` may see, fresh from Ollama (and
+        remembered for autocomplete)."""
+        return [m for m in await self._all_installed() if visible(m.name, guild_id)]
+
+    async def suggest(
+        self, typed: str, guild_id: int | None, *, limit: int = AUTOCOMPLETE_LIMIT
+    ) -> list[str]:
         """Installed model names for autocomplete: those containing `typed` (any case), the
-        ones that start with it first; from a list at most `names_ttl` seconds old."""
+        ones that start with it first; from a list at most `names_ttl` seconds old; never
+        another guild's personas."""
         listed = self._listed
         if listed is None or self._clock() - listed[0] >= self._names_ttl:
-            models = await self.installed()
+            models = await self._all_installed()
         else:
             models = listed[1]
         needle = typed.strip().lower()
-        names = sorted({m.name for m in models if len(m.name) <= CHOICE_CHARS}, key=str.lower)
+        names = sorted(
+            {m.name for m in models if len(m.name) <= CHOICE_CHARS and visible(m.name, guild_id)},
+            key=str.lower,
+        )
         starts = [n for n in names if n.lower().startswith(needle)]
         contains = [n for n in names if needle in n.lower() and not n.lower().startswith(needle)]
         return (starts + contains)[:limit]
 
-    async def find(self, name: str) -> InstalledModel:
-        """The installed model of that name (any spelling Ollama accepts); ModelNotFound if none."""
+    async def find(self, name: str, guild_id: int | None) -> InstalledModel:
+        """The installed model of that name (any spelling Ollama accepts); ModelNotFound if none
+        (or if it is another guild's persona: told exactly as a model that is not there)."""
         wanted = canonical_name(name)
-        for model in await self.installed():
-            if canonical_name(model.name) == wanted:
-                return model
+        if visible(name, guild_id):
+            for model in await self._all_installed():
+                if canonical_name(model.name) == wanted:
+                    return model
         raise ModelNotFound(name.strip())
 
-    async def describe(self, name: str) -> ModelCard:
+    async def describe(self, name: str, guild_id: int | None) -> ModelCard:
+        if not visible(name, guild_id):
+            raise ModelNotFound(name.strip())
         return await self._gateway.describe(name.strip())
 
-    async def loaded(self) -> list[LoadedModel]:
-        return await self._gateway.ps()
+    async def loaded(self, guild_id: int | None) -> list[LoadedModel]:
+        return [m for m in await self._gateway.ps() if visible(m.name, guild_id)]
 
     # ---- a channel's model ---------------------------------------------------------------
 
     async def use(self, channel_id: int, guild_id: int | None, name: str) -> InstalledModel:
         """Make `name` the channel's model, after checking that it is installed. It answers
         next: a persona the channel had is taken off (`/persona use` puts one back)."""
-        model = await self.find(name)
+        model = await self.find(name, guild_id)
         await self._channels.update(channel_id, guild_id, model=name.strip(), persona=None)
         return model
 
@@ -281,19 +309,42 @@ class ModelService:
 
     # ---- deleting ------------------------------------------------------------------------
 
-    async def check_delete(self, name: str) -> InstalledModel:
-        """The model that `/model delete` would remove; raises if it may not be deleted."""
-        model = await self.find(name)
+    async def check_delete(self, name: str, guild_id: int | None) -> InstalledModel:
+        """The model that `/model delete` would remove; raises if it may not be deleted: the
+        bot's own models (chat, vision, sentiment), a channel's `/model use` choice and the
+        bases of personas (built-in ones too) are refused, saying why."""
+        model = await self.find(name, guild_id)
         if self.pulling(model.name) is not None:
             raise InputError(f"`{model.name}` is being pulled right now. Wait until it is done.")
-        personas = await self.bases_in_use(canonical_name(model.name))
+        key = canonical_name(model.name)
+        if key in self._reserved:
+            raise ModelProtected(model.name, self._reserved[key])
+        channels = sum(
+            count
+            for used, count in (await self._channels.models_in_use()).items()
+            if canonical_name(used) == key
+        )
+        if channels:
+            which = "1 channel" if channels == 1 else f"{channels} channels"
+            raise ModelProtected(
+                model.name,
+                f"used by {which} via `/model use`; they need to pick another model first",
+            )
+        personas = await self.bases_in_use(key)
+        guilds = [(owner, name) for owner, name in personas if owner is not None]
+        if guilds:
+            # Another guild's persona names stay unsaid (guilds do not see each other's).
+            shown = [name for owner, name in guilds if owner == guild_id]
+            raise ModelInUse(model.name, shown, others=len(guilds) - len(shown))
         if personas:
-            raise ModelInUse(model.name, personas)
+            names = ", ".join(f"**{name}**" for _, name in personas)
+            plural = "s" if len(personas) > 1 else ""
+            raise ModelProtected(model.name, f"the base of the built-in persona{plural} {names}")
         return model
 
-    async def delete(self, name: str) -> InstalledModel:
+    async def delete(self, name: str, guild_id: int | None) -> InstalledModel:
         """Delete the model (checking again: a persona may have been built on it meanwhile)."""
-        model = await self.check_delete(name)
+        model = await self.check_delete(name, guild_id)
         try:
             await self._gateway.delete_model(model.name)
         finally:

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.errors import InputError, ModelNotFound, PermissionDenied
-from bot.models.names import canonical_name
+from bot.errors import CreateFailed, InputError, ModelNotFound, PermissionDenied
+from bot.models.names import canonical_name, persona_owner, registry_host
 from bot.ollama.protocol import ChatMessage, ModelSpec, Ollama, PullProgress
 from bot.personas.modelfile import Modelfile, parse
 from bot.storage.channels import ChannelStore
@@ -30,6 +30,8 @@ BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 NAME_PATTERN = re.compile(r"[a-z0-9_-]{1,32}")
 NAME_RULES = "1 to 32 characters: lowercase letters, digits, - and _"
 MODELFILE_MAX_BYTES = 64 * 1024
+BASE_MAX_CHARS = 200
+"""The longest FROM that fits the `base_model` column (String(200), on SQLite and PostgreSQL)."""
 
 ProgressCallback = Callable[[PullProgress], None]
 
@@ -134,6 +136,16 @@ def _persona(
     )
 
 
+def _not_installed(base: str | None) -> InputError:
+    shown = "" if base is None else f" `{base.strip().replace('`', 'ˋ')[:100]}`"
+    return InputError(
+        f"The FROM model{shown} is not installed on the Ollama server, and a persona never "
+        "downloads a "
+        "model. Build it on an installed one (`/model list` shows them); the bot's owners can "
+        "pull others with `/model pull`."
+    )
+
+
 def _from_store(stored: StoredPersona) -> Persona:
     return Persona(
         name=stored.name,
@@ -157,11 +169,16 @@ class PersonaService:
         channels: ChannelStore,
         gateway: Ollama,
         builtins: dict[str, Persona] | None = None,
+        stall_timeout: float = 300.0,
+        max_per_guild: int = 25,
     ) -> None:
         self._store = store
         self._channels = channels
         self._gateway = gateway
         self.builtins = load_builtins() if builtins is None else builtins
+        self._stall_timeout = stall_timeout
+        """A create that reports nothing for this long is given up (as a stalled pull is)."""
+        self._max_per_guild = max_per_guild
         self._model_locks: dict[str, asyncio.Lock] = {}
 
     # ---- finding ------------------------------------------------------------------------
@@ -208,23 +225,36 @@ class PersonaService:
             return None
         return await self.get(guild_id, channel.persona)
 
-    async def bases_in_use(self, model: str) -> list[str]:
-        """The personas (of any guild) built on `model` (a canonical name), or made as it: what
-        `/model delete` must not pull out from under them. Built-in personas don't count: they
-        can't be deleted, and are created again when needed."""
-        return [
-            name
-            for name, base, made in await self._store.models()
+    async def bases_in_use(self, model: str) -> list[tuple[int | None, str]]:
+        """The personas built on `model` (a canonical name), or made as it: what `/model delete`
+        must not pull out from under them, as (guild id, or None for a built-in one; name). A
+        built-in persona's own model doesn't count (it is made again when needed), its base
+        does (it could not be)."""
+        used: list[tuple[int | None, str]] = [
+            (None, name)
+            for name, persona in self.builtins.items()
+            if canonical_name(persona.base_model) == model
+        ]
+        used += [
+            (guild, name)
+            for guild, name, base, made in await self._store.models()
             if model in (canonical_name(base), canonical_name(made))
         ]
+        return used
 
     # ---- creating -----------------------------------------------------------------------
 
-    async def check_new_name(self, guild_id: int, raw: str) -> str:
-        """The normalised name, if a new persona may take it; raises InputError otherwise."""
+    def check_name_rules(self, raw: str) -> str:
+        """The normalised name, if it follows the rules and is not a built-in persona's; what
+        can be told without asking the database."""
         name = normalise_name(raw)
         if name in self.builtins:
             raise InputError(f"`{name}` is a built-in persona. Choose another name.")
+        return name
+
+    async def check_new_name(self, guild_id: int, raw: str) -> str:
+        """The normalised name, if a new persona may take it; raises InputError otherwise."""
+        name = self.check_name_rules(raw)
         if await self._store.get(guild_id, name) is not None:
             raise InputError(
                 f"This server already has a persona called `{name}`. Choose another name, "
@@ -239,16 +269,23 @@ class PersonaService:
         text: str,
         author: Author,
         on_progress: ProgressCallback | None = None,
+        *,
+        owner: bool = False,
     ) -> Created:
         """Check the name and the Modelfile, create the model on Ollama, store the persona.
 
-        Nothing is sent to Ollama unless the Modelfile is valid, and nothing is stored unless
-        Ollama created the model."""
+        Nothing is sent to Ollama unless the Modelfile is valid, its FROM is a model the server
+        has (a persona never downloads one) and may be used here, and the guild has room for
+        another persona; nothing is stored unless Ollama created the model. `owner`: one of the
+        bot's owners asks, who may name a registry host in FROM (of a model already pulled)."""
         name = await self.check_new_name(guild_id, raw_name)
         modelfile = parse(text)
+        self.check_base(guild_id, modelfile.base, owner=owner)
+        await self._check_room(guild_id)
         model = ollama_name(guild_id, name)
         async with self._lock(model):
             await self.check_new_name(guild_id, name)  # someone may have been quicker
+            await self._check_room(guild_id)
             await self._create_model(model, modelfile, on_progress)
             try:
                 stored = await self._store.add(
@@ -268,6 +305,39 @@ class PersonaService:
                 raise InputError(f"This server already has a persona called `{name}`.") from None
         log.info("persona created guild=%s name=%s model=%s", guild_id, name, model)
         return Created(_from_store(stored), modelfile.warnings)
+
+    @staticmethod
+    def check_base(guild_id: int, base: str, *, owner: bool) -> None:
+        """Refuse a FROM that does not fit the database, that names a registry host (unless an
+        owner asks), or that is another guild's persona (told as if it were not installed, so
+        nobody learns another guild's personas by trying names)."""
+        if len(base) > BASE_MAX_CHARS:
+            raise InputError(
+                f"That FROM is {len(base)} characters long; a persona's base model name can be "
+                f"at most {BASE_MAX_CHARS}."
+            )
+        if registry_host(base) is not None and not owner:
+            raise InputError(
+                "A persona's FROM can't name a registry or host (like `hf.co/...`). "
+                "Build it on an installed model: `/model list` shows them."
+            )
+        if persona_owner(base) not in (None, "builtin", str(guild_id)):
+            raise _not_installed(None)  # the name the member typed holds another guild's id
+
+    async def _check_room(self, guild_id: int) -> None:
+        count = len(await self._store.names(guild_id))
+        if count >= self._max_per_guild:
+            raise InputError(
+                f"This server has {count} personas, the most it may have "
+                f"({self._max_per_guild}). Delete one with `/persona delete` first."
+            )
+
+    async def _check_installed(self, base: str) -> None:
+        """A persona never downloads anything: Ollama pulls a missing FROM during /api/create
+        (bypassing the owners-only `/model pull`), so the base must be installed already."""
+        wanted = canonical_name(base)
+        if not any(canonical_name(m.name) == wanted for m in await self._gateway.list_models()):
+            raise _not_installed(base)
 
     async def ensure(
         self,
@@ -297,6 +367,7 @@ class PersonaService:
     async def _create_model(
         self, model: str, modelfile: Modelfile, on_progress: ProgressCallback | None
     ) -> None:
+        await self._check_installed(modelfile.base)
         spec = ModelSpec(
             name=model,
             base=modelfile.base,
@@ -308,7 +379,18 @@ class PersonaService:
         )
         stream = self._gateway.create_model(spec)
         async with contextlib.aclosing(stream):
-            async for progress in stream:
+            lines = aiter(stream)
+            while True:
+                try:
+                    async with asyncio.timeout(self._stall_timeout):
+                        progress = await anext(lines)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    log.warning("creating %s stalled for %g s", model, self._stall_timeout)
+                    raise CreateFailed(
+                        f"no progress for {self._stall_timeout:g} s; try again later"
+                    ) from None
                 if on_progress is not None:
                     on_progress(progress)
 
@@ -341,6 +423,16 @@ class PersonaService:
         return previous
 
     # ---- deleting -----------------------------------------------------------------------
+
+    async def delete_guild_models(self, guild_id: int) -> int:
+        """Delete the Ollama models of a guild's personas (the bot left the guild); the rows go
+        with the guild's other data. Raises when Ollama fails, so that it is tried again."""
+        deleted = 0
+        for persona in await self._store.all(guild_id):
+            with contextlib.suppress(ModelNotFound):  # already gone: fine
+                await self._gateway.delete_model(persona.ollama_model)
+                deleted += 1
+        return deleted
 
     async def delete(
         self, guild_id: int, name: str, requester: Author, *, is_admin: bool, authors_may: bool

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.storage.models import Channel
@@ -57,6 +57,20 @@ class ChannelStore:
                 bot_thread=row.bot_thread,
                 parent_id=row.parent_id,
             )
+
+    def drop_cache(self) -> None:
+        """Forget every cached setting (a guild's rows were deleted behind this store)."""
+        self._cache.clear()
+
+    async def models_in_use(self) -> dict[str, int]:
+        """Every model some channel chose with `/model use`, with how many channels did."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(Channel.model, func.count())
+                .where(Channel.model.is_not(None))
+                .group_by(Channel.model)
+            )
+            return {str(model): int(count) for model, count in rows.all()}
 
     async def clear_persona(self, guild_id: int, persona: str) -> int:
         """Take a (deleted) persona off every channel of its guild: they answer with their

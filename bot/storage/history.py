@@ -299,9 +299,11 @@ class HistoryStore:
         request_id: str,
         persona: str | None = None,
         images: Sequence[ImageRecord] = (),
+        source_message_id: int | None = None,
     ) -> tuple[int, int]:
         """Store the user's turn (with its images) and a `streaming` assistant turn in one
-        transaction.
+        transaction. `source_message_id`: the Discord message the question came from, if any
+        (a mention, a reply, an auto-reply channel): when its author deletes it, the turn goes.
 
         Returns (user turn id, assistant turn id). If the bot dies before `finish_turn`, the
         assistant turn is found at the next start and marked incomplete. If the caller is
@@ -315,6 +317,7 @@ class HistoryStore:
                 "author_name": user.name,
                 "content": text,
                 "status": TurnStatus.COMPLETE,
+                "discord_message_id": source_message_id,
             },
             reply={
                 "role": Role.ASSISTANT,
@@ -403,6 +406,33 @@ class HistoryStore:
 
     async def delete_turns(self, turn_ids: list[int]) -> None:
         await self._db.write(partial(_delete_turns, turn_ids=turn_ids))
+
+    async def forget_messages(self, channel_id: int, message_ids: Collection[int]) -> int:
+        """Members deleted these Discord messages: delete the questions stored from them, with
+        their images, and the answers to them (which quote or build on the question), so that
+        neither `/history` nor a later context shows them. Returns how many turns went."""
+        ids = list(message_ids)
+        if not ids:
+            return 0
+
+        def work(conn: Connection) -> int:
+            questions: list[int] = []
+            for start in range(0, len(ids), 500):
+                questions += conn.scalars(
+                    select(Turn.id).where(
+                        Turn.discord_message_id.in_(ids[start : start + 500]),
+                        Turn.channel_id == channel_id,
+                        Turn.role == Role.USER,
+                    )
+                ).all()
+            if not questions:
+                return 0
+            answers = conn.scalars(select(Turn.id).where(Turn.reply_to_id.in_(questions))).all()
+            doomed = [*questions, *answers]
+            _delete_turns(conn, doomed)
+            return len(doomed)
+
+        return await self._db.write(work)
 
     async def clear(self, channel_id: int) -> int:
         """Delete the channel's turns (not hide them). Returns how many were deleted."""

@@ -47,7 +47,12 @@ class Turn(Base):
     """One message of a channel's conversation: a user's or the model's."""
 
     __tablename__ = "turns"
-    __table_args__ = (Index("ix_turns_channel_id_id", "channel_id", "id"),)
+    __table_args__ = (
+        Index("ix_turns_channel_id_id", "channel_id", "id"),
+        # A deleted Discord message finds its stored question (every delete event asks).
+        Index("ix_turns_discord_message_id", "discord_message_id"),
+        Index("ix_turns_guild_id", "guild_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     channel_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
@@ -151,6 +156,16 @@ class Persona(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=_utcnow, server_default=func.now()
     )
+
+
+class GuildRemoval(Base):
+    """A guild that removed the bot: its data is deleted once `guild_data_grace_days` have
+    passed, unless the bot is added back before."""
+
+    __tablename__ = "guild_removals"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    removed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
 class Meta(Base):

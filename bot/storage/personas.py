@@ -104,15 +104,15 @@ class PersonaStore:
             )
             return list(rows.all())
 
-    async def models(self) -> list[tuple[str, str, str]]:
-        """(name, base model, Ollama model) of every guild's personas."""
+    async def models(self) -> list[tuple[int, str, str, str]]:
+        """(guild id, name, base model, Ollama model) of every guild's personas."""
         async with self._sessions() as session:
             rows = await session.execute(
-                select(Persona.name, Persona.base_model, Persona.ollama_model).order_by(
-                    Persona.name
-                )
+                select(
+                    Persona.guild_id, Persona.name, Persona.base_model, Persona.ollama_model
+                ).order_by(Persona.name)
             )
-            return [(name, base, model) for name, base, model in rows.all()]
+            return [(guild, name, base, model) for guild, name, base, model in rows.all()]
 
     async def delete(self, guild_id: int, name: str) -> bool:
         """Delete a persona; False when there was no such persona. (Its channels are cleared by

@@ -4,16 +4,25 @@ change what Discord shows."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, cast
 
 import discord
 from discord import app_commands
+from discord.ext import commands
 
 from bot.access import AccessRules
 from bot.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger(__name__)
+
+OWNERS_ONLY = (
+    "Only the bot's owners can do this: the Ollama server is shared by every server the bot is "
+    "in. Ask whoever runs the bot."
+)
 
 
 class Configured(Protocol):
@@ -47,6 +56,36 @@ def member_is_admin(member: discord.abc.User, admin_role_ids: list[int]) -> bool
     if permissions.administrator or permissions.manage_guild:
         return True
     return any(role.id in admin_role_ids for role in member.roles)
+
+
+async def is_owner(interaction: discord.Interaction) -> bool:
+    """One of the bot's owners: a user in `owner_ids`; the application's owner, or an admin or
+    developer of its team (from GET /oauth2/applications/@me, as discord.py's `is_owner` counts
+    them, read once and kept until the bot restarts); or, in one of `admin_guild_ids`, a member
+    with Manage Server. Owners alone may change what every guild shares."""
+    bot = cast("commands.Bot", interaction.client)
+    settings = cast("Configured", bot).settings
+    if interaction.user.id in settings.owner_ids:
+        return True
+    if interaction.guild_id is not None and interaction.guild_id in settings.admin_guild_ids:
+        permissions = interaction.permissions
+        if permissions.administrator or permissions.manage_guild:
+            return True
+    try:
+        return await bot.is_owner(interaction.user)
+    except discord.HTTPException:
+        # Not knowing the owners must not make anyone one.
+        log.warning("could not read the application's owners", exc_info=True)
+        return False
+
+
+def owners_only() -> Callable[[F], F]:
+    async def predicate(interaction: discord.Interaction) -> bool:
+        if not await is_owner(interaction):
+            raise NotAllowed(OWNERS_ONLY)
+        return True
+
+    return app_commands.check(predicate)
 
 
 def place_ids(channel: object) -> list[int]:

@@ -1245,6 +1245,10 @@ class FakeDiscord:
         self.identify: dict[str, Any] | None = None
         self.recommended_shards = 1
         """What GET /gateway/bot recommends as the number of shards."""
+        self._removed_guilds: dict[str, FakeGuild] = {}  # by remove_guild, for restore_guild
+        self.application_team: dict[str, str] | None = None
+        """When set (by `set_application_team`): the application belongs to a team, its members
+        by user name -> team role (`admin`, `developer`, `read_only`); else "admin" owns it."""
         self.gateway_sent: list[dict[str, Any]] = []  # every frame sent on any connection
         self.gateway_received: list[dict[str, Any]] = []  # every frame the bot sent
         self.server_errors: list[str] = []  # tracebacks of bugs in the double (answered 418)
@@ -1398,6 +1402,24 @@ class FakeDiscord:
             )
         return guild_id
 
+    async def remove_guild(self, guild_id: str) -> None:
+        """The bot is removed from the guild (kicked, or the guild deleted): GUILD_DELETE
+        without `unavailable`. `restore_guild` invites it back."""
+        session = self._session_for(guild_id)
+        self._removed_guilds[guild_id] = self.guilds.pop(guild_id)
+        self._notify()
+        if session is not None and session.intents & INTENT_GUILDS:
+            await self._dispatch_on(session, "GUILD_DELETE", {"id": guild_id})
+
+    async def restore_guild(self, guild_id: str) -> None:
+        """The bot is invited back to a guild it was removed from: GUILD_CREATE."""
+        self.guilds[guild_id] = self._removed_guilds.pop(guild_id)
+        session = self._session_for(guild_id)
+        if session is not None and session.intents & INTENT_GUILDS:
+            await self._dispatch_on(
+                session, "GUILD_CREATE", self._guild_payload(session.intents, guild_id)
+            )
+
     def guild_channel_ids(self, guild_id: str) -> list[str]:
         """The text channels of a guild, in position order."""
         return [
@@ -1441,6 +1463,34 @@ class FakeDiscord:
         self.users[name] = user
         self._member_roles[user["id"]] = []
         return user
+
+    def make_admin(self, user: str, guild_id: str | None = None) -> None:
+        """Give ``user`` the guild's Admin role (Manage Server and more): for instance someone
+        who invited the bot to a server of their own. Takes effect on their next interaction."""
+        guild = self.guilds[guild_id or self.guild_id]
+        roles = guild.member_roles.setdefault(self._user(user)["id"], [])
+        if guild.admin_role_id not in roles:
+            roles.append(guild.admin_role_id)
+
+    async def delete_user_message(self, message_id: str) -> None:
+        """The message's author deletes it: gone from REST, MESSAGE_DELETE is dispatched."""
+        message = self.messages[message_id]
+        message.deleted = True
+        self._notify()
+        await self._announce_delete(message)
+
+    async def bulk_delete(self, channel_id: str, message_ids: list[str]) -> None:
+        """A moderator deletes several messages at once: MESSAGE_DELETE_BULK."""
+        for message_id in message_ids:
+            if message_id in self.messages:  # ids of messages long gone are passed on too
+                self.messages[message_id].deleted = True
+        self._notify()
+        data: dict[str, Any] = {"ids": list(message_ids), "channel_id": channel_id}
+        guild_id = self.channels[channel_id].get("guild_id")
+        if guild_id:
+            data["guild_id"] = guild_id
+        intent = INTENT_GUILD_MESSAGES if guild_id else INTENT_DIRECT_MESSAGES
+        await self._emit("MESSAGE_DELETE_BULK", data, intent=intent)
 
     async def archive_thread(self, thread_id: str, *, locked: bool = False) -> None:
         """A moderator archives (and with ``locked``, locks) a thread: THREAD_UPDATE with the
@@ -2777,8 +2827,7 @@ class FakeDiscord:
                 "bot_require_code_grant": False,
                 "verify_key": secrets.token_hex(32),
                 "flags": self._application_flags(),
-                "owner": self.users["admin"],
-                "team": None,
+                **self._application_owner(),
                 "bot": self.bot_user,
                 "interactions_endpoint_url": None,
                 "redirect_uris": [],
@@ -2788,6 +2837,46 @@ class FakeDiscord:
                 "install_params": {"scopes": ["bot", "applications.commands"], "permissions": "0"},
             }
         )
+
+    def set_application_team(self, members: dict[str, str]) -> None:
+        """Give the application to a team: ``members`` maps user names to team roles (`admin`,
+        `developer`, `read_only`). As on Discord, the application's owner is then the team's
+        pseudo-user, and the team's owner is its first member."""
+        for name, role in members.items():
+            self._user(name)
+            if role not in ("admin", "developer", "read_only"):
+                raise ValueError(f"unknown team role {role!r}")
+        self.application_team = dict(members)
+
+    def _application_owner(self) -> dict[str, Any]:
+        """The `owner` and `team` fields of the application object."""
+        if self.application_team is None:
+            return {"owner": self.users["admin"], "team": None}
+        team_id = self._command_ids.setdefault("team", self._ids.next())
+        names = list(self.application_team)
+        team_user = {
+            **self._make_user(f"team{team_id}", user_id=team_id),
+            "flags": 1024,  # TEAM_PSEUDO_USER
+        }
+        return {
+            "owner": team_user,
+            "team": {
+                "id": team_id,
+                "name": "The Team",
+                "icon": None,
+                "owner_user_id": self._user(names[0])["id"] if names else team_id,
+                "members": [
+                    {
+                        "membership_state": 2,
+                        "team_id": team_id,
+                        "user": self._user(name),
+                        "role": role,
+                        "permissions": ["*"],
+                    }
+                    for name, role in self.application_team.items()
+                ],
+            },
+        }
 
     async def _get_gateway(self, req: _Request) -> web.Response:
         return _json_response({"url": self.gateway_url})

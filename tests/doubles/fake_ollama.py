@@ -1175,6 +1175,9 @@ class FakeOllama:
         }
         self.busy = False
         self.down = False
+        self.create_stall = 0.0
+        """Seconds /api/create goes quiet after its first status line (a server that hangs
+        while creating, as one does on a slow disk), for stall timeouts."""
         # /api/tags entries carry `capabilities` only since Ollama 0.30; False answers like the
         # older servers do (clients then read them from /api/show).
         self.tags_capabilities = True
@@ -2153,10 +2156,12 @@ class FakeOllama:
             )
         extra = sum(len(go_json(body.get(k) or "")) for k in ("system", "parameters", "messages"))
         model.size = base.size + extra
-        for digest, _ in model.layers():
+        for index, (digest, _) in enumerate(model.layers()):
             verb = "using existing" if digest in self._blobs else "creating new"
             self._blobs.add(digest)
             yield {"status": f"{verb} layer {digest}"}
+            if index == 0 and self.create_stall:
+                await asyncio.sleep(self.create_stall)
         yield {"status": "writing manifest"}
         model.digest = _sha256("".join(d for d, _ in model.layers()))
         model.modified_at = local_time()

@@ -231,6 +231,7 @@ def test_odd_modelfiles_are_created_or_refused_with_a_line_number(
             "persona",
             {"name": next(names)},
             subcommand="create",
+            user="admin",  # creating personas needs Manage Channels by default
             attachments={"modelfile": ("Modelfile", text.encode(), "text/plain")},
         )
         await fake_discord.wait_until(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from bot.app import OllamaBot
-from tests.conftest import BotRunner, both_databases
+from tests.conftest import BotRunner, both_databases, eventually
 from tests.doubles.fake_discord import FakeDiscord, FakeMessage
 from tests.doubles.fake_ollama import FakeOllama, Script
 
@@ -67,6 +67,13 @@ async def test_slash_chat_streams_the_reply_and_stores_the_turns(
     assert request["model"] == "llama3.2"
     assert request["stream"] is True
     assert request["messages"] == [{"role": "user", "content": "Why is the sky blue?"}]
+
+    # The final edit does not wait for the database (the reply is stored beside it).
+    async def stored() -> bool:
+        turns = await bot.history.all(int(fake_discord.channel_ids[0]))
+        return [t.status for t in turns] == ["complete", "complete"]
+
+    await eventually(stored)
     turns = await bot.history.all(int(fake_discord.channel_ids[0]))
     assert [(t.role, t.status) for t in turns] == [("user", "complete"), ("assistant", "complete")]
     assert turns[1].content == "The sky is blue because of Rayleigh scattering."

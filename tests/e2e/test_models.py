@@ -29,14 +29,21 @@ async def model(
 
 
 async def answer(fake: FakeDiscord, interaction: FakeInteraction) -> FakeMessage:
-    """The interaction's response message, once it has text."""
+    """The interaction's answer once it has text: its last followup (a private refusal after
+    a public "thinking" message), or else its response message."""
 
-    def ready() -> bool:
+    def shown() -> FakeMessage | None:
+        if interaction.followup_ids:
+            return fake.messages[interaction.followup_ids[-1]]
         message = fake.messages.get(interaction.original_message_id or "")
-        return message is not None and not message.is_loading and bool(message.content)
+        if message is None or message.is_loading or not message.content:
+            return None
+        return message
 
-    await fake.wait_until(ready)
-    return fake.messages[interaction.original_message_id or ""]
+    await fake.wait_until(lambda: shown() is not None)
+    message = shown()
+    assert message is not None
+    return message
 
 
 def button(message: FakeMessage, label: str) -> dict[str, Any]:
@@ -386,14 +393,14 @@ async def test_stopping_the_bot_stops_its_pulls(
     assert "mistral:latest" not in fake_ollama.models
 
 
-async def test_model_pull_needs_an_admin(
+async def test_model_pull_needs_an_owner(
     bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
     refused = await answer(
         fake_discord, await model(fake_discord, "pull", {"name": "qwen3"}, user="bob")
     )
     assert refused.is_ephemeral
-    assert "Manage Server" in refused.content
+    assert "Only the bot's owners" in refused.content
     assert requests_to(fake_ollama, "/api/pull") == 0
 
 
@@ -415,8 +422,8 @@ async def press(fake: FakeDiscord, message: FakeMessage, label: str, user: str) 
 async def test_model_delete_asks_first_and_only_the_requester_may_answer(
     bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
-    message = await confirmation(fake_discord, "llava")
-    assert message.content.startswith("🗑️ Delete `llava:latest` (4.7 GB) from the Ollama server?")
+    message = await confirmation(fake_discord, "qwen3")
+    assert message.content.startswith("🗑️ Delete `qwen3:latest` (5.2 GB) from the Ollama server?")
     assert [c["label"] for row in message.components for c in row["components"]] == [
         "Delete",
         "Cancel",
@@ -425,13 +432,13 @@ async def test_model_delete_asks_first_and_only_the_requester_may_answer(
     intruder = await press(fake_discord, message, "Delete", user="bob")
     refusal = await answer(fake_discord, intruder)
     assert refusal.is_ephemeral and "Only the person who asked" in refusal.content
-    assert "llava:latest" in fake_ollama.models
+    assert "qwen3:latest" in fake_ollama.models
 
     await press(fake_discord, message, "Delete", user="admin")
     await fake_discord.wait_until(lambda: "freed" in message.content)
-    assert "deleted `llava:latest` (4.7 GB freed)" in message.content
+    assert "deleted `qwen3:latest` (5.2 GB freed)" in message.content
     assert not message.components
-    assert "llava:latest" not in fake_ollama.models
+    assert "qwen3:latest" not in fake_ollama.models
     assert requests_to(fake_ollama, "/api/delete") == 1
     assert_pings_no_one(fake_discord)
 
@@ -439,12 +446,12 @@ async def test_model_delete_asks_first_and_only_the_requester_may_answer(
 async def test_model_delete_cancelled_keeps_the_model(
     bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
-    message = await confirmation(fake_discord, "llava")
+    message = await confirmation(fake_discord, "qwen3")
     await press(fake_discord, message, "Cancel", user="admin")
     await fake_discord.wait_until(lambda: message.content.startswith("Kept"))
-    assert message.content == "Kept `llava:latest`: nothing was deleted."
+    assert message.content == "Kept `qwen3:latest`: nothing was deleted."
     assert not message.components
-    assert "llava:latest" in fake_ollama.models
+    assert "qwen3:latest" in fake_ollama.models
     assert requests_to(fake_ollama, "/api/delete") == 0
 
 
@@ -452,34 +459,49 @@ async def test_model_delete_unanswered_times_out(
     bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
     await bots.start(model_delete_confirm_timeout=0.3)
-    message = await confirmation(fake_discord, "llava")
+    message = await confirmation(fake_discord, "qwen3")
     await fake_discord.wait_until(lambda: message.content.startswith("Kept"))
-    assert message.content == "Kept `llava:latest`: no answer within 0.3 s."
+    assert message.content == "Kept `qwen3:latest`: no answer within 0.3 s."
     assert not message.components
     assert requests_to(fake_ollama, "/api/delete") == 0
 
 
-async def test_model_delete_refuses_a_persona_base(
-    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+async def test_model_delete_refuses_the_models_the_bot_answers_with(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
-    asked: list[str] = []
-
-    async def bases_in_use(name: str) -> list[str]:
-        asked.append(name)
-        return ["pirate"] if name == "llama3.2:latest" else []
-
-    bot.parts.models.bases_in_use = bases_in_use
-    refused = await answer(
-        fake_discord, await model(fake_discord, "delete", {"name": "Llama3.2"}, user="admin")
+    fake_ollama.add_model(FakeModel(name="judge"))
+    fake_ollama.add_model(FakeModel(name="mistral"))
+    await bots.start(sentiment_model="judge")
+    await model(fake_discord, "use", {"name": "mistral"}, user="admin")
+    await model(
+        fake_discord,
+        "use",
+        {"name": "mistral"},
+        user="admin",
+        channel_id=fake_discord.channel_ids[1],
     )
-    assert refused.is_ephemeral
-    assert refused.content == (
-        "`llama3.2:latest` is the base of the persona **pirate**. "
-        "Delete it with `/persona delete` first."
+    await fake_discord.wait_until(
+        lambda: (
+            sum("set this channel's model" in m.content for m in fake_discord.bot_messages()) == 2
+        )
     )
-    assert not refused.components
-    assert asked == ["llama3.2:latest"]
+    why = {
+        "Llama3.2": "`llama3.2:latest` is the bot's chat model, so it can't be deleted.",
+        "llava": "`llava:latest` is the bot's vision model, so it can't be deleted.",
+        "judge": "`judge:latest` is the bot's sentiment model, so it can't be deleted.",
+        "mistral": "`mistral:latest` is used by 2 channels via `/model use`; they need to pick "
+        "another model first, so it can't be deleted.",
+    }
+    for name, reason in why.items():
+        refused = await answer(
+            fake_discord, await model(fake_discord, "delete", {"name": name}, user="admin")
+        )
+        assert refused.is_ephemeral
+        assert refused.content == reason
+        assert not refused.components
     assert requests_to(fake_ollama, "/api/delete") == 0
+    # The public "thinking" message each refusal started with was taken back.
+    assert not any("Delete `" in m.content for m in fake_discord.bot_messages())
 
 
 async def test_model_delete_waits_for_a_pull_of_the_same_model(
@@ -509,14 +531,14 @@ async def test_model_delete_of_a_model_that_is_not_installed(
     assert refused.is_ephemeral and "`mistral` is not installed" in refused.content
 
 
-async def test_model_delete_needs_an_admin(
+async def test_model_delete_needs_an_owner(
     bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
     refused = await answer(
-        fake_discord, await model(fake_discord, "delete", {"name": "llava"}, user="bob")
+        fake_discord, await model(fake_discord, "delete", {"name": "qwen3"}, user="bob")
     )
-    assert refused.is_ephemeral and "Manage Server" in refused.content
-    assert "llava:latest" in fake_ollama.models
+    assert refused.is_ephemeral and "Only the bot's owners" in refused.content
+    assert "qwen3:latest" in fake_ollama.models
 
 
 # ---- autocomplete ----------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import re
 from typing import Any
+
+import pytest
 
 from bot.app import OllamaBot
 from tests.conftest import BotRunner
@@ -16,6 +17,16 @@ from tests.e2e.test_images import a_png
 SEED = 'FROM llama3.2\nPARAMETER temperature 0.3\nSYSTEM """You are James, a butler."""\n'
 TYPO = 'FROM llama3.2\nPARAMETER termperature 0.3\nSYSTEM """You are James, a butler."""\n'
 SPEED = r"\d+\.\d tokens/s"
+
+
+EVERYONE_CREATES = {"persona_create_permission": "everyone"}
+
+
+@pytest.fixture
+async def bot(bots: BotRunner) -> OllamaBot:
+    """Most tests here are about what personas do, so members (alice) may create them; who may
+    by default (Manage Channels) is tested on its own."""
+    return await bots.start(**EVERYONE_CREATES)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -244,38 +255,31 @@ async def test_create_refuses_bad_names_and_files_clearly(
     assert len(created_models(fake_ollama)) == 1
 
 
-async def test_create_shows_the_pull_of_its_base_model_then_succeeds(
+async def test_create_never_downloads_its_base_model(
     bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
-    fake_ollama.add_pullable(
-        FakeModel(name="mistral:latest", size=16_000_000),
-        bytes_per_second=10_000_000,
-        progress_interval=0.05,
-    )
-    message = await create_with_file(fake_discord, "frenchy", "FROM mistral\nSYSTEM Bonjour.\n")
-
-    assert "✅ Created the persona **frenchy** from `mistral`" in message.content
-    shown = [body.get("content", "") for body in message.history]
-    progress = [text for text in shown if text.startswith("⏳ Creating the persona `frenchy`")]
-    assert any(re.search(r"pulling [0-9a-f]{12} · \d+% of 0\.0\d GB", t) for t in progress)
-    # A steady cadence: about one edit a second, never one per status line.
-    times = [t for t, content in message.edits if content.startswith("⏳")]
-    assert len(times) >= 2
-    assert all(later - earlier >= 0.95 for earlier, later in itertools.pairwise(times))
-    assert "mistral:latest" in fake_ollama.models
+    # The library has mistral, but it is not installed: only the bot's owners pull models.
+    fake_ollama.add_pullable(FakeModel(name="mistral:latest", size=16_000_000))
+    for name, base in (("frenchy", "mistral"), ("ghost", "nosuchmodel")):
+        message = await create_with_file(fake_discord, name, f"FROM {base}\nSYSTEM Bonjour.\n")
+        assert message.is_ephemeral
+        assert message.content == (
+            f"⚠️ The FROM model `{base}` is not installed on the Ollama server, and a persona "
+            "never downloads a model. Build it on an installed one (`/model list` shows them); "
+            "the bot's owners can pull others with `/model pull`."
+        )
+        assert await bot.parts.personas.get(int(fake_discord.guild_id), name) is None
+    assert created_models(fake_ollama) == []
+    assert not any(r.path == "/api/pull" for r in fake_ollama.requests)
+    assert "mistral:latest" not in fake_ollama.models
 
 
-async def test_an_unknown_base_model_is_reported_and_nothing_is_stored(
+async def test_create_from_an_installed_model_of_any_spelling(
     bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
-    message = await create_with_file(fake_discord, "ghost", "FROM nosuchmodel\n")
-
-    assert message.is_ephemeral
-    assert message.content == (
-        "⚠️ Ollama could not create the model: pull model manifest: file does not exist"
-    )
-    assert len(created_models(fake_ollama)) == 1
-    assert await bot.parts.personas.get(int(fake_discord.guild_id), "ghost") is None
+    message = await create_with_file(fake_discord, "painter", "FROM LLaVA:latest\nSYSTEM Hi.\n")
+    assert "✅ Created the persona **painter** from `LLaVA:latest`" in message.content
+    assert [b["from"] for b in created_models(fake_ollama)] == ["LLaVA:latest"]
 
 
 # ------------------------------------------------------------------------------ use, chat, reset
@@ -499,7 +503,6 @@ async def test_a_failed_use_is_told_privately_and_changes_nothing(
     # The server lost the persona's model and its base, and the registry has no such base.
     fake_ollama.remove_model(persona_model(fake_discord, "butler"))
     fake_ollama.remove_model("llama3.2")
-    del fake_ollama.registry["llama3.2:latest"]
 
     interaction = await fake_discord.slash_command(
         "persona", {"name": "butler"}, subcommand="use", user="admin"
@@ -507,9 +510,8 @@ async def test_a_failed_use_is_told_privately_and_changes_nothing(
     await fake_discord.wait_until(lambda: bool(interaction.followup_ids))
     told = fake_discord.messages[interaction.followup_ids[-1]]
     assert told.is_ephemeral
-    assert told.content == (
-        "Ollama could not create the model: pull model manifest: file does not exist"
-    )
+    assert told.content.startswith("The FROM model `llama3.2` is not installed on the Ollama")
+    assert len(created_models(fake_ollama)) == 1  # butler's own create; none for the use
     assert fake_discord.messages[interaction.original_message_id or ""].deleted
     assert (await bot.parts.channels.get(int(fake_discord.channel_ids[0]))).persona is None
 
@@ -534,9 +536,7 @@ async def test_show_puts_the_modelfile_in_code_blocks(
         "persona", {"name": "long"}, subcommand="show", user="bob"
     )
     await fake_discord.wait_until(lambda: len(interaction.followup_ids) >= 3)
-    pieces = [fake_discord.messages[interaction.original_message_id or ""]] + [
-        fake_discord.messages[i] for i in interaction.followup_ids
-    ]
+    pieces = [fake_discord.messages[i] for i in interaction.followup_ids]
     for piece in pieces:
         assert piece.is_ephemeral and len(piece.content) <= 2000
         assert piece.content.count("```") % 2 == 0  # every piece's code block is closed
@@ -575,10 +575,10 @@ async def test_delete_needs_the_author_or_an_admin_and_removes_the_ollama_model(
 async def test_model_delete_refuses_a_personas_base_and_its_model(
     bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
-    await create_with_file(fake_discord, "butler", SEED)
+    await create_with_file(fake_discord, "butler", SEED.replace("llama3.2", "qwen3"))
     await run(fake_discord, "use", {"name": "james"})  # built-in personas don't hold models
 
-    for name in ("Llama3.2", persona_model(fake_discord, "butler")):
+    for name in ("Qwen3", persona_model(fake_discord, "butler")):
         interaction = await fake_discord.slash_command(
             "model", {"name": name}, subcommand="delete", user="admin"
         )
@@ -653,7 +653,7 @@ async def test_two_guilds_can_have_a_persona_of_the_same_name(
     bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
     second = await fake_discord.add_guild("Second Guild", ["lobby"])
-    bot = await bots.start()
+    bot = await bots.start(**EVERYONE_CREATES)
     lobby = fake_discord.guild_channel_ids(second)[0]
     general = fake_discord.channel_ids[0]
 

@@ -62,14 +62,14 @@ async def test_replies_spread_over_two_ollama_hosts_and_status_shows_both(
         lambda: fake_ollama.active_generations == second_ollama.active_generations == 1,
         timeout=10,
     )
-    status = await fake_discord.slash_command("status")
+    status = await fake_discord.slash_command("status", user="admin")  # the bot's owner
     await fake_discord.wait_until(lambda: bool(status.followup_ids))
     text = response_text(fake_discord, status)
     assert "2 of 2 hosts reachable" in text
     assert f"✅ {second_ollama.url}: version {second_ollama.version}, generating 1" in text
 
     second_ollama.remove_model("qwen3")
-    listing = await fake_discord.slash_command("model", subcommand="list")
+    listing = await fake_discord.slash_command("model", subcommand="list", user="admin")
     await fake_discord.wait_until(lambda: bool(listing.followup_ids), timeout=10)
     lines = response_text(fake_discord, listing).splitlines()
     qwen = next(line for line in lines if "`qwen3:latest`" in line)

@@ -85,3 +85,36 @@ async def test_a_bad_setting_is_reported_clearly(tmp_path: Path) -> None:
     code, output = await run_cli("check", env={"BOT_EDIT_INTERVAL": "soon"}, cwd=tmp_path)
     assert code == 2
     assert "edit_interval" in output
+
+
+async def test_check_and_logs_mask_url_passwords(tmp_path: Path) -> None:
+    env = {
+        "DISCORD_TOKEN": "x",
+        "DATABASE_URL": "postgresql+asyncpg://bot:s3cret-pw@127.0.0.1:9/botdb",
+        "OLLAMA_HOST": "http://ollama-user:hunter2@127.0.0.1:9",
+        "BOT_OLLAMA_HOSTS": '["http://ops:letmein@127.0.0.1:9"]',
+        "BOT_LOG_LEVEL": "DEBUG",  # whatever is logged along the way is in the output too
+    }
+    code, output = await run_cli("check", env=env, cwd=tmp_path)
+    assert code == 1
+    for secret in ("s3cret-pw", "hunter2", "letmein"):
+        assert secret not in output, secret
+    assert "database_url = postgresql+asyncpg://bot:***@127.0.0.1:9/botdb" in output
+    assert "ollama_host = http://ollama-user:***@127.0.0.1:9" in output
+    assert "can't reach the Ollama server at http://ops:***@127.0.0.1:9" in output
+    assert "Database: not usable" in output
+
+    # `run` fails at the database, logging and printing the error: no password either.
+    code, output = await run_cli("run", env=env, cwd=tmp_path)
+    assert code != 0
+    assert "s3cret-pw" not in output and "hunter2" not in output
+
+
+async def test_a_bad_setting_is_reported_without_the_urls_password(tmp_path: Path) -> None:
+    env = {
+        "DATABASE_URL": "postgresql+asyncpg://bot:s3cret-pw@db/botdb",
+        "BOT_SHARD_IDS": "[3]",  # invalid without shard_count: pydantic quotes the input
+    }
+    code, output = await run_cli("check", env=env, cwd=tmp_path)
+    assert code == 2 and "Configuration error" in output
+    assert "s3cret-pw" not in output

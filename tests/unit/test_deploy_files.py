@@ -39,6 +39,15 @@ def test_compose_runs_the_bot_beside_ollama_with_named_volumes() -> None:
             assert volume.split(":")[0] in named
 
 
+def test_compose_lets_the_bot_finish_its_replies_when_stopped() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    grace = compose["services"]["bot"]["stop_grace_period"]
+    match = re.fullmatch(r"(\d+)s", str(grace))
+    assert match, grace
+    # shutdown_grace for replies, then up to 5 s to cut the rest short and close.
+    assert int(match.group(1)) > Settings().shutdown_grace + 5
+
+
 def test_the_image_runs_as_non_root_with_a_health_check() -> None:
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert re.search(r"^USER bot$", dockerfile, flags=re.MULTILINE)
