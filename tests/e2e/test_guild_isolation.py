@@ -3,8 +3,7 @@ model command and autocomplete, and only the bot's owners see where Ollama runs.
 
 from __future__ import annotations
 
-from bot.parts.models.names import visible
-
+from bot.models.names import visible
 from tests.conftest import BotRunner
 from tests.doubles.fake_discord import FakeDiscord
 from tests.doubles.fake_ollama import FakeOllama

@@ -6,7 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from bot.parts.personas.modelfile import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot.errors import InputError
+from bot.personas.modelfile import (
     DEPRECATED_PARAMETERS,
     INVALID_COMMAND,
     INVALID_ROLE,
@@ -18,10 +22,6 @@ from bot.parts.personas.modelfile import (
     parse,
     render,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from bot.errors import InputError
 
 SEED = 'FROM llama3.2\nPARAMETER temperature 0.3\nSYSTEM """You are James, a butler."""\n'
 

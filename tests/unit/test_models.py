@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from bot.parts.models.names import canonical_name, same_model
-from bot.parts.models.service import PullJob, PullState, PullTracker
-
 from bot.cogs.models import (
     human_bytes,
     list_pages,
@@ -19,6 +16,8 @@ from bot.cogs.models import (
     render_pull,
 )
 from bot.conversation.splitter import DISCORD_LIMIT
+from bot.models.names import canonical_name, same_model
+from bot.models.service import PullJob, PullState, PullTracker
 from bot.ollama.protocol import InstalledModel, LoadedModel, ModelCard, PullProgress
 
 

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from bot.parts.personas.modelfile import is_model_name, parse
-from bot.parts.personas.service import (
+
+from bot.cogs.personas import describe
+from bot.errors import InputError
+from bot.ollama.protocol import PullProgress as Progress
+from bot.personas.modelfile import is_model_name, parse
+from bot.personas.service import (
     BUILTIN_DIR,
     decode_modelfile,
     load_builtins,
     normalise_name,
     ollama_name,
 )
-
-from bot.cogs.personas import describe
-from bot.errors import InputError
-from bot.ollama.protocol import PullProgress as Progress
 
 
 @pytest.mark.parametrize(
