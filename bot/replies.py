@@ -37,6 +37,7 @@ from bot.errors import BotError, PermissionDenied
 from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.storage.history import Author
+from bot.ui.answers import tell_privately
 from bot.ui.checks import is_admin, refusal_for
 from bot.ui.controls import ReplyButtons, controls, reply_buttons
 from bot.ui.images import before_ack, check_route, defer, read_images
@@ -333,7 +334,7 @@ class ReplyPipeline:
         elif running.stopped_by == REFUSED:
             await drawing.cancel()
             if interaction is not None:
-                await _tell_privately(interaction, "Discord would not let me post the reply here.")
+                await tell_privately(interaction, "Discord would not let me post the reply here.")
         elif running.stopped_by == FULL:
             limit = self._settings.max_reply_messages
             await drawing.finish(
@@ -400,9 +401,9 @@ class ReplyPipeline:
         """The Stop button: ends the Ollama request; the turn is stored as stopped."""
         running = self._running.get(request_id)
         if running is None or running.task is None or running.task.done():
-            await _tell_privately(interaction, "This reply has already finished.")
+            await tell_privately(interaction, "This reply has already finished.")
         elif interaction.user.id != running.requester and not is_admin(interaction):
-            await _tell_privately(
+            await tell_privately(
                 interaction, "Only the person who asked (or an admin) can stop this reply."
             )
         else:
@@ -414,17 +415,17 @@ class ReplyPipeline:
         (rate limit, line): a refused Regenerate changes nothing; a double click gives one new
         answer."""
         if turn_id in self._regenerating:
-            await _tell_privately(interaction, "A new answer is already being written.")
+            await tell_privately(interaction, "A new answer is already being written.")
             return
         channel_id = channel_id_of(interaction)
         refusal = posting_refusal(interaction)
         if refusal is not None:
-            await _tell_privately(interaction, refusal)
+            await tell_privately(interaction, refusal)
             return
         try:
             ticket = self.chat.admit(interaction.user.id, channel_id)
         except (RateLimited, QueueFull, ShuttingDown) as exc:
-            await _tell_privately(interaction, exc.user_message)
+            await tell_privately(interaction, exc.user_message)
             return
         self._regenerating.add(turn_id)
         try:
@@ -437,7 +438,7 @@ class ReplyPipeline:
                     admin=is_admin(interaction),
                 )
             except BotError as exc:
-                await _tell_privately(interaction, exc.user_message)
+                await tell_privately(interaction, exc.user_message)
                 return
             await interaction.response.edit_message(view=None)  # the old answer keeps its text
             target = InteractionTarget(
@@ -492,15 +493,3 @@ def _refusal_reason(error: BaseException) -> str:
 def _cancelling() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-async def _tell_privately(interaction: discord.Interaction, text: str) -> None:
-    """An ephemeral message: the response if it is still free, else a followup (while the
-    interaction's token works)."""
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
-        else:
-            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
-    except discord.HTTPException:
-        log.info("could not tell a member privately", exc_info=True)

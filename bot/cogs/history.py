@@ -14,6 +14,7 @@ from discord.ext import commands
 from bot.conversation.splitter import DISCORD_LIMIT
 from bot.storage.history import HistoryStore, StoredTurn
 from bot.storage.models import Role, TurnStatus
+from bot.ui.answers import answer_deferred
 from bot.ui.checks import NotAllowed
 from bot.ui.targets import NO_PINGS
 
@@ -122,9 +123,7 @@ class HistoryCog(
         channel_id = interaction.channel_id or 0
         turns = await self.history.newest(channel_id, self.bot.settings.history_show_turns)
         total = await self.history.count(channel_id)
-        await interaction.followup.send(
-            render_recent(turns, total), ephemeral=True, allowed_mentions=NO_PINGS
-        )
+        await answer_deferred(interaction, render_recent(turns, total))
 
     @app_commands.command(name="export", description="This channel's whole conversation as files.")
     @readers()
@@ -133,11 +132,7 @@ class HistoryCog(
         channel_id = interaction.channel_id or 0
         turns = await self.history.all(channel_id)
         if not turns:
-            await interaction.followup.send(
-                "This channel has no conversation to export.",
-                ephemeral=True,
-                allowed_mentions=NO_PINGS,
-            )
+            await answer_deferred(interaction, "This channel has no conversation to export.")
             return
         name = getattr(interaction.channel, "name", None) or str(channel_id)
         files = [
@@ -148,12 +143,7 @@ class HistoryCog(
                 io.BytesIO(export_json(channel_id, turns).encode()), f"history-{channel_id}.json"
             ),
         ]
-        await interaction.followup.send(
-            f"{len(turns)} turns from this channel.",
-            files=files,
-            ephemeral=True,
-            allowed_mentions=NO_PINGS,
-        )
+        await answer_deferred(interaction, f"{len(turns)} turns from this channel.", files=files)
 
     @app_commands.command(name="clear", description="Delete this channel's conversation.")
     @clearers()

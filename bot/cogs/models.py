@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -18,6 +17,7 @@ from bot.errors import BotError
 from bot.models.service import ModelService, PullJob, PullState
 from bot.ollama.protocol import InstalledModel, LoadedModel, ModelCard
 from bot.ui import checks
+from bot.ui.answers import answer_deferred, tell_privately
 from bot.ui.progress import PacedEdits
 from bot.ui.targets import NO_PINGS
 
@@ -240,7 +240,7 @@ class Pager(discord.ui.View):
         super().__init__(timeout=timeout)
         self.pages = pages
         self.page = 0
-        self.message: discord.WebhookMessage | None = None
+        self.message: discord.InteractionMessage | None = None
         self._update_buttons()
 
     def _update_buttons(self) -> None:
@@ -333,12 +333,10 @@ class ModelCog(commands.GroupCog, group_name="model", group_description="Ollama 
             show_hosts=await checks.is_owner(interaction),
         )
         if len(pages) == 1:
-            await interaction.followup.send(pages[0], ephemeral=True, allowed_mentions=NO_PINGS)
+            await answer_deferred(interaction, pages[0])
             return
         view = Pager(pages)
-        view.message = await interaction.followup.send(
-            pages[0], view=view, ephemeral=True, allowed_mentions=NO_PINGS, wait=True
-        )
+        view.message = await answer_deferred(interaction, pages[0], view=view)
 
     @app_commands.command(name="info", description="A model's details, like `ollama show`.")
     @app_commands.describe(name="The model's name")
@@ -348,9 +346,7 @@ class ModelCog(commands.GroupCog, group_name="model", group_description="Ollama 
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         card = await self.models.describe(name, interaction.guild_id)
-        await interaction.followup.send(
-            render_card(card), ephemeral=True, allowed_mentions=NO_PINGS
-        )
+        await answer_deferred(interaction, render_card(card))
 
     @app_commands.command(name="ps", description="Models loaded in memory right now.")
     async def ps(self, interaction: discord.Interaction) -> None:
@@ -359,7 +355,7 @@ class ModelCog(commands.GroupCog, group_name="model", group_description="Ollama 
         text = render_loaded(
             loaded, datetime.now(UTC), show_hosts=await checks.is_owner(interaction)
         )
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+        await answer_deferred(interaction, text)
 
     @app_commands.command(name="use", description="Set this channel's default model.")
     @app_commands.describe(name="The model's name")
@@ -375,7 +371,7 @@ class ModelCog(commands.GroupCog, group_name="model", group_description="Ollama 
         try:
             await self.models.use(interaction.channel_id, interaction.guild_id, name)
         except BotError as exc:
-            await _refuse_privately(interaction, exc)
+            await tell_privately(interaction, exc.user_message)
             return
         await interaction.edit_original_response(
             content=f"📌 {interaction.user.mention} set this channel's model to "
@@ -426,7 +422,7 @@ class ModelCog(commands.GroupCog, group_name="model", group_description="Ollama 
         try:
             model = await self.models.check_delete(name, interaction.guild_id)
         except BotError as exc:
-            await _refuse_privately(interaction, exc)
+            await tell_privately(interaction, exc.user_message)
             return
         timeout = self.bot.settings.model_delete_confirm_timeout
         view = ConfirmView(
@@ -459,11 +455,3 @@ class ModelCog(commands.GroupCog, group_name="model", group_description="Ollama 
         except BotError as exc:
             text = f"⚠️ {exc.user_message}"
         await interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS)
-
-
-async def _refuse_privately(interaction: discord.Interaction, error: BotError) -> None:
-    """A refusal after a public defer: take the public "thinking" message back and tell only
-    the user."""
-    with contextlib.suppress(discord.HTTPException):
-        await interaction.delete_original_response()
-    await interaction.followup.send(error.user_message, ephemeral=True, allowed_mentions=NO_PINGS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from bot.personas.service import (
     decode_modelfile,
 )
 from bot.storage.history import Author
+from bot.ui.answers import answer_deferred, tell_privately
 from bot.ui.checks import NotAllowed, is_admin, is_owner
 from bot.ui.errors import reply_with_error
 from bot.ui.progress import PacedEdits
@@ -212,7 +212,7 @@ class PersonaCog(
             )
         except BotError as exc:
             await display.cancel()
-            await _take_back(interaction, exc.user_message)
+            await tell_privately(interaction, exc.user_message)
             return
         except BaseException:
             await display.cancel()
@@ -230,7 +230,7 @@ class PersonaCog(
         await interaction.response.defer(thinking=True)  # acknowledged before any I/O
         previous = await self.personas.reset(guild_id, channel_id)
         if previous is None:
-            await _take_back(interaction, "This channel has no persona.")
+            await tell_privately(interaction, "This channel has no persona.")
             return
         await interaction.edit_original_response(
             content=f"🎭 {interaction.user.mention} took the persona **{previous}** off this "
@@ -254,7 +254,7 @@ class PersonaCog(
         text = "\n".join(lines)
         if len(text) > DISCORD_LIMIT:
             text = text[: DISCORD_LIMIT - 2].rsplit("\n", 1)[0] + "\n…"
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+        await answer_deferred(interaction, text)
 
     @app_commands.command(name="show", description="Show a persona's Modelfile.")
     @app_commands.describe(name="The persona")
@@ -262,7 +262,9 @@ class PersonaCog(
         guild_id = _guild_id(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
         persona = await self.personas.resolve(guild_id, name)
-        for piece in fenced(persona):
+        first, *more = fenced(persona)
+        await answer_deferred(interaction, first)
+        for piece in more:  # messages of their own under the first
             await interaction.followup.send(piece, ephemeral=True, allowed_mentions=NO_PINGS)
 
     # ---- delete ---------------------------------------------------------------------------
@@ -299,13 +301,6 @@ class PersonaCog(
     ) -> list[app_commands.Choice[str]]:
         names = await self.personas.names(interaction.guild_id, current)
         return [app_commands.Choice(name=name, value=name) for name in names]
-
-
-async def _take_back(interaction: discord.Interaction, text: str) -> None:
-    """After a public defer: take the public "thinking" message back and tell only the user."""
-    with contextlib.suppress(discord.HTTPException):
-        await interaction.delete_original_response()
-    await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
 
 async def _show_error(interaction: discord.Interaction, error: BotError) -> None:

@@ -11,8 +11,8 @@ from discord.ext import commands
 
 from bot.logs import mask_secrets
 from bot.ollama.protocol import OllamaHosts
+from bot.ui.answers import answer_deferred
 from bot.ui.checks import is_owner
-from bot.ui.targets import NO_PINGS
 
 if TYPE_CHECKING:
     from bot.client import OllamaBot
@@ -77,4 +77,4 @@ class StatusCog(commands.Cog):
             f"Generating now: {chat.active} · waiting: {chat.waiting}",
             f"Uptime: {uptime_text(time.monotonic() - bot.started_at)}",
         ]
-        await interaction.followup.send("\n".join(lines), ephemeral=True, allowed_mentions=NO_PINGS)
+        await answer_deferred(interaction, "\n".join(lines))

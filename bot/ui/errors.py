@@ -9,8 +9,8 @@ import discord
 from discord import app_commands
 
 from bot.errors import BotError
+from bot.ui.answers import tell_privately
 from bot.ui.checks import NotAllowed
-from bot.ui.targets import NO_PINGS
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +51,4 @@ async def reply_with_error(interaction: discord.Interaction, error: BaseExceptio
             interaction.channel_id,
             exc_info=original,
         )
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_PINGS)
-        else:
-            await interaction.response.send_message(
-                message, ephemeral=True, allowed_mentions=NO_PINGS
-            )
-    except discord.HTTPException:
-        log.warning("could not tell the user about an error", exc_info=True)
+    await tell_privately(interaction, message)

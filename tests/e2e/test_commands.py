@@ -9,6 +9,7 @@ from tests.conftest import BotRunner, eventually
 from tests.doubles.fake_discord import READ_MESSAGE_HISTORY, FakeDiscord, FakeInteraction
 from tests.doubles.fake_ollama import FakeOllama, Script
 from tests.e2e.test_chat import chat
+from tests.e2e.test_models import answer
 
 
 def response_text(fake: FakeDiscord, interaction: FakeInteraction) -> str:
@@ -54,8 +55,10 @@ async def test_history_export_sends_markdown_and_json(
     fake_ollama.script(Script(reply="Forty-two."))
     await chat(fake_discord, "What is the answer?")
     interaction = await fake_discord.slash_command("history", subcommand="export")
-    await fake_discord.wait_until(lambda: bool(interaction.followup_ids))
-    message = fake_discord.messages[interaction.followup_ids[-1]]
+    # The deferred ("thinking…") response itself becomes the answer: Discord's documented way.
+    message = await answer(fake_discord, interaction)
+    assert message.id == interaction.original_message_id and message.is_ephemeral
+    assert not interaction.followup_ids
     files = dict(message.attachments)
     channel = fake_discord.channel_ids[0]
     markdown = files[f"history-{channel}.md"].decode()
@@ -97,8 +100,7 @@ async def test_status_reports_ollama_database_and_queue(
     bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
     interaction = await fake_discord.slash_command("status", user="admin")  # the bot's owner
-    await fake_discord.wait_until(lambda: bool(interaction.followup_ids))
-    text = response_text(fake_discord, interaction)
+    text = (await answer(fake_discord, interaction)).content
     assert f"reachable at {fake_ollama.url}, version {fake_ollama.version}" in text
     assert "Database: ✅ ok" in text
     assert "Generating now: 0 · waiting: 0" in text
@@ -108,8 +110,7 @@ async def test_status_reports_ollama_database_and_queue(
 async def test_status_when_ollama_is_down(bots: BotRunner, fake_discord: FakeDiscord) -> None:
     await bots.start(ollama_host="http://127.0.0.1:9")
     interaction = await fake_discord.slash_command("status")
-    await fake_discord.wait_until(lambda: bool(interaction.followup_ids))
-    assert "❌ not reachable" in response_text(fake_discord, interaction)
+    assert "❌ not reachable" in (await answer(fake_discord, interaction)).content
 
 
 async def test_commands_are_synced_only_when_the_tree_changed(

@@ -7,7 +7,6 @@ from bot.models.names import visible
 from tests.conftest import BotRunner
 from tests.doubles.fake_discord import FakeDiscord
 from tests.doubles.fake_ollama import FakeOllama
-from tests.e2e.test_commands import response_text
 from tests.e2e.test_models import answer, model
 from tests.e2e.test_personas import SEED, chat, create_with_file, persona_model, run
 
@@ -78,8 +77,7 @@ async def test_status_shows_where_ollama_runs_only_to_owners(
 
     async def status(user: str) -> str:
         interaction = await fake_discord.slash_command("status", user=user)
-        await fake_discord.wait_until(lambda: bool(interaction.followup_ids))
-        return response_text(fake_discord, interaction)
+        return (await answer(fake_discord, interaction)).content
 
     member = await status("bob")
     assert f"Ollama: ✅ reachable, version {fake_ollama.version}" in member

@@ -535,8 +535,11 @@ async def test_show_puts_the_modelfile_in_code_blocks(
     interaction = await fake_discord.slash_command(
         "persona", {"name": "long"}, subcommand="show", user="bob"
     )
-    await fake_discord.wait_until(lambda: len(interaction.followup_ids) >= 3)
-    pieces = [fake_discord.messages[i] for i in interaction.followup_ids]
+    # The first piece fills the deferred response; the others follow as messages of their own.
+    await fake_discord.wait_until(lambda: len(interaction.followup_ids) >= 2)
+    first = fake_discord.messages[interaction.original_message_id or ""]
+    assert not first.is_loading
+    pieces = [first, *(fake_discord.messages[i] for i in interaction.followup_ids)]
     for piece in pieces:
         assert piece.is_ephemeral and len(piece.content) <= 2000
         assert piece.content.count("```") % 2 == 0  # every piece's code block is closed

@@ -13,9 +13,9 @@ from tests.conftest import BotRunner
 from tests.doubles.fake_discord import FakeDiscord
 from tests.doubles.fake_ollama import FakeOllama, Script
 from tests.e2e.test_chat import chat
-from tests.e2e.test_commands import response_text
 from tests.e2e.test_controls import button
 from tests.e2e.test_failures import failed_chat
+from tests.e2e.test_models import answer
 
 SLOW = Script(reply=[f"w{n} " for n in range(100)], token_interval=0.03)
 
@@ -63,15 +63,13 @@ async def test_replies_spread_over_two_ollama_hosts_and_status_shows_both(
         timeout=10,
     )
     status = await fake_discord.slash_command("status", user="admin")  # the bot's owner
-    await fake_discord.wait_until(lambda: bool(status.followup_ids))
-    text = response_text(fake_discord, status)
+    text = (await answer(fake_discord, status)).content
     assert "2 of 2 hosts reachable" in text
     assert f"✅ {second_ollama.url}: version {second_ollama.version}, generating 1" in text
 
     second_ollama.remove_model("qwen3")
     listing = await fake_discord.slash_command("model", subcommand="list", user="admin")
-    await fake_discord.wait_until(lambda: bool(listing.followup_ids), timeout=10)
-    lines = response_text(fake_discord, listing).splitlines()
+    lines = (await answer(fake_discord, listing)).content.splitlines()
     qwen = next(line for line in lines if "`qwen3:latest`" in line)
     assert qwen.endswith(f"on {fake_ollama.url.removeprefix('http://')}")
 
