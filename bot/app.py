@@ -227,7 +227,9 @@ def _build(
             max_images=settings.images_per_turn,
         )
     )
-    replies = ReplyPipeline(chat=chat, images=images, settings=settings, metrics=metrics)
+    replies = ReplyPipeline(
+        chat=chat, history=history, images=images, settings=settings, metrics=metrics
+    )
     models = ModelService(
         gateway=gateway,
         channels=channels,

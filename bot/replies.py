@@ -36,7 +36,7 @@ from bot.conversation.service import (
 from bot.errors import BotError, PermissionDenied
 from bot.metrics import Metrics
 from bot.settings import Settings
-from bot.storage.history import Author
+from bot.storage.history import Author, HistoryStore
 from bot.ui.answers import tell_privately
 from bot.ui.checks import is_admin, refusal_for
 from bot.ui.controls import ReplyButtons, controls, reply_buttons
@@ -147,6 +147,7 @@ class _Running:
     turn_id: int | None = None
     stopped_by: str | None = None
     abort: Abort = field(default_factory=Abort)
+    question_gone: bool = False  # Discord refused the reply because its question was deleted
 
 
 class ReplyPipeline:
@@ -156,11 +157,13 @@ class ReplyPipeline:
         self,
         *,
         chat: ChatService,
+        history: HistoryStore,
         images: ImagePreparer,
         settings: Settings,
         metrics: Metrics,
     ) -> None:
         self.chat = chat
+        self._history = history
         self._images = images
         self._settings = settings
         self._metrics = metrics
@@ -313,7 +316,7 @@ class ReplyPipeline:
             if running.stopped_by is None or _cancelling():
                 await drawing.cancel()
                 raise
-            await self._settle_stopped(drawing, running, interaction)
+            await self._settle_stopped(request, drawing, running, interaction)
         except BotError as exc:
             self._metrics.error(exc)
             await drawing.fail(exc.user_message, view=self._again(running))
@@ -325,6 +328,7 @@ class ReplyPipeline:
 
     async def _settle_stopped(
         self,
+        request: ChatRequest,
         drawing: StreamingReply[discord.Message],
         running: _Running,
         interaction: discord.Interaction | None,
@@ -333,6 +337,9 @@ class ReplyPipeline:
             await drawing.fail(ShuttingDown.user_message + " This reply was cut short.")
         elif running.stopped_by == REFUSED:
             await drawing.cancel()
+            if running.question_gone and request.source_message_id is not None:
+                # The member deleted the question before its reply: keep nothing of it.
+                await self._history.erase_question(request.channel_id, request.source_message_id)
             if interaction is not None:
                 await tell_privately(interaction, "Discord would not let me post the reply here.")
         elif running.stopped_by == FULL:
@@ -386,6 +393,7 @@ class ReplyPipeline:
         model stops, and the turn is stored as failed with the reason, logged once."""
         reason = _refusal_reason(error)
         running.abort.reason = reason
+        running.question_gone = _question_gone(error)
         log.warning(
             "reply refused by Discord request=%s guild=%s channel=%s: %s",
             request.request_id,
@@ -483,11 +491,25 @@ class ReplyPipeline:
 def _refusal_reason(error: BaseException) -> str:
     if isinstance(error, discord.Forbidden):
         return "Discord refused the reply (missing permissions, or a locked or archived thread)."
-    if isinstance(error, discord.NotFound):
+    if _question_gone(error):
         return "Discord refused the reply (the message it answers was deleted)."
+    if isinstance(error, discord.HTTPException) and error.code == 50083:
+        return "Discord refused the reply (the thread was archived)."
     if isinstance(error, discord.HTTPException):
         return f"Discord refused the reply ({error.status})."
     return "The reply could not be shown in Discord."
+
+
+def _question_gone(error: BaseException) -> bool:
+    """Discord's answer to a reply whose question was deleted: 404 Unknown Message (10008), or
+    400 Invalid Form Body (50035) on `message_reference`."""
+    if isinstance(error, discord.NotFound):
+        return True
+    return (
+        isinstance(error, discord.HTTPException)
+        and error.code == 50035
+        and "message_reference" in str(error)
+    )
 
 
 def _cancelling() -> bool:

@@ -434,6 +434,29 @@ class HistoryStore:
 
         return await self._db.write(work)
 
+    async def erase_question(self, channel_id: int, message_id: int) -> int:
+        """The question stored from Discord message `message_id` was deleted before its reply
+        could be posted: blank its text and delete its images, and blank the answers to it,
+        keeping the rows (an answer keeps its status and reason). Returns how many turns."""
+
+        def work(conn: Connection) -> int:
+            questions = conn.scalars(
+                select(Turn.id).where(
+                    Turn.discord_message_id == message_id,
+                    Turn.channel_id == channel_id,
+                    Turn.role == Role.USER,
+                )
+            ).all()
+            if not questions:
+                return 0
+            answers = conn.scalars(select(Turn.id).where(Turn.reply_to_id.in_(questions))).all()
+            conn.execute(delete(TurnImage).where(TurnImage.turn_id.in_(questions)))
+            erased = [*questions, *answers]
+            conn.execute(update(Turn).where(Turn.id.in_(erased)).values(content=""))
+            return len(erased)
+
+        return await self._db.write(work)
+
     async def clear(self, channel_id: int) -> int:
         """Delete the channel's turns (not hide them). Returns how many were deleted."""
         return await self._db.write(partial(_clear, channel_id=channel_id))

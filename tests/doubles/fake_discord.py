@@ -1633,6 +1633,12 @@ class FakeDiscord:
         if needed & ~bits:
             raise ApiError(403, 50013, "Missing Permissions")
 
+    def _refuse_archived_thread(self, channel_id: str) -> None:
+        """Interaction messages too: an archived thread takes no new message or edit from a
+        follow-up either (ephemeral ones are not channel messages and still work)."""
+        if channel_id in self.channels:
+            self._refuse_archived(channel_id)
+
     def _refuse_archived(self, channel_id: str) -> None:
         """Archived threads take no new messages or edits (a moderator must unarchive them)."""
         metadata = self.channels[channel_id].get("thread_metadata") or {}
@@ -3424,6 +3430,8 @@ class FakeDiscord:
             _request_validator("/webhooks/{webhook_id}/{webhook_token}", "post"),
             req.files,
         )
+        if not int(body.get("flags") or 0) & FLAG_EPHEMERAL:
+            self._refuse_archived_thread(interaction.channel_id or "")
         original = self.messages.get(interaction.original_message_id or "")
         filling = original is not None and original.is_loading and not original.deleted
         if filling and interaction.callback_type == 5:
@@ -3465,6 +3473,8 @@ class FakeDiscord:
         body = self._validate_message(
             req.body, _request_validator(spec_path, "patch"), req.files, existing=message
         )
+        if not message.is_ephemeral:
+            self._refuse_archived_thread(message.channel_id)
         self._apply_body(message, body, req.files, creating=False)
         self._record_edit(message, body)
         await self._announce(message, "MESSAGE_UPDATE")
