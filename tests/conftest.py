@@ -45,6 +45,7 @@ async def fake_discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDis
     # A bug in the double (an answer Discord would not give, such as one that breaks Discord's
     # OpenAPI response schemas) fails the test that met it.
     assert not fake.server_errors, fake.server_errors[-1]
+    assert not fake.deprecated_uses, fake.deprecated_uses[0]
 
 
 BACKENDS = ["sqlite", "postgresql"]

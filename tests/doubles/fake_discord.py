@@ -1252,6 +1252,9 @@ class FakeDiscord:
         self.gateway_sent: list[dict[str, Any]] = []  # every frame sent on any connection
         self.gateway_received: list[dict[str, Any]] = []  # every frame the bot sent
         self.server_errors: list[str] = []  # tracebacks of bugs in the double (answered 418)
+        self.deprecated_uses: list[str] = []
+        """Requests that lean on behaviour Discord's docs mark as deprecated (it still works,
+        as on Discord); fixtures assert none, so the bot does not come to rely on it."""
         self.request_hooks: list[Callable[[RecordedRequest], None]] = []
         """Called with each REST request once it was answered and its effects recorded (for the
         bench, which waits on thousands of replies at once without polling); an exception in
@@ -3438,6 +3441,9 @@ class FakeDiscord:
             # The first followup after a deferred (type 5) answer fills the 'thinking' message,
             # unless that was deleted: then the followup is a message of its own.
             assert original is not None
+            self.deprecated_uses.append(
+                "a follow-up filled the deferred response (edit @original instead)"
+            )
             message = original
             self._apply_body(message, body, req.files, creating=False)
             self._record_edit(message, body, budgeted=False)
