@@ -72,6 +72,8 @@ class ThreadsCog(commands.Cog):
         ):
             which = "private" if private else "public"
             raise PermissionDenied(f"You can't create {which} threads in this channel.")
+        if not permissions.send_messages_in_threads:
+            raise PermissionDenied("You can't send messages in threads here, so I won't start one.")
         refusal = posting_refusal(interaction)
         if refusal is not None:
             raise PermissionDenied(refusal)

@@ -190,11 +190,7 @@ class StreamingReply(Generic[T]):
             self.feed(empty)
         pieces = self._pieces_so_far() or [empty]
         if footer:
-            joined = f"{pieces[-1].rstrip()}\n{footer}"
-            if len(joined) <= self._limit:
-                pieces[-1] = joined
-            else:
-                pieces.extend(split_message(footer, self._limit))
+            self._close_with(pieces, "\n", footer)
         self._settle(pieces)
 
     async def fail(self, message: str, *, view: Any = None) -> list[T]:
@@ -206,14 +202,24 @@ class StreamingReply(Generic[T]):
         self._final_view = view
         note = f"⚠️ {message}"
         pieces = self._pieces_so_far() or [self._tail]
-        joined = f"{pieces[-1].rstrip()}\n\n{note}" if pieces[-1].strip() else pieces[-1] + note
-        if len(joined) <= self._limit:
-            pieces[-1] = joined
-        else:
-            pieces.extend(split_message(note, self._limit))
+        self._close_with(pieces, "\n\n" if pieces[-1].strip() else "", note)
         self._settle(pieces)
         await self._writer
         return self.messages
+
+    def _close_with(self, pieces: list[str], separator: str, note: str) -> None:
+        """End `pieces` with `note`: under the last piece when it fits; in messages of its own
+        otherwise, unless the reply may fill no more messages: then the last piece is cut
+        short (with an ellipsis) to make room."""
+        last = pieces[-1].rstrip() if separator else pieces[-1]
+        joined = f"{last}{separator}{note}"
+        if len(joined) <= self._limit:
+            pieces[-1] = joined
+        elif self._max_messages and len(pieces) >= self._max_messages:
+            room = max(0, self._limit - len(separator) - len(note) - 1)
+            pieces[-1] = f"{last[:room].rstrip()}…{separator}{note}"[: self._limit]
+        else:
+            pieces.extend(split_message(note, self._limit))
 
     async def cancel(self) -> None:
         self._writer.cancel()
