@@ -381,6 +381,7 @@ class ChatService:
             user=Author(question.author_id, question.author_name),
             text=question.content,
             images=tuple(PreparedImage.from_jpeg(i.data, i.width, i.height) for i in stored),
+            source_message_id=question.discord_message_id,  # deleting it still forgets it
         )
 
     async def image_model(self, request: ChatRequest) -> str:

@@ -48,6 +48,7 @@ class StoredTurn(NamedTuple):
     eval_duration_ns: int | None
     created_at: datetime
     persona: str | None = None
+    discord_message_id: int | None = None  # the member's message a question came from
 
 
 @dataclass(frozen=True, slots=True)

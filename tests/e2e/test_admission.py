@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.app import OllamaBot
-from tests.conftest import BotRunner
+from tests.conftest import BotRunner, eventually
 from tests.doubles.fake_discord import (
     ATTACH_FILES,
     CREATE_PUBLIC_THREADS,
@@ -217,3 +217,35 @@ async def test_regenerate_double_click_gives_one_answer_and_a_refused_one_loses_
     assert [t.content for t in await bot.history.all(int(channel)) if t.role == "assistant"] == [
         " ".join(f"s{n}" for n in range(20))
     ]
+
+
+async def test_a_regenerated_answer_is_forgotten_when_its_question_is_deleted(
+    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    """Regenerate stores the question again: it keeps the Discord message it came from, so a
+    member deleting that message still takes the question and the new answer away."""
+    channel = fake_discord.channel_ids[0]
+    fake_ollama.script(Script(reply="First."), Script(reply="Second."))
+    question = await fake_discord.user_message("remember me", mention_bot=True)
+    await fake_discord.wait_until(
+        lambda: any(final(m) for m in bot_replies(fake_discord, channel)), timeout=10
+    )
+    [first] = bot_replies(fake_discord, channel)
+    again = button(first, "reply:again:")
+    assert again is not None
+    await fake_discord.click_button(first.id, again, user="alice")
+    await fake_discord.wait_until(
+        lambda: any(
+            "Second." in m.content and final(m) for m in bot_replies(fake_discord, channel)
+        ),
+        timeout=10,
+    )
+    turns = await bot.history.all(int(channel))
+    assert [t.content for t in turns] == ["remember me", "Second."]
+
+    await fake_discord.delete_user_message(question.id)
+
+    async def forgotten() -> bool:
+        return await bot.history.all(int(channel)) == []
+
+    await eventually(forgotten)
