@@ -76,6 +76,7 @@ class Ticket:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     done: bool = False
     active: bool = False
+    holds_slot: bool = False  # a generation slot is this request's right now
 
 
 class Scheduler:
@@ -159,28 +160,44 @@ class Scheduler:
                 raise ShuttingDown()
             number = next(self._ids)
             self._waiting[number] = _Waiter(on_position)
-            acquired_slot = False
             try:
                 if not ticket.ready.is_set() or self._slots.locked() or len(self._waiting) > 1:
                     self._tell_positions()  # only those who really wait are told their place
                 await ticket.ready.wait()
                 await self._slots.acquire()
-                acquired_slot = True
+                ticket.holds_slot = True
                 del self._waiting[number]
                 self._tell_positions()
                 self.active += 1
                 ticket.active = True
-                try:
-                    yield
-                finally:
-                    self.active -= 1
+                yield
             finally:
                 if self._waiting.pop(number, None) is not None:
                     self._tell_positions()
-                if acquired_slot:
+                if ticket.holds_slot:
+                    ticket.holds_slot = False
+                    self.active -= 1
                     self._slots.release()
         finally:
             self.release(ticket)
+
+    @contextlib.asynccontextmanager
+    async def aside(self, ticket: Ticket) -> AsyncIterator[None]:
+        """Inside `turn(..., ticket)`: give the generation slot back while doing work that
+        generates nothing (re-creating a persona's model), keeping the channel's place; then
+        wait for a slot again like any other request."""
+        if not ticket.holds_slot:
+            yield
+            return
+        ticket.holds_slot = False
+        self.active -= 1
+        self._slots.release()
+        try:
+            yield
+        finally:
+            await self._slots.acquire()  # cancelled here: the turn has no slot to give back
+            ticket.holds_slot = True
+            self.active += 1
 
     def _tell_positions(self) -> None:
         for place, waiter in enumerate(self._waiting.values(), start=1):

@@ -276,7 +276,7 @@ class ChatService:
                 yield ReplyStarted(reply_turn)
                 messages = await self._context(request, user_turn, first_page, model, plan, persona)
                 stats: ChatStats | None = None
-                stream = self._chat_stream(model, messages, persona)
+                stream = self._chat_stream(model, messages, persona, ticket)
                 if self._metrics is not None:
                     stream = self._metrics.observe(stream)
                 async for item in timed(stream, self._limits):
@@ -485,10 +485,16 @@ class ChatService:
         ]
 
     async def _chat_stream(
-        self, model: str, messages: list[ChatMessage], persona: Persona | None
+        self,
+        model: str,
+        messages: list[ChatMessage],
+        persona: Persona | None,
+        ticket: Ticket,
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
         """The model's stream. A persona's model that went missing since it was last looked up
-        (the answer of /api/show is cached) is created again from its Modelfile, once."""
+        (the answer of /api/show is cached) is created again from its Modelfile, once, with
+        the generation slot given back meanwhile (others generate; the channel keeps its
+        place)."""
         for attempt in (1, 2):
             options = (
                 {"num_predict": self._limits.reply_tokens} if self._limits.reply_tokens else None
@@ -504,7 +510,8 @@ class ChatService:
             except ModelNotFound:
                 if persona is None or self._personas is None or yielded or attempt == 2:
                     raise
-            await self._ensure(persona, fresh=True)
+            async with self._scheduler.aside(ticket):
+                await self._ensure(persona, fresh=True)
 
     async def _ensure(self, persona: Persona, *, fresh: bool) -> None:
         """The persona's model, created again if Ollama lost it, within the first-token

@@ -22,6 +22,7 @@ from tests.e2e.test_chat import chat, final
 from tests.e2e.test_controls import button
 from tests.e2e.test_fairness import refused_privately
 from tests.e2e.test_images import a_png
+from tests.e2e.test_personas import SEED, create_with_file, persona_model, run
 from tests.e2e.test_sentiment import GOOD
 
 RATE_LIMITED = "sending requests quickly"
@@ -249,3 +250,37 @@ async def test_a_regenerated_answer_is_forgotten_when_its_question_is_deleted(
         return await bot.history.all(int(channel)) == []
 
     await eventually(forgotten)
+
+
+async def test_a_persona_model_is_created_again_outside_the_generation_slot(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    """With one generation at a time, a persona whose model Ollama lost is created again
+    before its request takes the slot: another channel's reply goes ahead meanwhile."""
+    await bots.start(max_parallel_generations=1)
+    general, other = fake_discord.channel_ids[:2]
+    await create_with_file(fake_discord, "butler", SEED, user="admin")
+    await run(fake_discord, "use", {"name": "butler"})
+    fake_ollama.remove_model(persona_model(fake_discord, "butler"))
+    fake_ollama.delays["/api/create"] = 4.0
+    creates = sum(1 for r in fake_ollama.requests if r.path == "/api/create")
+
+    persona_reply = await fake_discord.slash_command(
+        "chat", {"message": "hello butler"}, channel_id=general
+    )
+
+    def persona_answer() -> str:
+        message = fake_discord.messages.get(persona_reply.original_message_id or "")
+        return message.content if message is not None else ""
+
+    await fake_ollama.wait_until(
+        lambda: sum(1 for r in fake_ollama.requests if r.path == "/api/create") > creates,
+        timeout=10,
+    )
+    meanwhile = await chat(fake_discord, "hello", channel_id=other)
+    assert "-# llama3.2 · " in meanwhile.content  # answered in full meanwhile
+    assert "-# butler" not in persona_answer()  # still creating the persona's model
+    await fake_discord.wait_until(lambda: "-# butler (llama3.2)" in persona_answer(), timeout=10)
+
+    order = [r.path for r in fake_ollama.requests if r.path in ("/api/create", "/api/chat")]
+    assert order[-3:] == ["/api/create", "/api/chat", "/api/chat"]
