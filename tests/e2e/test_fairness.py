@@ -138,7 +138,11 @@ async def test_a_wait_shorter_than_a_second_shows_no_waiting_notice(
     await fake_discord.wait_until(
         lambda: all(done(fake_discord, i) for i in (first, second)), timeout=15
     )
-    assert len(fake_ollama.chat_requests()) == 2  # it did wait its turn
+    # It did wait its turn, for less than a second: it came while the first generation ran, and
+    # reached Ollama after that one ended (both doubles use the monotonic clock).
+    first_chat, second_chat = [r for r in fake_ollama.requests if r.path == "/api/chat"]
+    assert second.created_at < first_chat.sent[-1] <= second_chat.t
+    assert second_chat.t - second.created_at < 1.0
     assert notices(fake_discord, second) == []
 
 
