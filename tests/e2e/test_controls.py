@@ -58,6 +58,32 @@ async def test_stop_ends_the_ollama_request_and_keeps_the_partial_answer(
     assert len(turns[1].content.split()) < 200
 
 
+async def test_a_server_admin_may_stop_someone_elses_reply(
+    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.script(Script(reply=[f"w{n} " for n in range(200)], token_interval=0.05))
+    interaction = await fake_discord.slash_command("chat", {"message": "talk for a while"})
+
+    def stop_button() -> str | None:
+        if interaction.original_message_id is None:
+            return None
+        return button(fake_discord.messages[interaction.original_message_id], "reply:stop:")
+
+    await fake_discord.wait_until(lambda: stop_button() is not None, timeout=10)
+    message_id = interaction.original_message_id or ""
+    # "admin" did not ask (alice did) but holds the Admin role (Administrator, Manage Server).
+    stopped = await fake_discord.click_button(message_id, stop_button() or "", user="admin")
+    await fake_discord.wait_until(
+        lambda: "stopped by Admin" in fake_discord.messages[message_id].content, timeout=10
+    )
+    assert stopped.callback_type == 6  # acknowledged quietly, like the asker's own Stop
+    await fake_ollama.wait_until(lambda: fake_ollama.cancelled == 1)
+    assert button(fake_discord.messages[message_id], "reply:stop:") is None
+    turns = await bot.history.all(int(fake_discord.channel_ids[0]))
+    assert turns[1].status == "stopped"
+    assert len(turns[1].content.split()) < 200
+
+
 async def test_regenerate_replaces_the_latest_answer(
     bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:

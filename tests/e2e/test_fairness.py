@@ -89,6 +89,63 @@ async def test_waiting_requests_see_their_place_and_a_full_line_is_refused(
     assert fake_ollama.max_active_generations == 1
 
 
+def notices(fake: FakeDiscord, interaction: FakeInteraction) -> list[tuple[float, str]]:
+    """(double's clock, text) of each waiting notice the interaction's response showed."""
+    if interaction.original_message_id is None:
+        return []
+    message = fake.messages[interaction.original_message_id]
+    return [(at, text) for at, text in message.edits if "in line" in text]
+
+
+async def test_the_waiting_notice_shows_after_a_second_of_waiting_and_not_before(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    await bots.start(max_parallel_generations=1)
+    fake_ollama.script(
+        Script(reply=[f"t{n} " for n in range(20)], token_interval=0.1),  # about 2 s
+        Script(reply="second answer"),
+    )
+    first = await fake_discord.slash_command("chat", {"message": "first"})
+    await fake_ollama.wait_until(lambda: fake_ollama.active_generations == 1)
+    second = await fake_discord.slash_command(
+        "chat", {"message": "second"}, channel_id=fake_discord.channel_ids[1]
+    )
+    await fake_discord.wait_until(lambda: bool(notices(fake_discord, second)), timeout=10)
+    [(shown_at, text)] = notices(fake_discord, second)
+    assert text.splitlines()[-1] == "⏳ Waiting for the model: you are number 1 in line."
+    # The bot had the interaction at created_at; the notice came a second later, not at once.
+    assert shown_at - second.created_at >= 1.0
+    await fake_discord.wait_until(
+        lambda: all(done(fake_discord, i) for i in (first, second)), timeout=15
+    )
+    answer = fake_discord.messages[second.original_message_id or ""].content
+    assert "second answer" in answer and "in line" not in answer
+
+
+async def test_a_wait_shorter_than_a_second_shows_no_waiting_notice(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    await bots.start(max_parallel_generations=1)
+    fake_ollama.script(
+        Script(reply=[f"t{n} " for n in range(4)], token_interval=0.1),  # about 0.4 s
+        Script(reply="second answer"),
+    )
+    first = await fake_discord.slash_command("chat", {"message": "first"})
+    await fake_ollama.wait_until(lambda: fake_ollama.active_generations == 1)
+    second = await fake_discord.slash_command(
+        "chat", {"message": "second"}, channel_id=fake_discord.channel_ids[1]
+    )
+    await fake_discord.wait_until(
+        lambda: all(done(fake_discord, i) for i in (first, second)), timeout=15
+    )
+    # It did wait its turn, for less than a second: it came while the first generation ran, and
+    # reached Ollama after that one ended (both doubles use the monotonic clock).
+    first_chat, second_chat = [r for r in fake_ollama.requests if r.path == "/api/chat"]
+    assert second.created_at < first_chat.sent[-1] <= second_chat.t
+    assert second_chat.t - second.created_at < 1.0
+    assert notices(fake_discord, second) == []
+
+
 async def test_one_channel_answers_in_order(
     bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 
@@ -9,7 +10,7 @@ import aiohttp
 import pytest
 
 from bot.app import ConfigurationError
-from tests.conftest import BotRunner
+from tests.conftest import BotRunner, eventually
 from tests.doubles.fake_discord import FakeDiscord
 from tests.doubles.fake_ollama import FakeOllama, Script
 from tests.e2e.test_chat import chat
@@ -178,10 +179,24 @@ async def test_a_metrics_port_in_use_is_a_clear_configuration_error(bots: BotRun
 async def test_only_the_process_running_shard_zero_prunes_the_shared_history(
     bots: BotRunner, fake_discord: FakeDiscord
 ) -> None:
-    one = await bots.start(shard_count=2, shard_ids=[1], retention_days=30)
+    # Two processes of one bot share the database: shard 1's answers a guild on shard 1, and
+    # the retention job (keep 2 turns a channel, run every 50 ms) must run in shard 0's alone.
+    other = await fake_discord.add_guild("Second", ["lobby"], shard=(1, 2))
+    lobby = fake_discord.guild_channel_ids(other)[0]
+    retention = {"retention_max_turns": 2, "retention_interval": 0.05}
+    one = await bots.start(shard_count=2, shard_ids=[1], **retention)
     assert sorted(one.shards) == [1]
-    assert one.get_cog("RetentionCog") is None
-    await bots.stop(one)
-    zero = await bots.start(shard_count=2, shard_ids=[0], retention_days=30)
+    for n in range(3):
+        await chat(fake_discord, f"question {n}", channel_id=lobby)
+    await asyncio.sleep(0.5)  # ten retention intervals
+    assert await one.history.count(int(lobby)) == 6  # shard 1's process pruned nothing
+
+    zero = await bots.start(shard_count=2, shard_ids=[0], **retention)
     assert sorted(zero.shards) == [0]
-    assert zero.get_cog("RetentionCog") is not None
+
+    async def pruned() -> bool:
+        return await one.history.count(int(lobby)) == 2
+
+    await eventually(pruned)  # shard 0's process pruned the turns shard 1's process stored
+    turns = await one.history.all(int(lobby))
+    assert [t.content for t in turns] == ["question 2", "Hello from the fake model."]

@@ -174,3 +174,37 @@ async def test_two_processes_on_two_shards_share_postgresql(
         assert fake_discord.token not in shard.log.read_text()
     puts = [r for r in fake_discord.requests if r.method == "PUT" and r.path.endswith("/commands")]
     assert len(puts) == 1  # one process syncs the commands, once
+
+
+async def test_only_the_process_of_shard_zero_syncs_the_commands(
+    fake_discord: FakeDiscord, fake_ollama: FakeOllama, database_url: str, tmp_path: Path
+) -> None:
+    """Started one after the other, each ready before the next starts: the bulk overwrite comes
+    when shard 0's process starts (a process syncs in its set-up, before it goes online)."""
+    shards = [
+        ShardProcess(fake_discord, fake_ollama, database_url, tmp_path / f"shard{n}.log")
+        for n in (0, 1)
+    ]
+    commands = f"/applications/{fake_discord.application_id}/commands"
+
+    def puts() -> list[float]:
+        return [r.t for r in fake_discord.requests if r.method == "PUT" and r.path == commands]
+
+    try:
+        await shards[1].start(1)
+        await fake_discord.wait_ready(timeout=60, shard=1)
+        assert puts() == []  # shard 1's process is online and has not synced
+        shard_zero_started = fake_discord.clock()
+        await shards[0].start(0)
+        await fake_discord.wait_ready(timeout=60, shard=0)
+        [synced_at] = puts()
+        assert synced_at > shard_zero_started
+        assert {c["name"] for c in fake_discord.commands} >= {"chat", "persona", "model"}
+        assert await shards[0].stop() == 0
+        assert await shards[1].stop() == 0
+    finally:
+        for shard in shards:
+            shard.kill()
+            if shard.process is not None:
+                await shard.process.wait()
+    assert len(puts()) == 1

@@ -1,0 +1,1 @@
+"""The Discord double, one concern a module; `tests.doubles.fake_discord` re-exports it."""
