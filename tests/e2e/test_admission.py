@@ -57,6 +57,9 @@ async def test_commands_that_post_publicly_check_the_members_own_permissions(
     assert chat_refusal == "You can't send messages in this channel, so I won't post there for you."
     caption = await fake_discord.slash_command("caption", attachments={"image": a_png()})
     assert "can't send messages" in await refusal_of(fake_discord, caption)
+    picture = await fake_discord.user_message("look", user="bob", attachments=[a_png()])
+    menu = await fake_discord.message_command("Caption image", picture.id)
+    assert "can't send messages" in await refusal_of(fake_discord, menu)
 
     await fake_discord.set_overwrite(channel, alice, deny=ATTACH_FILES)
     caption = await fake_discord.slash_command("caption", attachments={"image": a_png()})
