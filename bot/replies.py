@@ -41,7 +41,7 @@ from bot.ui.answers import tell_privately
 from bot.ui.checks import is_admin, refusal_for
 from bot.ui.controls import ReplyButtons, controls, reply_buttons
 from bot.ui.images import before_ack, check_route, defer, read_images
-from bot.ui.streaming import EditPacer, ReplyTarget, StreamingReply
+from bot.ui.streaming import EditBudget, EditPacer, ReplyTarget, StreamingReply
 from bot.ui.targets import NO_PINGS, InteractionTarget, MessageTarget
 from bot.ui.text import channel_id_of
 from bot.vision.images import CheckedImage, ImagePreparer
@@ -170,6 +170,7 @@ class ReplyPipeline:
         self._running: dict[str, _Running] = {}
         self._regenerating: set[int] = set()  # turn ids: a double click gives one new answer
         self._pacer = EditPacer(settings.edits_per_second)
+        self.edit_budget = EditBudget()  # Discord's buckets, shared by every display the bot draws
         self._notices: dict[int, float] = {}  # member id -> when they were last told publicly
         self.buttons: ReplyButtons = reply_buttons(self)
 
@@ -301,6 +302,7 @@ class ReplyPipeline:
             prefix=prefix,
             stop_view=controls(self.buttons.stop(request.request_id)),
             pacer=self._pacer,
+            budget=self.edit_budget,
             max_messages=self._settings.max_reply_messages,
             on_full=lambda: self._end(running, FULL),
             on_broken=lambda error: self._refused(request, running, error),

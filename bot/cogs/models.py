@@ -19,7 +19,7 @@ from bot.ollama.protocol import InstalledModel, LoadedModel, ModelCard
 from bot.ui import checks
 from bot.ui.answers import answer_deferred, tell_privately
 from bot.ui.progress import PacedEdits
-from bot.ui.targets import NO_PINGS
+from bot.ui.targets import NO_PINGS, interaction_bucket
 
 if TYPE_CHECKING:
     from bot.client import OllamaBot
@@ -399,7 +399,12 @@ class ModelCog(commands.GroupCog, group_name="model", group_description="Ollama 
         async def write(text: str) -> None:
             await interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS)
 
-        display = PacedEdits(write, interval=self.bot.settings.pull_progress_interval)
+        display = PacedEdits(
+            write,
+            interval=self.bot.settings.pull_progress_interval,
+            budget=self.bot.parts.replies.edit_budget,
+            bucket=interaction_bucket(interaction),
+        )
         try:
             async for state in job.updates():
                 if state.finished:

@@ -26,7 +26,7 @@ from bot.ui.answers import answer_deferred, tell_privately
 from bot.ui.checks import NotAllowed, is_admin, is_owner
 from bot.ui.errors import reply_with_error
 from bot.ui.progress import PacedEdits
-from bot.ui.targets import NO_PINGS
+from bot.ui.targets import NO_PINGS, interaction_bucket
 
 if TYPE_CHECKING:
     from bot.client import OllamaBot
@@ -190,7 +190,12 @@ class PersonaCog(
         async def write(text: str) -> None:
             await interaction.edit_original_response(content=text, allowed_mentions=NO_PINGS)
 
-        return PacedEdits(write, interval=self.bot.settings.pull_progress_interval)
+        return PacedEdits(
+            write,
+            interval=self.bot.settings.pull_progress_interval,
+            budget=self.bot.parts.replies.edit_budget,
+            bucket=interaction_bucket(interaction),
+        )
 
     # ---- use / reset ----------------------------------------------------------------------
 

@@ -11,10 +11,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 
-from bot.ui.streaming import BUDGET_MARGIN, DISCORD_EDIT_BUDGET
+from bot.ui.streaming import EditBudget
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +26,19 @@ class PacedEdits:
         write: Callable[[str], Awaitable[object]],
         *,
         interval: float = 1.0,
-        budget: tuple[int, float] = DISCORD_EDIT_BUDGET,
+        budget: EditBudget | None = None,
+        bucket: str = "progress",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._write_text = write
-        count, window = budget
-        self._budget_count = count
-        self._budget_window = window + BUDGET_MARGIN
+        self._budget = budget if budget is not None else EditBudget(clock=clock)
+        self._bucket = bucket  # the Discord bucket the message's edits draw from
         # Edits before the last use at most count - 1 slots of a window: one is kept for it.
-        self._spacing = max(interval, self._budget_window / max(count - 1, 1))
+        self._spacing = max(interval, self._budget.window / max(self._budget.count - 1, 1))
         self._clock = clock
         self._wanted: str | None = None
         self._shown: str | None = None
         self._final = False
-        self._writes: deque[float] = deque()
         self._wake = asyncio.Event()
         self._writer = asyncio.create_task(self._write(), name="paced-edits-writer")
         self.edits = 0
@@ -96,16 +94,8 @@ class PacedEdits:
                 self.broken = True
                 return
             self._shown = text
-            self._writes.append(self._clock())
+            self._budget.record(self._bucket)
             self.edits += 1
 
     def _wait_before_edit(self, final: bool) -> float:
-        now = self._clock()
-        writes = self._writes
-        while writes and writes[0] <= now - self._budget_window:
-            writes.popleft()
-        if final:
-            if len(writes) < self._budget_count:
-                return 0.0
-            return writes[0] + self._budget_window - now
-        return max(writes[-1] + self._spacing - now if writes else 0.0, 0.0)
+        return self._budget.wait(self._bucket, last=final, spacing=self._spacing)

@@ -18,7 +18,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from bot.conversation.splitter import DISCORD_LIMIT, split_message, split_once
@@ -72,6 +72,52 @@ class EditPacer:
         self._next = max(self._next, self._clock()) + self._interval
 
 
+class EditBudget:
+    """Discord's rate limit per bucket, kept by the bot before Discord has to: the writes made
+    lately in each bucket (a channel's messages; an interaction token's webhook messages), in a
+    sliding window. One instance is shared by everything the bot draws (streaming replies and
+    progress messages alike), so two displays in one bucket share its budget."""
+
+    def __init__(
+        self,
+        budget: tuple[int, float] = DISCORD_EDIT_BUDGET,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        count, window = budget
+        self.count = count
+        self.window = window + BUDGET_MARGIN
+        self._clock = clock
+        self._writes: dict[str, deque[float]] = {}
+
+    def writes(self, bucket: str) -> deque[float]:
+        """The writes of `bucket` within the window, oldest first."""
+        now = self._clock()
+        writes = self._writes.get(bucket)
+        if writes is None:
+            if len(self._writes) >= 4096:  # forget the buckets that went quiet
+                self._writes = {
+                    k: w for k, w in self._writes.items() if w and w[-1] > now - self.window
+                }
+            writes = self._writes[bucket] = deque()
+        while writes and writes[0] <= now - self.window:
+            writes.popleft()
+        return writes
+
+    def wait(self, bucket: str, *, last: bool, spacing: float) -> float:
+        """Seconds before the next write to `bucket`: a display's last write needs only a free
+        slot; others keep `spacing` after the bucket's latest write (which leaves a slot free
+        for last writes when `spacing` spreads count - 1 writes over the window)."""
+        writes = self.writes(bucket)
+        now = self._clock()
+        if last:
+            return 0.0 if len(writes) < self.count else writes[0] + self.window - now
+        return max(writes[-1] + spacing - now, 0.0) if writes else 0.0
+
+    def record(self, bucket: str) -> None:
+        self.writes(bucket).append(self._clock())
+
+
 class ReplyTarget(Protocol[H]):
     """Where a reply is drawn: `send` makes the n-th message, `edit` changes one. `view` is the
     message's controls (buttons), or None for none."""
@@ -80,13 +126,16 @@ class ReplyTarget(Protocol[H]):
 
     async def edit(self, handle: H, content: str, view: Any) -> H: ...
 
+    def bucket(self, index: int) -> str:
+        """The Discord rate-limit bucket that writing the `index`-th message draws from."""
+        ...
+
 
 @dataclass(slots=True)
 class _Drawn(Generic[T]):
     handle: T
     content: str
     view: Any
-    writes: deque[float] = field(default_factory=deque)  # when it was sent or edited, newest last
 
 
 class StreamingReply(Generic[T]):
@@ -100,7 +149,7 @@ class StreamingReply(Generic[T]):
         limit: int = DISCORD_LIMIT,
         clock: Callable[[], float] = time.monotonic,
         prefix: str = "",
-        budget: tuple[int, float] = DISCORD_EDIT_BUDGET,
+        budget: EditBudget | None = None,
         stop_view: Any = None,
         pacer: EditPacer | None = None,
         gather: float = FIRST_TEXT_GATHER,
@@ -111,11 +160,9 @@ class StreamingReply(Generic[T]):
     ) -> None:
         self._target = target
         self._pacer = pacer
-        count, window = budget
-        self._budget_count = count
-        self._budget_window = window + BUDGET_MARGIN
+        self._budget = budget if budget is not None else EditBudget(clock=clock)
         # Streaming edits use at most count - 1 slots of a window: one is kept for the final edit.
-        self._spacing = max(interval, self._budget_window / max(count - 1, 1))
+        self._spacing = max(interval, self._budget.window / max(self._budget.count - 1, 1))
         self._limit = limit
         self._clock = clock
         self._frozen: list[str] = []  # pieces cut off the text; they never change again
@@ -302,22 +349,25 @@ class StreamingReply(Generic[T]):
                     if wait > 0:
                         return wait
                 self._spend()
+                bucket = self._target.bucket(index)
                 handle = await self._target.send(index, content, view)
-                self._drawn.append(_Drawn(handle, content, view, deque([self._clock()])))
+                self._budget.record(bucket)
+                self._drawn.append(_Drawn(handle, content, view))
                 return 0
             drawn = self._drawn[index]
             if drawn.content == content and drawn.view is view:
                 continue
             # A message's last edit: the reply is complete, or this piece was cut off for good.
             last_edit = final or index < len(self._frozen)
-            wait = self._wait_before_edit(drawn, last_edit)
+            bucket = self._target.bucket(index)
+            wait = self._wait_before_edit(bucket, last_edit)
             if wait > 0:
                 return wait
             self._spend()
             drawn.handle = await self._target.edit(drawn.handle, content, view)
             drawn.content = content
             drawn.view = view
-            drawn.writes.append(self._clock())
+            self._budget.record(bucket)
             self.edits += 1
             return 0
         return None
@@ -327,19 +377,13 @@ class StreamingReply(Generic[T]):
             return self._final_view if index == count - 1 else None
         return self._stop_view if index == 0 else None
 
-    def _wait_before_edit(self, drawn: _Drawn[T], last_edit: bool) -> float:
-        now = self._clock()
-        writes = drawn.writes
-        while writes and writes[0] <= now - self._budget_window:
-            writes.popleft()
+    def _wait_before_edit(self, bucket: str, last_edit: bool) -> float:
         if last_edit:
-            if len(writes) < self._budget_count:
-                return 0.0
-            return writes[0] + self._budget_window - now
+            return self._budget.wait(bucket, last=True, spacing=self._spacing)
         spacing = self._spacing if self._fed else max(self._spacing, STATUS_INTERVAL)
-        own = writes[-1] + spacing - now if writes else 0.0
+        own = self._budget.wait(bucket, last=False, spacing=spacing)
         if own > 0 or self._pacer is None or self._slot:
-            return max(own, 0.0)
+            return own
         self._slot = True
         return self._pacer.reserve()
 

@@ -16,6 +16,16 @@ INTERACTION_TOKEN_TTL = 15 * 60.0
 """Seconds an interaction's token works for followups and edits (Discord's rule)."""
 
 
+def channel_bucket(channel_id: int) -> str:
+    """Discord's rate-limit bucket of a channel's messages (sends and edits together)."""
+    return f"channel:{channel_id}"
+
+
+def interaction_bucket(interaction: discord.Interaction) -> str:
+    """Discord's rate-limit bucket of an interaction token's messages (its webhook)."""
+    return f"token:{interaction.id}"
+
+
 class InteractionTarget:
     """The deferred response of a slash command (its original response is edited, as Discord's
     docs ask, rather than filled by a first followup), then followups; with `original=False`
@@ -39,6 +49,11 @@ class InteractionTarget:
         if discord.utils.utcnow() < self._expires:
             return None
         return self._interaction.channel
+
+    def bucket(self, index: int) -> str:
+        if self._channel() is not None:
+            return channel_bucket(self._interaction.channel_id or 0)
+        return interaction_bucket(self._interaction)
 
     async def send(self, index: int, content: str, view: Any) -> discord.Message:
         if (channel := self._channel()) is not None:
@@ -65,6 +80,9 @@ class MessageTarget:
     def __init__(self, message: discord.Message) -> None:
         self._message = message
 
+    def bucket(self, index: int) -> str:
+        return channel_bucket(self._message.channel.id)
+
     async def send(self, index: int, content: str, view: Any) -> discord.Message:
         if index == 0:
             return await self._message.reply(
@@ -83,6 +101,9 @@ class ChannelTarget:
 
     def __init__(self, channel: discord.abc.Messageable) -> None:
         self._channel = channel
+
+    def bucket(self, index: int) -> str:
+        return channel_bucket(getattr(self._channel, "id", 0))
 
     async def send(self, index: int, content: str, view: Any) -> discord.Message:
         return await self._channel.send(content, allowed_mentions=NO_PINGS, **_with_view(view))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from bot.ui.streaming import EditPacer, StreamingReply
+from bot.ui.progress import PacedEdits
+from bot.ui.streaming import EditBudget, EditPacer, StreamingReply
 
 
 class Recorder:
@@ -26,6 +27,9 @@ class Recorder:
         self.edits.append((handle, content))
         self.changed.set()
         return handle
+
+    def bucket(self, index: int) -> str:
+        return "channel:1"  # one channel, as Discord counts a reply's messages
 
 
 async def until(predicate: Any, target: Recorder, limit: float) -> None:
@@ -103,7 +107,8 @@ async def test_replies_sharing_a_pacer_stay_under_its_rate() -> None:
     targets = [Recorder() for _ in range(5)]
     # A generous per-message budget, so that only the shared pacer holds the edits back.
     replies = [
-        StreamingReply(t, interval=0.0, pacer=pacer, gather=0.0, budget=(100, 1.0)) for t in targets
+        StreamingReply(t, interval=0.0, pacer=pacer, gather=0.0, budget=EditBudget((100, 1.0)))
+        for t in targets
     ]
     await asyncio.sleep(0.05)
     for n in range(40):
@@ -136,3 +141,39 @@ async def test_a_long_wait_shows_the_waiting_notice() -> None:
     reply.feed("Answer.")
     await reply.finish()
     assert target.shown == ["Answer."]
+
+
+async def test_a_reply_and_a_progress_message_in_one_bucket_share_its_budget() -> None:
+    """Discord counts a channel's (or a token's) writes together: a streaming reply and a
+    progress display drawn into the same bucket stay within one budget between them."""
+    budget = EditBudget((5, 1.0))
+    target = Recorder()
+    stamps: list[float] = []
+    clock = asyncio.get_running_loop().time
+
+    async def write(text: str) -> None:
+        stamps.append(clock())
+
+    progress = PacedEdits(write, interval=0.0, budget=budget, bucket="channel:1")
+    reply = StreamingReply(target, interval=0.0, gather=0.0, budget=budget)
+    original_send, original_edit = target.send, target.edit
+
+    async def send(index: int, content: str, view: Any) -> int:
+        stamps.append(clock())
+        return await original_send(index, content, view)
+
+    async def edit(handle: int, content: str, view: Any) -> int:
+        stamps.append(clock())
+        return await original_edit(handle, content, view)
+
+    target.send, target.edit = send, edit  # type: ignore[method-assign]
+    for n in range(60):
+        reply.feed(f"{n} ")
+        progress.show(f"{n}%")
+        await asyncio.sleep(0.02)
+    await reply.finish("-# done")
+    await progress.finish("100%")
+    window = budget.window
+    for start in stamps:
+        assert sum(1 for t in stamps if start <= t < start + window) <= 5, stamps
+    assert len(stamps) >= 6  # both displays were drawn
