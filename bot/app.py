@@ -205,6 +205,8 @@ def _build(
             between_tokens_timeout=settings.between_tokens_timeout,
             total_timeout=settings.total_timeout,
             reply_tokens=settings.max_reply_tokens,
+            summarise=settings.summarise_history,
+            speaker_names=settings.speaker_names,
         ),
         assistant=lambda: me[0],
         scheduler=Scheduler(parallel=settings.parallel_generations, queue_size=settings.max_queue),
@@ -240,6 +242,7 @@ def _build(
         gateway,
         model=settings.sentiment_model or settings.chat_model,
         timeout=settings.total_timeout,
+        windows=chat.windows,
     )
     parts = Parts(
         ollama=gateway,
@@ -278,6 +281,7 @@ def _build(
         for monitor in loop_lag:
             await monitor.stop()
         await models.close()  # pulls in progress stop with the bot
+        await chat.stop_background()  # summaries in progress
 
     return OllamaBot(
         settings=settings,

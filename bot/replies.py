@@ -60,11 +60,19 @@ def footer(finished: ReplyFinished, *, cut_at: int | None = None) -> str:
     speed = finished.stats.tokens_per_second
     if speed is not None:
         parts.append(f"{speed:.1f} tokens/s")
+    if finished.summarised:
+        parts.append(f"summarised {_messages(finished.summarised)}")
+    if finished.left_out:
+        parts.append(f"{_messages(finished.left_out)} left out (no room)")
     if cut_at is not None:
         parts.append(f"cut at {cut_at} messages")
     elif finished.stats.done_reason == "length":
-        parts.append("cut off at the length limit")
+        parts.append("cut off at the length limit: press Continue for more")
     return "-# " + " · ".join(parts)
+
+
+def _messages(count: int) -> str:
+    return f"{count} earlier message" + ("" if count == 1 else "s")
 
 
 def waiting_text(place: int) -> str:
@@ -307,7 +315,7 @@ class ReplyPipeline:
                 request = dataclasses.replace(request, images=await self._images.prepare(images))
             running.task = asyncio.create_task(self._consume(request, drawing, running, ticket))
             finished = await running.task
-            await drawing.finish(footer(finished), view=self._again(running))
+            await drawing.finish(footer(finished), view=self._again(running, finished))
         except asyncio.CancelledError:
             if running.stopped_by is None or _cancelling():
                 await drawing.cancel()
@@ -359,18 +367,26 @@ class ReplyPipeline:
         ):
             if isinstance(event, TextDelta):
                 drawing.feed(event.text)
+                if running.abort.message_id is None and drawing.messages:
+                    running.abort.message_id = drawing.messages[0].id
             elif isinstance(event, ReplyStarted):
                 running.turn_id = event.turn_id
             else:
                 finished = event
                 # Shown at once; the service stores the reply meanwhile.
-                drawing.finish_soon(footer(finished), view=self._again(running))
+                drawing.finish_soon(footer(finished), view=self._again(running, finished))
         assert finished is not None  # respond() ends with ReplyFinished or raises
         return finished
 
-    def _again(self, running: _Running) -> discord.ui.View | None:
+    def _again(
+        self, running: _Running, finished: ReplyFinished | None = None
+    ) -> discord.ui.View | None:
         if running.turn_id is None:
             return None
+        if finished is not None and finished.stats.done_reason == "length":
+            return controls(
+                self.buttons.more(running.turn_id), self.buttons.regenerate(running.turn_id)
+            )
         return controls(self.buttons.regenerate(running.turn_id))
 
     def _end(self, running: _Running, why: str) -> None:
@@ -440,6 +456,45 @@ class ReplyPipeline:
                 await _tell_privately(interaction, exc.user_message)
                 return
             await interaction.response.edit_message(view=None)  # the old answer keeps its text
+            target = InteractionTarget(
+                interaction, token_ttl=self._settings.interaction_token_ttl, original=False
+            )
+            await self.answer(request, target, ticket=ticket, interaction=interaction)
+        finally:
+            self._regenerating.discard(turn_id)
+            self.chat.release(ticket)
+
+    async def continue_reply(self, interaction: discord.Interaction, turn_id: int) -> None:
+        """The Continue button: the model goes on where the answer stopped at the length limit,
+        in new messages under it; the stored answer grows by what it writes. Admitted like
+        Regenerate."""
+        if turn_id in self._regenerating:
+            await _tell_privately(interaction, "The answer is already being continued.")
+            return
+        channel_id = channel_id_of(interaction)
+        refusal = posting_refusal(interaction)
+        if refusal is not None:
+            await _tell_privately(interaction, refusal)
+            return
+        try:
+            ticket = self.chat.admit(interaction.user.id, channel_id)
+        except (RateLimited, QueueFull, ShuttingDown) as exc:
+            await _tell_privately(interaction, exc.user_message)
+            return
+        self._regenerating.add(turn_id)
+        try:
+            try:
+                request = await self.chat.continuation(
+                    channel_id=channel_id,
+                    guild_id=interaction.guild_id,
+                    turn_id=turn_id,
+                    requester=Author(interaction.user.id, interaction.user.display_name),
+                    admin=is_admin(interaction),
+                )
+            except BotError as exc:
+                await _tell_privately(interaction, exc.user_message)
+                return
+            await interaction.response.edit_message(view=None)  # the buttons move to the end
             target = InteractionTarget(
                 interaction, token_ttl=self._settings.interaction_token_ttl, original=False
             )
