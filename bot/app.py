@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.client import OllamaBot, Parts
 from bot.cogs.chat import ChatCog
+from bot.cogs.context import ContextCog
 from bot.cogs.history import HistoryCog
 from bot.cogs.maintenance import RetentionCog
 from bot.cogs.models import ModelCog
@@ -260,7 +261,8 @@ def _build(
         me.append(Author(bot.user.id, bot.user.name))
         bot.add_dynamic_items(*replies.buttons.items)
         await bot.add_cog(ChatCog(bot, replies, channels, models))
-        await bot.add_cog(ThreadsCog(bot, replies, channels))
+        await bot.add_cog(ThreadsCog(bot, replies, channels, history))
+        await bot.add_cog(ContextCog(bot, chat))
         await bot.add_cog(ModelCog(bot, models))
         await bot.add_cog(VisionCog(bot, replies))
         await bot.add_cog(SentimentCog(bot, sentiment, replies))
