@@ -320,12 +320,6 @@ _COPIED_FIELDS = (
 )
 
 
-def _copy_values(turn: Turn, channel_id: int, guild_id: int | None) -> dict[str, Any]:
-    """A turn's values for its copy in another channel (not tied to its Discord message)."""
-    values = {name: getattr(turn, name) for name in _COPIED_FIELDS}
-    return {**values, "channel_id": channel_id, "guild_id": guild_id, "reply_to_id": None}
-
-
 def _set_meta(conn: Connection, key: str, value: str) -> None:
     if conn.execute(_META, {"key": key}).first() is None:
         conn.execute(insert(Meta).values(key=key, value=value))
@@ -623,8 +617,9 @@ class HistoryStore:
                 .limit(1)
             ).first()
             after = (summary.covers_until or 0) if summary is not None else 0
+            columns = [Turn.id, Turn.reply_to_id, *(getattr(Turn, n) for n in _COPIED_FIELDS)]
             rows = conn.execute(
-                select(Turn)
+                select(*columns)
                 .where(
                     Turn.channel_id == source,
                     _CONVERSATION,
@@ -635,13 +630,14 @@ class HistoryStore:
                 .order_by(Turn.id.desc())
                 .limit(limit)
             ).all()
-            turns = [row[0] for row in reversed(rows)]
+            turns = [row._mapping for row in reversed(rows)]
             copied: dict[int, int] = {}
             for turn in turns:
-                values = _copy_values(turn, target, guild_id)
-                if turn.reply_to_id is not None:
-                    values["reply_to_id"] = copied.get(turn.reply_to_id)
-                copied[turn.id] = conn.execute(_INSERT_TURN, values).scalar_one()
+                values = {name: turn[name] for name in _COPIED_FIELDS}
+                values |= {"channel_id": target, "guild_id": guild_id, "reply_to_id": None}
+                if turn["reply_to_id"] is not None:
+                    values["reply_to_id"] = copied.get(turn["reply_to_id"])
+                copied[turn["id"]] = conn.execute(_INSERT_TURN, values).scalar_one()
             for old_id, images in _images_for(conn, list(copied)).items():
                 conn.execute(
                     _INSERT_IMAGE,

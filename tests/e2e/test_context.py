@@ -4,12 +4,13 @@ and forks. The real bot against the Discord and Ollama doubles."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from bot.app import OllamaBot
 from bot.conversation import context
 from bot.conversation.service import SUMMARY_INSTRUCTIONS
-from tests.conftest import BotRunner, both_databases
+from tests.conftest import BotRunner, both_databases, eventually
 from tests.doubles.fake_discord import FakeDiscord, FakeMessage
 from tests.doubles.fake_ollama import FakeModel, FakeOllama, RecordedRequest, Script
 from tests.e2e.test_chat import assert_pings_no_one, chat
@@ -248,3 +249,161 @@ async def test_continue_is_only_for_the_latest_cut_answer(
     await chat(fake_discord, "second")
     late = await fake_discord.click_button(cut.id, more, user="alice")
     assert "Only the latest answer" in await shown_text(fake_discord, late)
+
+
+# ---- summaries --------------------------------------------------------------------------------
+
+
+def question(n: int) -> str:
+    return f"question {n} " + "word " * 20  # about 32 tokens with the framing
+
+
+async def test_turns_that_no_longer_fit_are_summarised_and_the_summary_stands_in_for_them(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    # a window of 256: 192 tokens for the history, about four exchanges
+    bot = await bots.start(context_tokens_max=256, user_requests_per_minute=0)
+    channel = int(fake_discord.channel_ids[0])
+    for n in range(4):
+        await chat(fake_discord, question(n))
+    await eventually(lambda: _has_summary(bot, channel))
+    [made] = summaries(fake_ollama)
+    assert made.json["options"] == {"num_ctx": 256, "num_predict": 64}  # the same window
+    asked = made.json["messages"][1]["content"]
+    assert "Alice: question 0" in asked and "Assistant: Hello from the fake model." in asked
+    assert "question 2" not in asked  # the newest exchanges stay as they are
+
+    fifth = await chat(fake_discord, question(4))
+    assert "summarised 4 earlier messages" in fifth.content
+    sent = replies(fake_ollama)[-1].json["messages"]
+    assert sent[0]["role"] == "system"
+    assert sent[0]["content"].startswith("Summary of the earlier conversation")
+    assert "Hello from the fake model." in sent[0]["content"]
+    users = [m["content"] for m in sent if m["role"] == "user"]
+    assert [u.split()[1] for u in users] == ["2", "3", "4"]  # 0 and 1 are in the summary
+    assert all(r.dropped == 0 for r in fake_ollama.chat_records())  # Ollama cut nothing
+
+    sixth = await chat(fake_discord, question(5))
+    assert "summarised" not in sixth.content  # said once for that summary
+
+    # The history people see keeps every turn; the summary is not one of them.
+    turns = await bot.history.all(channel)
+    assert len(turns) == 12 and {t.role for t in turns} == {"user", "assistant"}
+    shown = await fake_discord.slash_command("history", subcommand="show")
+    assert "question 0" not in await shown_text(fake_discord, shown)  # the last 10 of 12
+    assert "Last 10 of 12 turns" in await shown_text(fake_discord, shown)
+    # A summary is a generation like any other: never more at once than Ollama runs
+    assert fake_ollama.max_active_generations == 1
+
+
+async def _has_summary(bot: OllamaBot, channel: int) -> bool:
+    return await bot.history.latest_summary(channel) is not None
+
+
+async def test_without_summaries_the_footer_says_how_many_were_left_out(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    await bots.start(context_tokens_max=256, user_requests_per_minute=0, summarise_history=False)
+    footers = []
+    for n in range(6):
+        footers.append((await chat(fake_discord, question(n))).content.splitlines()[-1])
+    assert "left out" not in footers[0]
+    assert re.search(r"· \d+ earlier messages left out \(no room\)$", footers[-1])
+    assert not summaries(fake_ollama)
+
+
+async def test_a_summary_waits_for_a_free_slot(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    """Low priority, in the parallel cap: when someone is waiting for the only slot as a reply
+    ends, its summary is skipped, and the next reply tries again."""
+    bot = await bots.start(context_tokens_max=256, user_requests_per_minute=0)
+    channel = int(fake_discord.channel_ids[0])
+    for n in range(3):
+        await chat(fake_discord, question(n))
+    fake_ollama.script(
+        Script(reply=[f"w{n} " for n in range(10)], token_interval=0.05),  # the fourth, slowly
+        Script(reply="Elsewhere."),
+    )
+    fourth = await fake_discord.slash_command("chat", {"message": question(3)})
+    await fake_discord.wait_until(lambda: fake_ollama.active_generations == 1)
+    other = await fake_discord.slash_command(
+        "chat", {"message": "meanwhile"}, channel_id=fake_discord.channel_ids[1]
+    )
+    await fake_discord.wait_until(lambda: bot.parts.chat.waiting == 1)  # behind the fourth
+    await fake_discord.wait_until(
+        lambda: all(
+            i.original_message_id
+            and "tokens/s" in fake_discord.messages[i.original_message_id].content
+            for i in (fourth, other)
+        ),
+        timeout=10,
+    )
+    await asyncio.sleep(0.3)  # time enough for a summary that was not skipped
+    assert not summaries(fake_ollama)  # skipped: the slot went to the one waiting
+    assert not await _has_summary(bot, channel)
+
+    await chat(fake_discord, question(4))  # tries again, with the slot free
+    await eventually(lambda: _has_summary(bot, channel), timeout=10)
+    assert len(summaries(fake_ollama)) == 1
+    assert fake_ollama.max_active_generations == 1
+
+
+# ---- fork -------------------------------------------------------------------------------------
+
+
+@both_databases
+async def test_continue_in_thread_opens_a_thread_with_the_conversation_so_far(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    bot = await bots.start(user_requests_per_minute=0)
+    fake_ollama.script(Script(reply="Paris."), Script(reply="Berlin."))
+    paris = await chat(fake_discord, "Capital of France?")
+    await chat(fake_discord, "Capital of Germany?")
+
+    interaction = await fake_discord.message_command("Continue in thread", paris.id)
+    await fake_discord.wait_until(lambda: paris.id in fake_discord.channels, timeout=5)
+    text = await shown_text(fake_discord, interaction)
+    assert f"Continued in <#{paris.id}>" in text
+    thread = fake_discord.channels[paris.id]
+    assert thread["type"] == 11 and thread["parent_id"] == fake_discord.channel_ids[0]
+    assert thread["name"] == "Capital of France?"
+
+    turns = await bot.history.all(int(paris.id))
+    assert [(t.role, t.content) for t in turns] == [
+        ("user", "Capital of France?"),
+        ("assistant", "Paris."),  # up to and including that reply, not the later one
+    ]
+    fake_ollama.script(Script(reply="About 2.1 million."))
+    await fake_discord.user_message("And its population?", channel_id=paris.id, mention_bot=True)
+    await fake_discord.wait_until(lambda: len(fake_ollama.chat_requests()) == 3, timeout=10)
+    assert [m["content"] for m in fake_ollama.chat_requests()[-1]["messages"]] == [
+        "Capital of France?",
+        "Paris.",
+        "And its population?",
+    ]
+    # the parent channel's conversation is untouched
+    assert len(await bot.history.all(int(fake_discord.channel_ids[0]))) == 4
+    assert_pings_no_one(fake_discord)
+
+
+async def test_continue_in_thread_refuses_other_messages_and_members_without_the_right(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    await bots.start()
+    mine = await fake_discord.user_message("just me talking")
+    refused = await fake_discord.message_command("Continue in thread", mine.id)
+    assert "Pick one of my replies" in await shown_text(fake_discord, refused)
+
+    answer = await chat(fake_discord, "hello")
+    bob = fake_discord.users["bob"]["id"]
+    await fake_discord.set_overwrite(fake_discord.channel_ids[0], bob, deny=1 << 35)
+    denied = await fake_discord.message_command("Continue in thread", answer.id, user="bob")
+    assert "can't create public threads" in await shown_text(fake_discord, denied)
+    assert answer.id not in fake_discord.channels
+
+    await bots.stop_all()
+    bot = await bots.start()
+    await bot.history.clear(int(fake_discord.channel_ids[0]))
+    gone = await fake_discord.message_command("Continue in thread", answer.id)
+    assert "no record of that reply" in await shown_text(fake_discord, gone)
