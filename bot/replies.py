@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -429,8 +429,30 @@ class ReplyPipeline:
         """The Regenerate button: the latest answer is replaced by a new one. Admitted first
         (rate limit, line): a refused Regenerate changes nothing; a double click gives one new
         answer."""
+        await self._again_from_button(
+            interaction, turn_id, self.chat.regenerate, "A new answer is already being written."
+        )
+
+    async def continue_reply(self, interaction: discord.Interaction, turn_id: int) -> None:
+        """The Continue button: the model goes on where the answer stopped at the length limit,
+        in new messages under it; the stored answer grows by what it writes. Admitted like
+        Regenerate."""
+        await self._again_from_button(
+            interaction, turn_id, self.chat.continuation, "The answer is already being continued."
+        )
+
+    async def _again_from_button(
+        self,
+        interaction: discord.Interaction,
+        turn_id: int,
+        make: Callable[..., Awaitable[ChatRequest]],
+        busy: str,
+    ) -> None:
+        """A button that answers anew about the latest answer `turn_id` (Regenerate, Continue):
+        admitted first, `make` checks who may and builds the request, the old message loses its
+        buttons (they move to the new end) and the reply goes into new messages."""
         if turn_id in self._regenerating:
-            await _tell_privately(interaction, "A new answer is already being written.")
+            await _tell_privately(interaction, busy)
             return
         channel_id = channel_id_of(interaction)
         refusal = posting_refusal(interaction)
@@ -445,7 +467,7 @@ class ReplyPipeline:
         self._regenerating.add(turn_id)
         try:
             try:
-                request = await self.chat.regenerate(
+                request = await make(
                     channel_id=channel_id,
                     guild_id=interaction.guild_id,
                     turn_id=turn_id,
@@ -456,45 +478,6 @@ class ReplyPipeline:
                 await _tell_privately(interaction, exc.user_message)
                 return
             await interaction.response.edit_message(view=None)  # the old answer keeps its text
-            target = InteractionTarget(
-                interaction, token_ttl=self._settings.interaction_token_ttl, original=False
-            )
-            await self.answer(request, target, ticket=ticket, interaction=interaction)
-        finally:
-            self._regenerating.discard(turn_id)
-            self.chat.release(ticket)
-
-    async def continue_reply(self, interaction: discord.Interaction, turn_id: int) -> None:
-        """The Continue button: the model goes on where the answer stopped at the length limit,
-        in new messages under it; the stored answer grows by what it writes. Admitted like
-        Regenerate."""
-        if turn_id in self._regenerating:
-            await _tell_privately(interaction, "The answer is already being continued.")
-            return
-        channel_id = channel_id_of(interaction)
-        refusal = posting_refusal(interaction)
-        if refusal is not None:
-            await _tell_privately(interaction, refusal)
-            return
-        try:
-            ticket = self.chat.admit(interaction.user.id, channel_id)
-        except (RateLimited, QueueFull, ShuttingDown) as exc:
-            await _tell_privately(interaction, exc.user_message)
-            return
-        self._regenerating.add(turn_id)
-        try:
-            try:
-                request = await self.chat.continuation(
-                    channel_id=channel_id,
-                    guild_id=interaction.guild_id,
-                    turn_id=turn_id,
-                    requester=Author(interaction.user.id, interaction.user.display_name),
-                    admin=is_admin(interaction),
-                )
-            except BotError as exc:
-                await _tell_privately(interaction, exc.user_message)
-                return
-            await interaction.response.edit_message(view=None)  # the buttons move to the end
             target = InteractionTarget(
                 interaction, token_ttl=self._settings.interaction_token_ttl, original=False
             )
