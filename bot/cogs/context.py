@@ -70,6 +70,7 @@ class ContextCog(commands.Cog):
         report = await self.chat.describe(
             channel_id_of(interaction), interaction.guild_id, Author(user.id, user.display_name)
         )
-        await interaction.followup.send(
-            render_context(report), ephemeral=True, allowed_mentions=NO_PINGS
+        # The deferred answer is edited (a follow-up filling it is deprecated by Discord).
+        await interaction.edit_original_response(
+            content=render_context(report), allowed_mentions=NO_PINGS
         )

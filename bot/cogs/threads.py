@@ -239,8 +239,8 @@ class ThreadsCog(commands.Cog):
             allowed_mentions=NO_PINGS,
         )
         log.info("forked channel=%s into thread=%s turns=%d", parent.id, thread.id, copied)
-        await interaction.followup.send(
-            f"🧵 Continued in {thread.mention}.", ephemeral=True, allowed_mentions=NO_PINGS
+        await interaction.edit_original_response(
+            content=f"🧵 Continued in {thread.mention}.", allowed_mentions=NO_PINGS
         )
 
     async def _stored_reply(self, channel_id: int, message: discord.Message) -> StoredTurn | None:
