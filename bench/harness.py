@@ -26,7 +26,7 @@ from tests.doubles.fake_discord import FakeDiscord, FakeInteraction, FakeMessage
 from tests.doubles.fake_ollama import FakeOllama
 
 ROOT = Path(__file__).resolve().parents[1]
-FOOTER = re.compile(r"\n-# .+ tokens/s$")
+FOOTER = re.compile(r"\n-# .+ tokens/s( · [^\n]*)?$")
 LAG_LINE = re.compile(r"event loop lag: p50 ([\d.]+) ms, p99 ([\d.]+) ms, max ([\d.]+) ms \((\d+)")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -97,13 +97,20 @@ class BotProcess:
 
     @classmethod
     async def start(
-        cls, world: Doubles, database_url: str, ready_within: float = 60, **settings: object
+        cls,
+        world: Doubles,
+        database_url: str,
+        ready_within: float = 60,
+        *,
+        root: Path = ROOT,
+        **settings: object,
     ) -> BotProcess:
         """Spawn the bot with BOT_<NAME> settings and wait until the Discord double saw it
-        become ready (READY and GUILD_CREATE sent)."""
+        become ready (READY and GUILD_CREATE sent). `root`: the source tree the bot runs from
+        (another checkout, to compare with an older version)."""
         env = {
             "PATH": os.environ.get("PATH", ""),
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": str(root),
             "DISCORD_TOKEN": world.discord.token,
             "OLLAMA_HOST": world.ollama.url,
             "DATABASE_URL": database_url,
@@ -116,7 +123,7 @@ class BotProcess:
             "tests.launcher",
             world.discord.api_base,
             world.discord.gateway_url,
-            cwd=ROOT,
+            cwd=root,
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.client import OllamaBot, Parts
 from bot.cogs.chat import ChatCog
+from bot.cogs.context import ContextCog
 from bot.cogs.history import HistoryCog
 from bot.cogs.maintenance import RetentionCog
 from bot.cogs.models import ModelCog
@@ -205,6 +206,8 @@ def _build(
             between_tokens_timeout=settings.between_tokens_timeout,
             total_timeout=settings.total_timeout,
             reply_tokens=settings.max_reply_tokens,
+            summarise=settings.summarise_history,
+            speaker_names=settings.speaker_names,
         ),
         assistant=lambda: me[0],
         scheduler=Scheduler(parallel=settings.parallel_generations, queue_size=settings.max_queue),
@@ -242,6 +245,7 @@ def _build(
         gateway,
         model=settings.sentiment_model or settings.chat_model,
         timeout=settings.total_timeout,
+        windows=chat.windows,
     )
     parts = Parts(
         ollama=gateway,
@@ -259,7 +263,8 @@ def _build(
         me.append(Author(bot.user.id, bot.user.name))
         bot.add_dynamic_items(*replies.buttons.items)
         await bot.add_cog(ChatCog(bot, replies, channels, models))
-        await bot.add_cog(ThreadsCog(bot, replies, channels))
+        await bot.add_cog(ThreadsCog(bot, replies, channels, history))
+        await bot.add_cog(ContextCog(bot, chat))
         await bot.add_cog(ModelCog(bot, models))
         await bot.add_cog(VisionCog(bot, replies))
         await bot.add_cog(SentimentCog(bot, sentiment, replies))
@@ -280,6 +285,7 @@ def _build(
         for monitor in loop_lag:
             await monitor.stop()
         await models.close()  # pulls in progress stop with the bot
+        await chat.stop_background()  # summaries in progress
 
     return OllamaBot(
         settings=settings,

@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,11 +61,19 @@ def footer(finished: ReplyFinished, *, cut_at: int | None = None) -> str:
     speed = finished.stats.tokens_per_second
     if speed is not None:
         parts.append(f"{speed:.1f} tokens/s")
+    if finished.summarised:
+        parts.append(f"summarised {_messages(finished.summarised)}")
+    if finished.left_out:
+        parts.append(f"{_messages(finished.left_out)} left out (no room)")
     if cut_at is not None:
         parts.append(f"cut at {cut_at} messages")
     elif finished.stats.done_reason == "length":
-        parts.append("cut off at the length limit")
+        parts.append("cut off at the length limit: press Continue for more")
     return "-# " + " · ".join(parts)
+
+
+def _messages(count: int) -> str:
+    return f"{count} earlier message" + ("" if count == 1 else "s")
 
 
 def waiting_text(place: int) -> str:
@@ -313,7 +321,7 @@ class ReplyPipeline:
                 request = dataclasses.replace(request, images=await self._images.prepare(images))
             running.task = asyncio.create_task(self._consume(request, drawing, running, ticket))
             finished = await running.task
-            await drawing.finish(footer(finished), view=self._again(running))
+            await drawing.finish(footer(finished), view=self._again(running, finished))
         except asyncio.CancelledError:
             if running.stopped_by is None or _cancelling():
                 await drawing.cancel()
@@ -369,18 +377,26 @@ class ReplyPipeline:
         ):
             if isinstance(event, TextDelta):
                 drawing.feed(event.text)
+                if running.abort.message_id is None and drawing.messages:
+                    running.abort.message_id = drawing.messages[0].id
             elif isinstance(event, ReplyStarted):
                 running.turn_id = event.turn_id
             else:
                 finished = event
                 # Shown at once; the service stores the reply meanwhile.
-                drawing.finish_soon(footer(finished), view=self._again(running))
+                drawing.finish_soon(footer(finished), view=self._again(running, finished))
         assert finished is not None  # respond() ends with ReplyFinished or raises
         return finished
 
-    def _again(self, running: _Running) -> discord.ui.View | None:
+    def _again(
+        self, running: _Running, finished: ReplyFinished | None = None
+    ) -> discord.ui.View | None:
         if running.turn_id is None:
             return None
+        if finished is not None and finished.stats.done_reason == "length":
+            return controls(
+                self.buttons.more(running.turn_id), self.buttons.regenerate(running.turn_id)
+            )
         return controls(self.buttons.regenerate(running.turn_id))
 
     def _end(self, running: _Running, why: str) -> None:
@@ -424,8 +440,30 @@ class ReplyPipeline:
         """The Regenerate button: the latest answer is replaced by a new one. Admitted first
         (rate limit, line): a refused Regenerate changes nothing; a double click gives one new
         answer."""
+        await self._again_from_button(
+            interaction, turn_id, self.chat.regenerate, "A new answer is already being written."
+        )
+
+    async def continue_reply(self, interaction: discord.Interaction, turn_id: int) -> None:
+        """The Continue button: the model goes on where the answer stopped at the length limit,
+        in new messages under it; the stored answer grows by what it writes. Admitted like
+        Regenerate."""
+        await self._again_from_button(
+            interaction, turn_id, self.chat.continuation, "The answer is already being continued."
+        )
+
+    async def _again_from_button(
+        self,
+        interaction: discord.Interaction,
+        turn_id: int,
+        make: Callable[..., Awaitable[ChatRequest]],
+        busy: str,
+    ) -> None:
+        """A button that answers anew about the latest answer `turn_id` (Regenerate, Continue):
+        admitted first, `make` checks who may and builds the request, the old message loses its
+        buttons (they move to the new end) and the reply goes into new messages."""
         if turn_id in self._regenerating:
-            await tell_privately(interaction, "A new answer is already being written.")
+            await tell_privately(interaction, busy)
             return
         channel_id = channel_id_of(interaction)
         refusal = posting_refusal(interaction)
@@ -440,7 +478,7 @@ class ReplyPipeline:
         self._regenerating.add(turn_id)
         try:
             try:
-                request = await self.chat.regenerate(
+                request = await make(
                     channel_id=channel_id,
                     guild_id=interaction.guild_id,
                     turn_id=turn_id,

@@ -60,7 +60,18 @@ class Settings(BaseSettings):
     """Room kept free in the context window for the model's reply."""
 
     context_tokens_max: int = Field(default=8192, ge=256)
-    """Upper bound for the context sent to Ollama, whatever the model could take."""
+    """Upper bound for the context window, whatever the model could take. The window (this, the
+    model's context length and a persona's num_ctx, whichever is least) is sent to Ollama as
+    num_ctx with every request, so that Ollama runs the model with the window the bot plans."""
+
+    summarise_history: bool = True
+    """Turns that no longer fit the window are summarised by the channel's model (in the
+    background, after a reply) and the summary stands in for them; false: they are left out,
+    and the reply's footer says how many."""
+
+    speaker_names: bool = True
+    """In guild channels where several people talk to the bot, each user turn sent to the model
+    starts with its speaker's display name ("Alice: ..."), never an id or a mention."""
 
     model_info_ttl: float = Field(default=300.0, ge=0)
     """Seconds that a model's /api/show answer (context length, capabilities) is cached."""

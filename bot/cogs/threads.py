@@ -1,4 +1,5 @@
-"""/thread start and /channel autoreply: conversations without typing @bot every time."""
+"""/thread start, the message menu "Continue in thread" and /channel autoreply: conversations
+without typing @bot every time."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.conversation.service import HISTORY_SCAN_TURNS
 from bot.errors import InputError, PermissionDenied
 from bot.replies import ReplyPipeline, posting_refusal, request_from
 from bot.storage.channels import ChannelStore
+from bot.storage.history import HistoryStore, StoredTurn
 from bot.ui.checks import channel_managers
+from bot.ui.controls import TURN_IN_CUSTOM_ID
 from bot.ui.targets import NO_PINGS, ChannelTarget
 from bot.ui.text import one_line
 
@@ -36,11 +40,45 @@ def thread_name(topic: str) -> str:
     return one_line(topic, THREAD_NAME_CHARS)
 
 
+THREAD_EXISTS = 160004  # Discord: "A thread has already been created for this message"
+
+
+def turn_ids_in(message: discord.Message) -> list[int]:
+    """The answers a reply's buttons act on (its last message carries them)."""
+    found: list[int] = []
+    for row in message.components:
+        for item in getattr(row, "children", [row]):
+            match = TURN_IN_CUSTOM_ID.match(getattr(item, "custom_id", None) or "")
+            if match:
+                found.append(int(match["turn"]))
+    return found
+
+
 class ThreadsCog(commands.Cog):
-    def __init__(self, bot: OllamaBot, replies: ReplyPipeline, channels: ChannelStore) -> None:
+    def __init__(
+        self,
+        bot: OllamaBot,
+        replies: ReplyPipeline,
+        channels: ChannelStore,
+        history: HistoryStore,
+    ) -> None:
         self.bot = bot
         self.replies = replies
         self.channels = channels
+        self.history = history
+        self._fork_menu = app_commands.ContextMenu(
+            name="Continue in thread",
+            callback=self.fork,
+            allowed_contexts=app_commands.AppCommandContext(
+                guild=True, dm_channel=False, private_channel=False
+            ),
+        )
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self._fork_menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self._fork_menu.name, type=self._fork_menu.type)
 
     thread = app_commands.Group(
         name="thread", description="Conversations in their own thread", guild_only=True
@@ -137,6 +175,87 @@ class ThreadsCog(commands.Cog):
             content=f"🧵 Started {thread.mention}. {note}", allowed_mentions=NO_PINGS
         )
         return thread
+
+    async def fork(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """Message menu "Continue in thread": a public thread from one of the bot's replies,
+        whose history is the conversation up to and including that reply (copied into it)."""
+        me = self.bot.user
+        if me is None or message.author.id != me.id:
+            raise InputError("Pick one of my replies: only those can be continued in a thread.")
+        parent = message.channel
+        if not isinstance(parent, discord.TextChannel) or interaction.guild_id is None:
+            raise InputError(
+                "Only replies in a text channel (not in a thread or a DM) can be continued in a "
+                "thread of their own."
+            )
+        if not interaction.permissions.create_public_threads:
+            raise PermissionDenied("You can't create public threads in this channel.")
+        reply = await self._stored_reply(parent.id, message)
+        if reply is None:
+            raise InputError(
+                "I have no record of that reply any more (it was regenerated, cleared or "
+                "deleted), so there is no conversation to continue."
+            )
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        question = await self.history.get(reply.reply_to_id) if reply.reply_to_id else None
+        topic = question.content if question is not None else reply.content
+        try:
+            thread = await message.create_thread(
+                name=thread_name(topic) or "Conversation", auto_archive_duration=1440
+            )
+        except discord.Forbidden as exc:
+            raise InputError(
+                "I can't create public threads here. I need the Create Public Threads and Read "
+                "Message History permissions in this channel."
+            ) from exc
+        except discord.HTTPException as exc:
+            if exc.code == THREAD_EXISTS:
+                raise InputError(
+                    f"That reply has a thread already: <#{message.id}>. Continue there."
+                ) from exc
+            raise
+        copied = await self.history.copy_conversation(
+            source=parent.id,
+            target=thread.id,
+            guild_id=interaction.guild_id,
+            through=reply.id,
+            limit=HISTORY_SCAN_TURNS,
+        )
+        parent_config = await self.channels.get(parent.id)
+        await self.channels.update(
+            thread.id,
+            interaction.guild_id,
+            bot_thread=True,
+            parent_id=parent.id,
+            model=parent_config.model,
+            persona=parent_config.persona,
+        )
+        how = (
+            "I answer every message here."
+            if self.bot.settings.message_content_intent
+            else "Mention me here to go on."
+        )
+        await thread.send(
+            f"🧵 {interaction.user.mention} continued the conversation here: I remember it up "
+            f"to the reply above. {how}",
+            allowed_mentions=NO_PINGS,
+        )
+        log.info("forked channel=%s into thread=%s turns=%d", parent.id, thread.id, copied)
+        await interaction.edit_original_response(
+            content=f"🧵 Continued in {thread.mention}.", allowed_mentions=NO_PINGS
+        )
+
+    async def _stored_reply(self, channel_id: int, message: discord.Message) -> StoredTurn | None:
+        """The stored answer shown in `message`: by the message it starts in, or by the turn
+        its buttons act on (a reply's later messages)."""
+        reply = await self.history.find_reply(channel_id, message.id)
+        if reply is not None:
+            return reply
+        for turn_id in turn_ids_in(message):
+            turn = await self.history.get(turn_id)
+            if turn is not None and turn.channel_id == channel_id and turn.role == "assistant":
+                return turn
+        return None
 
     @channel.command(name="autoreply", description="Answer every message here, no mention needed.")
     @app_commands.describe(enabled="On: answer every message in this channel. Off: only mentions.")

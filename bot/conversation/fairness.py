@@ -103,6 +103,12 @@ class Scheduler:
     def waiting(self) -> int:
         return len(self._waiting)
 
+    @property
+    def idle(self) -> bool:
+        """A slot is free and no one waits: a low-priority task may run without delaying
+        anyone."""
+        return not self.closed and self.active < self._parallel and not self._waiting
+
     def admit(self, channel_id: int, ticket: Ticket | None = None) -> Ticket:
         """`reserve` (or take the place `ticket` reserved already), unless the request would
         have to wait while the line is full (QueueFull) or the bot is stopping (ShuttingDown).

@@ -10,7 +10,7 @@ import contextlib
 import itertools
 import logging
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -27,9 +27,16 @@ from bot.errors import (
     VisionUnavailable,
 )
 from bot.metrics import Metrics
-from bot.ollama.protocol import ChatDelta, ChatMessage, ChatStats, Ollama
+from bot.ollama.protocol import ChatDelta, ChatMessage, ChatStats, LoadedModel, Ollama
 from bot.storage.channels import ChannelStore
-from bot.storage.history import Author, HistoryStore, ImageRecord, StoredTurn, TurnResult
+from bot.storage.history import (
+    Author,
+    HistoryStore,
+    ImageRecord,
+    StoredTurn,
+    Summary,
+    TurnResult,
+)
 from bot.storage.models import Role, TurnStatus
 from bot.vision.images import PreparedImage
 from bot.vision.routing import IMAGE_TOKENS, ImagePlan, VisionRouter
@@ -43,6 +50,20 @@ HISTORY_SCAN_TURNS = 400
 """How many of the newest turns are read at most to fill a context window."""
 HISTORY_FIRST_PAGE = 64
 """How many are read first; most windows are full before that."""
+
+SUMMARY_INTRO = "Summary of the earlier conversation (its messages are not shown):\n"
+SUMMARY_INSTRUCTIONS = (
+    "You keep a running summary of a chat conversation for an assistant who can no longer see "
+    "its older messages. Merge the summary so far (if any) and the messages to add into one "
+    "updated summary: who said what, facts, names, numbers, decisions, requests and open "
+    "questions. Be brief and factual, write plain prose or short bullet points, and never "
+    "answer or continue the conversation."
+)
+FOLD_WHEN = 0.75
+"""Summarise when the turns not yet summarised fill this share of the room for history..."""
+FOLD_KEEP = 0.5
+"""...folding the oldest of them until the rest fill at most this share: the summary is then
+ready before turns would have to be left out."""
 
 
 async def recent_turns(
@@ -79,6 +100,9 @@ class Abort:
     refused to show it, for example): the reply is then stored as failed with this reason."""
 
     reason: str | None = None
+    message_id: int | None = None
+    """The Discord message the reply starts in, once it is shown (stored with the answer, so
+    that a message menu can find it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +115,12 @@ class ChatLimits:
     total_timeout: float
     reply_tokens: int = 0
     """The most tokens a reply may have (Ollama's num_predict); 0: no limit of the bot's."""
+    summarise: bool = True
+    """Summarise turns that no longer fit, instead of leaving them out."""
+    speaker_names: bool = True
+    """In guild channels with several people, user turns carry their speaker's name."""
+    summary_tokens: int = 512
+    """The longest summary (num_predict of a summary)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +137,8 @@ class ChatRequest:
     source_message_id: int | None = None
     """The Discord message the question came from (a mention, a reply, an auto-reply or thread
     message); deleting that message deletes the stored question."""
+    continues: int | None = None
+    """The answer (turn id) to go on with, cut at the length limit (the Continue button)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +161,112 @@ class ReplyFinished:
     """The persona that answered; `stats.model` is then its Ollama model."""
     base_model: str | None = None
     """The persona's FROM."""
+    summarised: int | None = None
+    """The context used a summary of this many earlier messages for the first time."""
+    left_out: int = 0
+    """Earlier messages that were neither sent nor summarised (they did not fit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContextPlan:
+    """The messages for one request and how they spend the model's window."""
+
+    model: str
+    window: int
+    messages: list[ChatMessage]
+    system_tokens: int
+    """The persona's system prompt."""
+    summary: Summary | None
+    summary_tokens: int
+    turns: int
+    """Earlier turns sent."""
+    turn_tokens: int
+    current_tokens: int
+    """The question (and an answer being continued)."""
+    images: int
+    image_tokens: int
+    prompt_tokens: int
+    """The whole prompt, calibrated estimate."""
+    left_out: int
+    fold: tuple[StoredTurn, ...] = ()
+    """Turns to fold into the summary after this reply."""
+
+    @property
+    def reply_room(self) -> int:
+        return max(self.window - self.prompt_tokens, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ContextReport:
+    """`/context`: the plan of the channel's next request, and what Ollama runs now."""
+
+    plan: ContextPlan
+    persona: str | None
+    loaded: LoadedModel | None
+    known: bool
+    """Whether Ollama answered /api/ps (False: unknown whether the model is loaded)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    """What a reply starts from: a new exchange, or an answer to continue."""
+
+    model: str
+    persona: Persona | None
+    reply_turn: int
+    build: Callable[[], Awaitable[ContextPlan]]
+    prior: str = ""
+    """The answer so far, when continuing it."""
+    prior_tokens: int = 0
+    message_id: int | None = None
+
+
+def _question(request: ChatRequest, turn_id: int, text: str) -> StoredTurn:
+    return StoredTurn(
+        id=turn_id,
+        channel_id=request.channel_id,
+        role=Role.USER,
+        author_id=request.user.id,
+        author_name=request.user.name,
+        content=text,
+        model=None,
+        status=TurnStatus.COMPLETE,
+        error=None,
+        reply_to_id=None,
+        prompt_tokens=None,
+        completion_tokens=None,
+        total_duration_ns=None,
+        eval_duration_ns=None,
+        created_at=datetime.now(UTC),
+    )
+
+
+def _to_fold(
+    turns: Sequence[StoredTurn], *, room: int, pending: int, dropped: bool, ratio: float
+) -> tuple[StoredTurn, ...]:
+    """The oldest of the turns not yet summarised to fold into the summary after this reply:
+    none while they (with the `pending` question) fill less than FOLD_WHEN of the `room`, else
+    enough that the rest fill at most FOLD_KEEP of it. Whole exchanges: what stays starts with
+    a question."""
+    costs = [context.turn_tokens(t, ratio) for t in turns]
+    if not dropped and sum(costs) + pending <= FOLD_WHEN * room:
+        return ()
+    kept = 0
+    used = pending
+    for cost in reversed(costs):
+        if used + cost > FOLD_KEEP * room:
+            break
+        used += cost
+        kept += 1
+    cut = len(turns) - kept
+    while cut < len(turns) and turns[cut].role != Role.USER:
+        cut += 1
+    return tuple(turns[:cut]) if cut >= 2 else ()
+
+
+def _same_model(loaded: str, model: str) -> bool:
+    """Whether /api/ps's name (always with a tag) is `model` (maybe without one)."""
+    return loaded == model or (":" not in model and loaded == f"{model}:latest")
 
 
 class ChatService:
@@ -161,6 +299,11 @@ class ChatService:
         self._rate_limit = rate_limit
         self._task_lines = itertools.count(1)
         self.closing = False
+        self.windows = context.Windows(
+            gateway, cap=limits.context_cap, reply_reserve=limits.reply_reserve
+        )
+        self._summarising: set[int] = set()  # channels with a summary being written
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def active(self) -> int:
@@ -236,122 +379,228 @@ class ChatService:
         hears the place in line while waiting). Raises a BotError (after storing the reply as
         failed) when Ollama fails. If the reader stops early (the task is cancelled, or the
         iterator closed), the reply is stored as stopped with the text received so far
-        (incomplete when the bot is shutting down; failed when `abort` holds a reason)."""
+        (incomplete when the bot is shutting down; failed when `abort` holds a reason).
+
+        A request that `continues` an answer cut at the length limit asks the model to go on
+        from where it stopped, and extends the stored answer instead of adding turns."""
         text = request.text.strip()
-        if not text:
+        if not text and request.continues is None:
             raise InputError("Your message is empty. Write something for the model to answer.")
         # A persona whose model went missing is created again before the request takes a
         # generation slot: one slow create never holds the line for everyone.
         persona = await self.persona_for(request)
         if persona is not None and self._personas is not None:
             await self._ensure(persona, fresh=False)
+        folding: tuple[str, ContextPlan] | None = None
         async with self._scheduler.turn(request.channel_id, on_position, ticket):
-            model = persona.ollama_model if persona else await self.model_for(request)
-            plan, first_page = await self._plan_images(request, model)
-            if plan is not None and persona is not None and plan.model != model:
-                persona = None  # the vision model answers this turn, not the persona
-            model = plan.model if plan else model
-            user_turn, reply_turn = await self._history.begin_exchange(
+            if request.continues is not None:
+                start = await self._continuation(request, persona)
+            else:
+                start = await self._exchange(request, text, persona)
+            async for event in self._generate(request, start, abort, ticket):
+                if isinstance(event, ContextPlan):
+                    folding = (start.model, event)
+                else:
+                    yield event
+        # After the reply, with its slot given back: the turns that no longer fit well are
+        # summarised in the background, when a slot is free.
+        if folding is not None and self._limits.summarise:
+            self._summarise_soon(request, *folding)
+
+    async def _exchange(self, request: ChatRequest, text: str, persona: Persona | None) -> _Start:
+        """A new question: stored with a `streaming` answer to fill."""
+        model = persona.ollama_model if persona else await self.model_for(request)
+        plan, first_page = await self._plan_images(request, model)
+        if plan is not None and persona is not None and plan.model != model:
+            persona = None  # the vision model answers this turn, not the persona
+        model = plan.model if plan else model
+        user_turn, reply_turn = await self._history.begin_exchange(
+            channel_id=request.channel_id,
+            guild_id=request.guild_id,
+            user=request.user,
+            text=text,
+            assistant=self._assistant(),
+            model=model,
+            request_id=request.request_id,
+            persona=persona.name if persona else None,
+            images=[ImageRecord(i.mime, i.width, i.height, i.data) for i in request.images],
+            source_message_id=request.source_message_id,
+        )
+        current = _question(request, user_turn, text)
+
+        async def build() -> ContextPlan:
+            # `first_page` was read just before this exchange was stored; no other turn of
+            # the channel is written meanwhile (one reply at a time per channel), so the
+            # stored question is rebuilt here rather than read back.
+            return await self._plan(
                 channel_id=request.channel_id,
                 guild_id=request.guild_id,
-                user=request.user,
-                text=text,
-                assistant=self._assistant(),
                 model=model,
-                request_id=request.request_id,
-                persona=persona.name if persona else None,
-                images=[ImageRecord(i.mime, i.width, i.height, i.data) for i in request.images],
-                source_message_id=request.source_message_id,
+                persona=persona,
+                first_page=first_page,
+                current=current,
+                current_images=[image.b64 for image in request.images],
+                vision=plan,
             )
+
+        return _Start(model=model, persona=persona, reply_turn=reply_turn, build=build)
+
+    async def _continuation(self, request: ChatRequest, persona: Persona | None) -> _Start:
+        """Go on with the answer `request.continues`: the conversation up to its question, then
+        the answer so far as the model's own last message, which the model continues."""
+        assert request.continues is not None
+        question, answer = await self._continuable(request.channel_id, request.continues)
+        model = answer.model or self._limits.default_model
+        if persona is not None and persona.ollama_model != model:
+            persona = None  # the channel changed persona since: the same model goes on
+        current = question._replace(content=question.content.strip())
+
+        async def build() -> ContextPlan:
+            page = await self._history.newest(
+                request.channel_id, HISTORY_FIRST_PAGE, before=question.id
+            )
+            return await self._plan(
+                channel_id=request.channel_id,
+                guild_id=request.guild_id,
+                model=model,
+                persona=persona,
+                first_page=page,
+                current=current,
+                current_images=[],
+                vision=None,
+                tail=ChatMessage("assistant", answer.content),
+            )
+
+        return _Start(
+            model=model,
+            persona=persona,
+            reply_turn=answer.id,
+            build=build,
+            prior=answer.content,
+            prior_tokens=answer.completion_tokens or 0,
+            message_id=answer.discord_message_id,
+        )
+
+    async def _generate(
+        self, request: ChatRequest, start: _Start, abort: Abort | None, ticket: Ticket
+    ) -> AsyncIterator[ReplyStarted | TextDelta | ReplyFinished | ContextPlan]:
+        """Stream the reply of `start` and store how it ended (see `respond`); ends with the
+        context plan when the summariser should fold turns after the reply."""
+        log.info(
+            "generation start request=%s guild=%s channel=%s model=%s",
+            request.request_id,
+            request.guild_id,
+            request.channel_id,
+            start.model,
+        )
+        received: list[str] = []
+        result: TurnResult | None = None
+
+        def so_far() -> str:
+            return (start.prior + "".join(received)).strip()
+
+        def message_id() -> int | None:
+            if start.message_id is not None:
+                return start.message_id
+            return abort.message_id if abort is not None else None
+
+        try:
+            yield ReplyStarted(start.reply_turn)
+            plan = await start.build()
+            summarised = None
+            if plan.summary is not None and not plan.summary.announced:
+                summarised = plan.summary.covered
+                await self._history.mark_announced(plan.summary.id)
+            stats: ChatStats | None = None
+            stream = self._chat_stream(
+                start.model, plan.messages, start.persona, plan.window, ticket
+            )
+            if self._metrics is not None:
+                stream = self._metrics.observe(stream)
+            async for item in timed(stream, self._limits):
+                if isinstance(item, ChatStats):
+                    stats = item
+                elif item.content:
+                    if not received and not item.content.strip():
+                        continue  # leading blank lines are not worth a message
+                    received.append(item.content)
+                    yield TextDelta(item.content)
+            assert stats is not None  # chat_stream ends with stats or raises
+            if stats.prompt_tokens:
+                self.windows.calibration.observe(
+                    start.model, plan.messages, stats.prompt_tokens, plan.window
+                )
+            reply = so_far()
+            result = TurnResult(
+                status=TurnStatus.COMPLETE,
+                content=reply,
+                prompt_tokens=stats.prompt_tokens,
+                completion_tokens=(stats.completion_tokens or 0) + start.prior_tokens or None,
+                total_duration_ns=stats.total_duration_ns,
+                load_duration_ns=stats.load_duration_ns,
+                prompt_duration_ns=stats.prompt_duration_ns,
+                eval_duration_ns=stats.eval_duration_ns,
+                discord_message_id=message_id(),
+                done_reason=stats.done_reason,
+            )
+            # The reply is shown while it is being stored: its last edit does not wait for
+            # the database (behind other replies' writes when many end together). The
+            # channel's next request still waits for the write.
+            stored = asyncio.ensure_future(self._history.finish_turn(start.reply_turn, result))
+            stored.add_done_callback(partial(_report_store_failure, request.request_id))
             log.info(
-                "generation start request=%s guild=%s channel=%s model=%s",
+                "generation done request=%s tokens=%s", request.request_id, stats.completion_tokens
+            )
+            try:
+                yield ReplyFinished(
+                    text=reply,
+                    stats=stats,
+                    persona=start.persona.name if start.persona else None,
+                    base_model=start.persona.base_model if start.persona else None,
+                    summarised=summarised,
+                    left_out=plan.left_out,
+                )
+            finally:
+                with contextlib.suppress(Exception):  # reported by the callback
+                    await asyncio.shield(stored)
+            if plan.fold:
+                yield plan
+        except BotError as exc:
+            result = TurnResult(status=TurnStatus.FAILED, content=so_far(), error=exc.user_message)
+            log.warning(
+                "generation failed request=%s guild=%s channel=%s: %s",
                 request.request_id,
                 request.guild_id,
                 request.channel_id,
-                model,
+                exc.__cause__ or exc,
             )
-            received: list[str] = []
-            result: TurnResult | None = None
-            try:
-                yield ReplyStarted(reply_turn)
-                messages = await self._context(request, user_turn, first_page, model, plan, persona)
-                stats: ChatStats | None = None
-                stream = self._chat_stream(model, messages, persona, ticket)
-                if self._metrics is not None:
-                    stream = self._metrics.observe(stream)
-                async for item in timed(stream, self._limits):
-                    if isinstance(item, ChatStats):
-                        stats = item
-                    elif item.content:
-                        if not received and not item.content.strip():
-                            continue  # leading blank lines are not worth a message
-                        received.append(item.content)
-                        yield TextDelta(item.content)
-                assert stats is not None  # chat_stream ends with stats or raises
-                reply = "".join(received).strip()
+            if start.prior:  # a failed continuation keeps the answer it was to extend
                 result = TurnResult(
                     status=TurnStatus.COMPLETE,
-                    content=reply,
-                    prompt_tokens=stats.prompt_tokens,
-                    completion_tokens=stats.completion_tokens,
-                    total_duration_ns=stats.total_duration_ns,
-                    load_duration_ns=stats.load_duration_ns,
-                    prompt_duration_ns=stats.prompt_duration_ns,
-                    eval_duration_ns=stats.eval_duration_ns,
+                    content=so_far(),
+                    done_reason="length",
+                    discord_message_id=message_id(),
                 )
-                # The reply is shown while it is being stored: its last edit does not wait for
-                # the database (behind other replies' writes when many end together). The
-                # channel's next request still waits for the write.
-                stored = asyncio.ensure_future(self._history.finish_turn(reply_turn, result))
-                stored.add_done_callback(partial(_report_store_failure, request.request_id))
-                log.info(
-                    "generation done request=%s tokens=%s",
-                    request.request_id,
-                    stats.completion_tokens,
-                )
-                try:
-                    yield ReplyFinished(
-                        text=reply,
-                        stats=stats,
-                        persona=persona.name if persona else None,
-                        base_model=persona.base_model if persona else None,
+            await self._history.finish_turn(start.reply_turn, result)
+            raise
+        finally:
+            if result is None:
+                # Stopped by the reader (Stop button, shutdown, a reply Discord refused):
+                # keep what was received.
+                if abort is not None and abort.reason is not None and not start.prior:
+                    result = TurnResult(
+                        status=TurnStatus.FAILED, content=so_far(), error=abort.reason
                     )
-                finally:
-                    with contextlib.suppress(Exception):  # reported by the callback
-                        await asyncio.shield(stored)
-            except BotError as exc:
-                result = TurnResult(
-                    status=TurnStatus.FAILED,
-                    content="".join(received).strip(),
-                    error=exc.user_message,
-                )
-                log.warning(
-                    "generation failed request=%s guild=%s channel=%s: %s",
-                    request.request_id,
-                    request.guild_id,
-                    request.channel_id,
-                    exc.__cause__ or exc,
-                )
-                await self._history.finish_turn(reply_turn, result)
-                raise
-            finally:
-                if result is None:
-                    # Stopped by the reader (Stop button, shutdown, a reply Discord refused):
-                    # keep what was received.
-                    if abort is not None and abort.reason is not None:
-                        result = TurnResult(
-                            status=TurnStatus.FAILED,
-                            content="".join(received).strip(),
-                            error=abort.reason,
-                        )
-                    else:
-                        status = TurnStatus.INCOMPLETE if self.closing else TurnStatus.STOPPED
-                        result = TurnResult(status=status, content="".join(received).strip())
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(self._history.finish_turn(reply_turn, result))
-                    log.info("generation stopped request=%s", request.request_id)
-                if self._metrics is not None:
-                    self._metrics.generation_ended(result.status)
+                else:
+                    status = TurnStatus.INCOMPLETE if self.closing else TurnStatus.STOPPED
+                    result = TurnResult(
+                        status=status, content=so_far(), discord_message_id=message_id()
+                    )
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._history.finish_turn(start.reply_turn, result))
+                log.info("generation stopped request=%s", request.request_id)
+            if self._metrics is not None:
+                self._metrics.generation_ended(result.status)
 
     async def regenerate(
         self, *, channel_id: int, guild_id: int | None, turn_id: int, requester: Author, admin: bool
@@ -360,15 +609,7 @@ class ChatService:
         asked again: returns the request to pass to `respond`. Only the latest answer can be
         regenerated, by the person who asked or an admin. The new answer comes from the channel's
         current model (a one-off `/chat model:` choice is not repeated)."""
-        latest = await self._history.newest(channel_id, 2)
-        if not (
-            len(latest) == 2
-            and latest[1].id == turn_id
-            and latest[1].role == Role.ASSISTANT
-            and latest[1].reply_to_id == latest[0].id
-        ):
-            raise InputError("Only the latest answer in this channel can be regenerated.")
-        question, answer = latest
+        question, answer = await self._latest_answer(channel_id, turn_id, "regenerated")
         if answer.status == TurnStatus.STREAMING:
             raise InputError("This answer is still being written.")
         if requester.id != question.author_id and not admin:
@@ -384,6 +625,41 @@ class ChatService:
             source_message_id=question.discord_message_id,  # deleting it still forgets it
         )
 
+    async def continuation(
+        self, *, channel_id: int, guild_id: int | None, turn_id: int, requester: Author, admin: bool
+    ) -> ChatRequest:
+        """The request that makes the model go on with the channel's latest answer, cut at the
+        length limit (the Continue button): by the person who asked, or an admin."""
+        question, _ = await self._continuable(channel_id, turn_id)
+        if requester.id != question.author_id and not admin:
+            raise PermissionDenied("Only the person who asked (or an admin) can continue this.")
+        return ChatRequest(
+            channel_id=channel_id,
+            guild_id=guild_id,
+            user=Author(question.author_id, question.author_name),
+            text="",
+            continues=turn_id,
+        )
+
+    async def _latest_answer(
+        self, channel_id: int, turn_id: int, verb: str
+    ) -> tuple[StoredTurn, StoredTurn]:
+        latest = await self._history.newest(channel_id, 2)
+        if not (
+            len(latest) == 2
+            and latest[1].id == turn_id
+            and latest[1].role == Role.ASSISTANT
+            and latest[1].reply_to_id == latest[0].id
+        ):
+            raise InputError(f"Only the latest answer in this channel can be {verb}.")
+        return latest[0], latest[1]
+
+    async def _continuable(self, channel_id: int, turn_id: int) -> tuple[StoredTurn, StoredTurn]:
+        question, answer = await self._latest_answer(channel_id, turn_id, "continued")
+        if answer.status != TurnStatus.COMPLETE or answer.done_reason != "length":
+            raise InputError("This answer is not cut off: there is nothing to continue.")
+        return question, answer
+
     async def image_model(self, request: ChatRequest) -> str:
         """The model that would answer `request`'s images; VisionUnavailable if none can.
         Lets a command refuse early, before it shows anything."""
@@ -394,6 +670,30 @@ class ChatService:
             chat_model=await self.model_for(request),
             caption=request.caption,
         )
+
+    async def describe(self, channel_id: int, guild_id: int | None, user: Author) -> ContextReport:
+        """How the channel's next request would spend its window (`/context`), and the window
+        the model runs with on Ollama now."""
+        request = ChatRequest(channel_id=channel_id, guild_id=guild_id, user=user, text="")
+        persona = await self.persona_for(request)
+        model = persona.ollama_model if persona else await self.model_for(request)
+        vision, first_page = await self._plan_images(request, model)
+        plan = await self._plan(
+            channel_id=channel_id,
+            guild_id=guild_id,
+            model=model,
+            persona=persona,
+            first_page=first_page,
+            current=None,
+            current_images=[],
+            vision=vision if vision is not None and vision.model == model else None,
+        )
+        loaded: LoadedModel | None = None
+        try:
+            loaded = next((m for m in await self._gateway.ps() if _same_model(m.name, model)), None)
+        except BotError:
+            return ContextReport(plan, persona.name if persona else None, None, known=False)
+        return ContextReport(plan, persona.name if persona else None, loaded, known=True)
 
     async def _plan_images(
         self, request: ChatRequest, model: str
@@ -418,87 +718,133 @@ class ChatService:
         )
         return plan, recent.turns
 
-    async def _context(
+    async def _plan(
         self,
-        request: ChatRequest,
-        user_turn: int,
-        first_page: list[StoredTurn],
+        *,
+        channel_id: int,
+        guild_id: int | None,
         model: str,
-        plan: ImagePlan | None,
-        persona: Persona | None = None,
-    ) -> list[ChatMessage]:
-        """The messages for the model. `first_page` was read just before this exchange was
-        stored; no other turn of the channel is written meanwhile (one reply at a time per
-        channel), so the stored question is rebuilt here rather than read back."""
-        channel_id = request.channel_id
-        info = await self._gateway.show(model)
-        window = info.effective_context
-        if persona is not None and persona.num_ctx:
-            window = min(persona.num_ctx, info.context_length or persona.num_ctx)
-        limits = context.budget(
-            window, cap=self._limits.context_cap, reply_reserve=self._limits.reply_reserve
-        )
+        persona: Persona | None,
+        first_page: list[StoredTurn],
+        current: StoredTurn | None,
+        current_images: Sequence[str],
+        vision: ImagePlan | None,
+        tail: ChatMessage | None = None,
+    ) -> ContextPlan:
+        """The messages for the model and how they spend its window: the persona's system
+        prompt, the summary of older turns (if any), the newest turns that fit, the `current`
+        question (None: only describe), and `tail` (the answer being continued)."""
+        window = await self.windows.size(model, persona.num_ctx if persona else None)
+        limits = self.windows.budget(window)
+        ratio = self.windows.calibration.ratio(model)
         system = [ChatMessage("system", persona.system)] if persona and persona.system else []
+        system_tokens = sum(context.estimate_tokens(m.content, ratio) for m in system)
+        summary = await self._history.latest_summary(channel_id) if self._limits.summarise else None
+        summary_tokens = 0
+        if summary is not None:
+            # A system message of its own, after the persona's: Ollama keeps system messages
+            # when it has to cut a prompt, and the summary stands for the oldest turns.
+            system.append(ChatMessage("system", SUMMARY_INTRO + summary.content))
+            summary_tokens = context.estimate_tokens(system[-1].content, ratio)
+        after = summary.covers_until if summary is not None else 0
         earlier = await recent_turns(
             self._history, channel_id, limits.for_history, first_page=first_page
         )
-        current = StoredTurn(
-            id=user_turn,
-            channel_id=channel_id,
-            role=Role.USER,
-            author_id=request.user.id,
-            author_name=request.user.name,
-            content=request.text.strip(),
-            model=None,
-            status=TurnStatus.COMPLETE,
-            error=None,
-            reply_to_id=None,
-            prompt_tokens=None,
-            completion_tokens=None,
-            total_duration_ns=None,
-            eval_duration_ns=None,
-            created_at=datetime.now(UTC),
+        candidates = [t for t in context.usable(earlier) if t.id > after]
+        speakers = {t.author_id for t in [*candidates, *([current] if current else [])]}
+        named = (
+            self._limits.speaker_names
+            and guild_id is not None
+            and len({a for a in speakers if a != self._assistant_id()}) > 1
         )
-        room = (
-            limits.for_history - context.turn_tokens(current) - IMAGE_TOKENS * len(request.images)
-        )
-        room -= sum(context.estimate_tokens(m.content) for m in system)
-        if room < 0:
+        if named:
+            candidates = context.with_speakers(candidates)
+            if current is not None:
+                current = context.with_speakers([current])[0]
+        current_tokens = context.turn_tokens(current, ratio) if current is not None else 0
+        tail_tokens = context.estimate_tokens(tail.content, ratio) if tail is not None else 0
+        new_image_tokens = IMAGE_TOKENS * len(current_images)
+        room = limits.for_history - system_tokens - summary_tokens
+        room -= current_tokens + tail_tokens + new_image_tokens
+        if room < 0 and current is not None:
             raise InputError(
-                f"Your message is too long for `{model}`: about "
-                f"{context.turn_tokens(current)} tokens, and the model's window leaves room for "
-                f"{limits.for_history}. Shorten it or split it up."
+                f"Your message is too long for `{model}`: about {current_tokens} tokens, and the "
+                f"model's window leaves room for {limits.for_history}. Shorten it or split it up."
             )
-        before = context.window(context.usable(earlier), room)
-        chosen = [*before, current]
-        if self._vision is None or plan is None:
-            return [*system, *(ChatMessage(role=t.role, content=t.content) for t in chosen)]
-        return [
-            *system,
-            *self._vision.messages(
-                chosen,
-                current_id=current.id,
-                current_images=[image.b64 for image in request.images],
-                plan=plan,
-                spare_tokens=room - sum(context.turn_tokens(t) for t in before),
-            ),
-        ]
+        room = max(room, 0)
+        before = context.window(candidates, room, ratio)
+        first_kept = before[0].id if before else None
+        dropped = [t for t in candidates if first_kept is None or t.id < first_kept]
+        left_out = 0
+        if dropped:
+            until = first_kept if first_kept is not None else (current.id if current else None)
+            left_out = await self._history.count_before(channel_id, until, after)
+        fold: tuple[StoredTurn, ...] = ()
+        if current is not None and self._limits.summarise:
+            fold = _to_fold(
+                [t for t in context.usable(earlier) if t.id > after],
+                room=limits.for_history - system_tokens - summary_tokens,
+                pending=current_tokens + tail_tokens + new_image_tokens,
+                dropped=bool(dropped),
+                ratio=ratio,
+            )
+        chosen = [*before, current] if current is not None else list(before)
+        if vision is None or self._vision is None:
+            messages = [*system, *(ChatMessage(role=t.role, content=t.content) for t in chosen)]
+        else:
+            messages = [
+                *system,
+                *self._vision.messages(
+                    chosen,
+                    current_id=current.id if current is not None else -1,
+                    current_images=current_images,
+                    plan=vision,
+                    spare_tokens=room - sum(context.turn_tokens(t, ratio) for t in before),
+                ),
+            ]
+        if tail is not None:
+            messages.append(tail)
+        images = sum(len(m.images) for m in messages)
+        prompt = self.windows.calibration.estimate(model, messages)
+        return ContextPlan(
+            model=model,
+            window=window,
+            messages=messages,
+            system_tokens=system_tokens,
+            summary=summary,
+            summary_tokens=summary_tokens,
+            turns=len(before),
+            turn_tokens=sum(context.turn_tokens(t, ratio) for t in before),
+            current_tokens=current_tokens + tail_tokens,
+            images=images,
+            image_tokens=IMAGE_TOKENS * images,
+            prompt_tokens=prompt,
+            left_out=left_out,
+            fold=fold,
+        )
+
+    def _assistant_id(self) -> int | None:
+        try:
+            return self._assistant().id
+        except IndexError:  # not logged in yet
+            return None
 
     async def _chat_stream(
         self,
         model: str,
         messages: list[ChatMessage],
         persona: Persona | None,
+        window: int,
         ticket: Ticket,
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
         """The model's stream. A persona's model that went missing since it was last looked up
         (the answer of /api/show is cached) is created again from its Modelfile, once, with
         the generation slot given back meanwhile (others generate; the channel keeps its
         place)."""
+        options: dict[str, Any] = {"num_ctx": window}
+        if self._limits.reply_tokens:
+            options["num_predict"] = self._limits.reply_tokens
         for attempt in (1, 2):
-            options = (
-                {"num_predict": self._limits.reply_tokens} if self._limits.reply_tokens else None
-            )
             stream = self._gateway.chat_stream(model, messages, options=options)
             yielded = False
             try:
@@ -512,6 +858,95 @@ class ChatService:
                     raise
             async with self._scheduler.aside(ticket):
                 await self._ensure(persona, fresh=True)
+
+    # --- summaries --------------------------------------------------------------------------
+
+    def _summarise_soon(self, request: ChatRequest, model: str, plan: ContextPlan) -> None:
+        """Fold `plan.fold` into the channel's summary in the background."""
+        if request.channel_id in self._summarising or self.closing:
+            return
+        self._summarising.add(request.channel_id)
+        task = asyncio.create_task(self._summarise(request, model, plan))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _summarise(self, request: ChatRequest, model: str, plan: ContextPlan) -> None:
+        """A low-priority generation: it runs only when a slot is free at once (else it is left
+        for the next reply to try), counted in the parallel cap like any other."""
+        channel_id = request.channel_id
+        try:
+            if not self._scheduler.idle:
+                log.info("summary skipped (no free slot) channel=%s", channel_id)
+                return
+            try:
+                ticket = self._scheduler.admit(-next(self._task_lines))
+            except BotError:
+                return
+            async with self._scheduler.turn(ticket.channel_id, None, ticket):
+                summary = await self._write_summary(model, plan)
+            if not summary:
+                return
+            content, tokens = summary
+            covered = (plan.summary.covered if plan.summary else 0) + len(plan.fold)
+            await self._history.add_summary(
+                channel_id=channel_id,
+                guild_id=request.guild_id,
+                author=self._assistant(),
+                model=model,
+                content=content,
+                covers_until=plan.fold[-1].id,
+                covered=covered,
+                completion_tokens=tokens,
+            )
+            log.info("summary stored channel=%s covers=%d messages", channel_id, covered)
+        except BotError as exc:
+            log.warning("summary failed channel=%s: %s", channel_id, exc.__cause__ or exc)
+        except Exception:
+            log.exception("summary failed channel=%s", channel_id)
+        finally:
+            self._summarising.discard(channel_id)
+
+    async def _write_summary(self, model: str, plan: ContextPlan) -> tuple[str, int | None] | None:
+        ratio = self.windows.calibration.ratio(model)
+        reply_tokens = max(64, min(self._limits.summary_tokens, plan.window // 4))
+        room = plan.window - reply_tokens - context.estimate_tokens(SUMMARY_INSTRUCTIONS, ratio)
+        lines: list[str] = []
+        if plan.summary is not None:
+            room -= context.text_tokens(plan.summary.content, ratio) + 8
+        for turn in reversed(plan.fold):  # the newest first, while they fit
+            who = context.speaker(turn.author_name) if turn.role == Role.USER else "Assistant"
+            line = f"{who}: {turn.content}"
+            room -= context.text_tokens(line, ratio) + 1
+            if room < 0:
+                break
+            lines.append(line)
+        lines.reverse()
+        text = ""
+        if plan.summary is not None:
+            text = f"Summary so far:\n{plan.summary.content}\n\n"
+        text += "Messages to add:\n" + "\n".join(lines)
+        messages = [ChatMessage("system", SUMMARY_INSTRUCTIONS), ChatMessage("user", text)]
+        options = {"num_ctx": plan.window, "num_predict": reply_tokens}
+        received: list[str] = []
+        stats: ChatStats | None = None
+        stream = self._gateway.chat_stream(model, messages, options=options)
+        async for item in timed(stream, self._limits):
+            if isinstance(item, ChatStats):
+                stats = item
+            else:
+                received.append(item.content)
+        content = "".join(received).strip()
+        if not content:
+            return None
+        return content, stats.completion_tokens if stats else None
+
+    async def stop_background(self) -> None:
+        """Cancel the summaries in progress (the bot is stopping)."""
+        tasks = list(self._background)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _ensure(self, persona: Persona, *, fresh: bool) -> None:
         """The persona's model, created again if Ollama lost it, within the first-token

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bot.conversation.context import Windows
 from bot.errors import BotError, GenerationTimeout, InputError
 from bot.ollama.protocol import ChatMessage, Ollama
 
@@ -58,10 +59,13 @@ class SentimentFailed(BotError):
 
 
 class SentimentService:
-    def __init__(self, gateway: Ollama, *, model: str, timeout: float) -> None:
+    def __init__(
+        self, gateway: Ollama, *, model: str, timeout: float, windows: Windows | None = None
+    ) -> None:
         self._gateway = gateway
         self.model = model
         self._timeout = timeout
+        self._windows = windows
 
     async def analyse(self, text: str) -> Sentiment:
         text = text.strip()
@@ -70,7 +74,9 @@ class SentimentService:
         messages = [ChatMessage("system", INSTRUCTIONS), ChatMessage("user", text)]
         # The first answer is as deterministic as the model allows; a retry samples afresh,
         # told what was wrong with the first.
-        options: dict[str, Any] | None = {"temperature": 0}
+        # The model's window, as every request to it gets (another num_ctx would reload it).
+        window = {"num_ctx": await self._windows.size(self.model)} if self._windows else {}
+        options: dict[str, Any] = {"temperature": 0, **window}
         for attempt in (1, 2):
             try:
                 async with asyncio.timeout(self._timeout):
@@ -98,7 +104,7 @@ class SentimentService:
                         "Rate the same text again, with JSON only.",
                     ),
                 ]
-                options = None
+                options = dict(window)
                 continue
             return Sentiment(
                 label=parsed.label,

@@ -48,7 +48,8 @@ class StoredTurn(NamedTuple):
     eval_duration_ns: int | None
     created_at: datetime
     persona: str | None = None
-    discord_message_id: int | None = None  # the member's message a question came from
+    done_reason: str | None = None
+    discord_message_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,19 @@ class Recent:
 
 
 @dataclass(frozen=True, slots=True)
+class Summary:
+    """A channel's summary turn: it stands for every turn up to `covers_until` in contexts."""
+
+    id: int
+    content: str
+    covers_until: int
+    covered: int
+    """How many messages it folds in."""
+    announced: bool
+    """A reply's footer has said so already."""
+
+
+@dataclass(frozen=True, slots=True)
 class TurnResult:
     """How an assistant turn ended."""
 
@@ -92,13 +106,17 @@ class TurnResult:
     prompt_duration_ns: int | None = None
     eval_duration_ns: int | None = None
     discord_message_id: int | None = None
+    done_reason: str | None = None
 
 
 _STORED_COLUMNS = [getattr(Turn, name) for name in StoredTurn._fields]
 # Built once: composing a statement costs more than running it on a small table.
+# Summary turns stand in for older turns in contexts (`latest_summary`); they are never part
+# of the conversation people see, nor of the turns a context is chosen from.
+_CONVERSATION = Turn.role != Role.SUMMARY.value
 _NEWEST = (
     select(*_STORED_COLUMNS)
-    .where(Turn.channel_id == bindparam("channel_id"))
+    .where(Turn.channel_id == bindparam("channel_id"), _CONVERSATION)
     .order_by(Turn.id.desc())
     .limit(bindparam("limit"))
 )
@@ -120,6 +138,7 @@ _FINISHED_FIELDS = (
     "prompt_duration_ns",
     "eval_duration_ns",
     "discord_message_id",
+    "done_reason",
 )
 _FINISH_TURN = (
     update(Turn)
@@ -134,8 +153,22 @@ _IMAGES_OF = (
 )
 
 
-_ALL = select(*_STORED_COLUMNS).where(Turn.channel_id == bindparam("channel_id")).order_by(Turn.id)
-_COUNT = select(func.count()).select_from(Turn).where(Turn.channel_id == bindparam("channel_id"))
+_ALL = (
+    select(*_STORED_COLUMNS)
+    .where(Turn.channel_id == bindparam("channel_id"), _CONVERSATION)
+    .order_by(Turn.id)
+)
+_COUNT = (
+    select(func.count())
+    .select_from(Turn)
+    .where(Turn.channel_id == bindparam("channel_id"), _CONVERSATION)
+)
+_LATEST_SUMMARY = (
+    select(Turn.id, Turn.content, Turn.covers_until, Turn.covered, Turn.announced)
+    .where(Turn.channel_id == bindparam("channel_id"), Turn.role == Role.SUMMARY.value)
+    .order_by(Turn.id.desc())
+    .limit(1)
+)
 _META = select(Meta.value).where(Meta.key == bindparam("key"))
 
 
@@ -265,6 +298,26 @@ def _clear(conn: Connection, channel_id: int) -> int:
     conn.execute(delete(TurnImage).where(TurnImage.turn_id.in_(channel_turns)))
     result = conn.execute(delete(Turn).where(Turn.channel_id == channel_id))
     return int(result.rowcount or 0)
+
+
+_COPIED_FIELDS = (
+    "role",
+    "author_id",
+    "author_name",
+    "content",
+    "model",
+    "persona",
+    "status",
+    "error",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_duration_ns",
+    "load_duration_ns",
+    "prompt_duration_ns",
+    "eval_duration_ns",
+    "done_reason",
+    "created_at",
+)
 
 
 def _set_meta(conn: Connection, key: str, value: str) -> None:
@@ -431,6 +484,15 @@ class HistoryStore:
             answers = conn.scalars(select(Turn.id).where(Turn.reply_to_id.in_(questions))).all()
             doomed = [*questions, *answers]
             _delete_turns(conn, doomed)
+            # A summary that folded a deleted message in would keep its gist: it goes too (a
+            # new one is written when the context needs it).
+            conn.execute(
+                delete(Turn).where(
+                    Turn.channel_id == channel_id,
+                    Turn.role == Role.SUMMARY.value,
+                    Turn.covers_until >= min(doomed),
+                )
+            )
             return len(doomed)
 
         return await self._db.write(work)
@@ -455,6 +517,184 @@ class HistoryStore:
             erased = [*questions, *answers]
             conn.execute(update(Turn).where(Turn.id.in_(erased)).values(content=""))
             return len(erased)
+
+        return await self._db.write(work)
+
+    async def latest_summary(self, channel_id: int) -> Summary | None:
+        """The channel's newest summary turn, if any."""
+
+        def work(conn: Connection) -> Summary | None:
+            row = conn.execute(_LATEST_SUMMARY, {"channel_id": channel_id}).first()
+            if row is None:
+                return None
+            return Summary(row[0], row[1], row[2] or 0, row[3] or 0, bool(row[4]))
+
+        return await self._db.read(work)
+
+    async def add_summary(
+        self,
+        *,
+        channel_id: int,
+        guild_id: int | None,
+        author: Author,
+        model: str,
+        content: str,
+        covers_until: int,
+        covered: int,
+        completion_tokens: int | None = None,
+    ) -> int:
+        """Store a summary turn standing for the channel's turns up to `covers_until`."""
+        values = {
+            "channel_id": channel_id,
+            "guild_id": guild_id,
+            "role": Role.SUMMARY.value,
+            "author_id": author.id,
+            "author_name": author.name,
+            "content": content,
+            "model": model,
+            "status": TurnStatus.COMPLETE,
+            "covers_until": covers_until,
+            "covered": covered,
+            "completion_tokens": completion_tokens,
+        }
+
+        def work(conn: Connection) -> int:
+            new: int = conn.execute(_INSERT_TURN, values).scalar_one()
+            # Only the newest summary is ever used; the ones it replaces go.
+            conn.execute(
+                delete(Turn).where(
+                    Turn.channel_id == channel_id,
+                    Turn.role == Role.SUMMARY.value,
+                    Turn.id != new,
+                )
+            )
+            return new
+
+        return await self._db.write(work, undo=lambda conn, new: _delete_turns(conn, [new]))
+
+    async def mark_announced(self, summary_id: int) -> None:
+        statement = update(Turn).where(Turn.id == summary_id).values(announced=True)
+        await self._db.write(lambda conn: conn.execute(statement))
+
+    async def count_before(self, channel_id: int, before: int | None, after: int) -> int:
+        """How many messages of the conversation lie after turn `after` and before turn
+        `before` (None: up to the newest): answered questions and their answers."""
+        conditions = [
+            Turn.channel_id == channel_id,
+            _CONVERSATION,
+            Turn.id > after,
+            Turn.content != "",
+            Turn.status.in_([TurnStatus.COMPLETE, TurnStatus.STOPPED]),
+        ]
+        if before is not None:
+            conditions.append(Turn.id < before)
+        statement = select(func.count()).select_from(Turn).where(*conditions)
+        return await self._db.read(lambda conn: int(conn.execute(statement).scalar_one()))
+
+    async def find_reply(self, channel_id: int, message_id: int) -> StoredTurn | None:
+        """The assistant turn shown in Discord message `message_id` of the channel, if stored."""
+        statement = select(*_STORED_COLUMNS).where(
+            Turn.channel_id == channel_id,
+            Turn.discord_message_id == message_id,
+            Turn.role == Role.ASSISTANT.value,
+        )
+
+        def work(conn: Connection) -> StoredTurn | None:
+            row = conn.execute(statement).first()
+            return StoredTurn(*row) if row is not None else None
+
+        return await self._db.read(work)
+
+    async def get(self, turn_id: int) -> StoredTurn | None:
+        statement = select(*_STORED_COLUMNS).where(Turn.id == turn_id)
+
+        def work(conn: Connection) -> StoredTurn | None:
+            row = conn.execute(statement).first()
+            return StoredTurn(*row) if row is not None else None
+
+        return await self._db.read(work)
+
+    async def copy_conversation(
+        self,
+        *,
+        source: int,
+        target: int,
+        guild_id: int | None,
+        through: int,
+        limit: int,
+    ) -> int:
+        """Copy channel `source`'s conversation up to and including turn `through` into channel
+        `target` (a thread forked from it): the newest summary folded before it, and at most
+        `limit` of the newest turns after that summary, with their images. Returns how many
+        turns were copied."""
+
+        def work(conn: Connection) -> int:
+            summary = conn.execute(
+                select(*_STORED_COLUMNS, Turn.covers_until, Turn.covered)
+                .where(
+                    Turn.channel_id == source,
+                    Turn.role == Role.SUMMARY.value,
+                    Turn.covers_until <= through,
+                )
+                .order_by(Turn.id.desc())
+                .limit(1)
+            ).first()
+            after = (summary.covers_until or 0) if summary is not None else 0
+            columns = [Turn.id, Turn.reply_to_id, *(getattr(Turn, n) for n in _COPIED_FIELDS)]
+            rows = conn.execute(
+                select(*columns)
+                .where(
+                    Turn.channel_id == source,
+                    _CONVERSATION,
+                    Turn.id > after,
+                    Turn.id <= through,
+                    Turn.status != TurnStatus.STREAMING,
+                )
+                .order_by(Turn.id.desc())
+                .limit(limit)
+            ).all()
+            turns = [row._mapping for row in reversed(rows)]
+            copied: dict[int, int] = {}
+            for turn in turns:
+                values = {name: turn[name] for name in _COPIED_FIELDS}
+                values |= {"channel_id": target, "guild_id": guild_id, "reply_to_id": None}
+                if turn["reply_to_id"] is not None:
+                    values["reply_to_id"] = copied.get(turn["reply_to_id"])
+                copied[turn["id"]] = conn.execute(_INSERT_TURN, values).scalar_one()
+            for old_id, images in _images_for(conn, list(copied)).items():
+                conn.execute(
+                    _INSERT_IMAGE,
+                    [
+                        {
+                            "turn_id": copied[old_id],
+                            "position": position,
+                            "mime": image.mime,
+                            "width": image.width,
+                            "height": image.height,
+                            "data": image.data,
+                        }
+                        for position, image in enumerate(images)
+                    ],
+                )
+            if summary is not None and turns:
+                # The summary stands for the turns before the first copied one.
+                conn.execute(
+                    _INSERT_TURN,
+                    {
+                        "channel_id": target,
+                        "guild_id": guild_id,
+                        "role": Role.SUMMARY.value,
+                        "author_id": summary.author_id,
+                        "author_name": summary.author_name,
+                        "content": summary.content,
+                        "model": summary.model,
+                        "status": TurnStatus.COMPLETE,
+                        "covers_until": min(copied.values()) - 1,
+                        "covered": summary.covered,
+                        "announced": True,
+                    },
+                )
+            return len(copied)
 
         return await self._db.write(work)
 

@@ -41,6 +41,9 @@ class TurnStatus(enum.StrEnum):
 class Role(enum.StrEnum):
     USER = "user"
     ASSISTANT = "assistant"
+    SUMMARY = "summary"
+    """A summary of older turns that stands in for them in the context sent to the model (not in
+    the history people see): `covers_until` is the newest turn it folds in."""
 
 
 class Turn(Base):
@@ -79,6 +82,16 @@ class Turn(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=_utcnow, server_default=func.now()
     )
+    done_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """For an assistant turn: why Ollama ended it ("stop", or "length" at the token limit)."""
+    covers_until: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """For a summary turn: the newest turn it folds in (it stands for all turns up to it)."""
+    covered: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """For a summary turn: how many messages it folds in."""
+    announced: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+    """For a summary turn: a reply's footer has said that it summarised them."""
 
 
 class TurnImage(Base):

@@ -1,4 +1,5 @@
-"""The buttons under a reply: Stop while it streams, Regenerate when it is done.
+"""The buttons under a reply: Stop while it streams, Regenerate when it is done, Continue when
+it was cut at the length limit.
 
 Both are dynamic items: their custom ids carry what they act on, so they keep working for
 messages sent before a restart, and no view is kept in memory per message. Their classes are
@@ -18,6 +19,9 @@ from bot.ui.targets import NO_PINGS
 
 STOP_TEMPLATE = r"reply:stop:(?P<request>[0-9a-f]{1,32})"
 REGENERATE_TEMPLATE = r"reply:again:(?P<turn>[0-9]{1,20})"
+CONTINUE_TEMPLATE = r"reply:more:(?P<turn>[0-9]{1,20})"
+TURN_IN_CUSTOM_ID = re.compile(r"^reply:(?:again|more):(?P<turn>[0-9]{1,20})$")
+"""The answer (turn id) a reply's Regenerate or Continue button acts on."""
 
 
 class ReplyControls(Protocol):
@@ -29,6 +33,8 @@ class ReplyControls(Protocol):
 
     async def regenerate(self, interaction: discord.Interaction, turn_id: int) -> None: ...
 
+    async def continue_reply(self, interaction: discord.Interaction, turn_id: int) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class ReplyButtons:
@@ -37,6 +43,8 @@ class ReplyButtons:
 
     stop: Callable[[str], discord.ui.Item[Any]]
     regenerate: Callable[[int], discord.ui.Item[Any]]
+    more: Callable[[int], discord.ui.Item[Any]]
+    """The Continue button."""
     items: tuple[type[discord.ui.DynamicItem[Any]], ...]
 
 
@@ -49,7 +57,7 @@ async def _refused(replies: ReplyControls, interaction: discord.Interaction) -> 
 
 
 def reply_buttons(replies: ReplyControls) -> ReplyButtons:
-    """Stop and Regenerate button classes that act on `replies`."""
+    """Stop, Regenerate and Continue button classes that act on `replies`."""
 
     class Stop(discord.ui.DynamicItem[discord.ui.Button[Any]], template=STOP_TEMPLATE):
         def __init__(self, request_id: str) -> None:
@@ -103,7 +111,38 @@ def reply_buttons(replies: ReplyControls) -> ReplyButtons:
             if not await _refused(replies, interaction):
                 await replies.regenerate(interaction, self.turn_id)
 
-    return ReplyButtons(stop=Stop, regenerate=Regenerate, items=(Stop, Regenerate))
+    class Continue(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CONTINUE_TEMPLATE):
+        def __init__(self, turn_id: int) -> None:
+            super().__init__(
+                discord.ui.Button(
+                    label="Continue",
+                    emoji="⏩",
+                    style=discord.ButtonStyle.primary,
+                    custom_id=f"reply:more:{turn_id}",
+                )
+            )
+            self.turn_id = turn_id
+
+        @classmethod
+        async def from_custom_id(
+            cls,
+            interaction: discord.Interaction,
+            item: discord.ui.Item[Any],
+            match: re.Match[str],
+            /,
+        ) -> Continue:
+            return cls(int(match["turn"]))
+
+        async def callback(self, interaction: discord.Interaction) -> None:
+            if not await _refused(replies, interaction):
+                await replies.continue_reply(interaction, self.turn_id)
+
+    return ReplyButtons(
+        stop=Stop,
+        regenerate=Regenerate,
+        more=Continue,
+        items=(Stop, Regenerate, Continue),
+    )
 
 
 def controls(*items: discord.ui.Item[Any]) -> discord.ui.View:

@@ -29,7 +29,7 @@ from bot.storage.models import Role
 
 log = logging.getLogger(__name__)
 
-IMAGE_TOKENS = 768
+IMAGE_TOKENS = context.IMAGE_TOKENS
 """Context tokens counted per image. Vision models spend from about 256 (gemma3) through 576
 (llava 1.5) to well over 1,000 (high-resolution tiling) tokens on one image; this is a middle
 estimate, and Ollama drops the oldest messages if a context still overflows."""

@@ -21,7 +21,10 @@ Like Ollama (each rule has its own test in ``test_fake_ollama.py``):
   ``load_duration``), after its running generations ended.
 * Tokens are estimated, deterministically: four characters a token (rounded down) plus four per
   message for the template's framing, 768 per image for vision models (as prompt.go counts
-  them); a generated token is one ``tokenize()`` piece.
+  them); a generated token is one ``tokenize()`` piece. CJK characters (kana, hangul, han) count
+  one token each, as real tokenizers spend about one on each (``count_tokens``).
+* ``num_predict`` (when positive) caps the generated pieces (thinking and text); a reply cut
+  by it ends with ``done_reason: "length"``.
 * Parallelism: at most ``parallel`` generations per model at once (``OLLAMA_NUM_PARALLEL``,
   default 1; ``FakeModel.parallel`` overrides it per model); the others wait in FIFO order with
   no bytes sent (gin writes the 200 headers with the first line), and more than ``max_queue``
@@ -225,6 +228,16 @@ def tokenize(text: str) -> list[str]:
         else:
             tokens = [tail]
     return tokens
+
+
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
+def count_tokens(text: str) -> int:
+    """The double's token count of a text: one per CJK character, one per four other
+    characters (rounded down)."""
+    cjk = len(CJK.findall(text))
+    return cjk + (len(text) - cjk) // 4
 
 
 def _json_kind(value: Any) -> str:
@@ -742,6 +755,11 @@ def _parameter_count(size: str) -> int:
         return 0
     scale = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}[match.group(2).upper()]
     return int(float(match.group(1)) * scale)
+
+
+def _num_predict(options: Mapping[str, Any]) -> int:
+    value = options.get("num_predict")
+    return int(value) if isinstance(value, int | float) and value > 0 else 0
 
 
 @dataclass
@@ -1653,6 +1671,7 @@ class FakeOllama:
             prompt_tokens=prompt_tokens,
             num_ctx=num_ctx,
             keep_alive=keep_alive,
+            num_predict=_num_predict(options),
         )
 
     def _chat_not_found(self, name: str) -> str:
@@ -1665,7 +1684,7 @@ class FakeOllama:
     def _message_tokens(model: FakeModel, message: Mapping[str, Any]) -> int:
         """The double's token estimate of one message (see the module's docstring)."""
         images = len(message.get("images") or []) if "vision" in model.capabilities else 0
-        return len(str(message.get("content") or "")) // 4 + 4 + IMAGE_TOKENS * images
+        return count_tokens(str(message.get("content") or "")) + 4 + IMAGE_TOKENS * images
 
     def _fit(
         self, model: FakeModel, messages: list[dict[str, Any]], num_ctx: int
@@ -1730,7 +1749,7 @@ class FakeOllama:
             self._release(model)
             return self._load_response(name, "load", chat=False)
         system = body.get("system") or model.system or ""
-        prompt_tokens = len(system + prompt) // 4 + 4 + IMAGE_TOKENS * len(images)
+        tokens = count_tokens(system + prompt) + 4 + IMAGE_TOKENS * len(images)
         return await self._run(
             request,
             model=model,
@@ -1741,10 +1760,11 @@ class FakeOllama:
             has_tools=False,
             format_value=body.get("format"),
             has_images=bool(images),
-            prompt_tokens=max(1, min(prompt_tokens, num_ctx)),
+            prompt_tokens=max(1, min(tokens, num_ctx)),
             num_ctx=num_ctx,
             keep_alive=keep_alive,
             with_context=not body.get("raw"),
+            num_predict=_num_predict(options),
         )
 
     def _check_capabilities(
@@ -1822,6 +1842,7 @@ class FakeOllama:
         num_ctx: int,
         keep_alive: float | None,
         with_context: bool = True,
+        num_predict: int = 0,
     ) -> web.StreamResponse:
         """Play the next script for this model as a chat/generate stream or single object,
         once one of the model's slots is free."""
@@ -1850,6 +1871,7 @@ class FakeOllama:
                 prompt_tokens=prompt_tokens,
                 cold=cold,
                 with_context=with_context,
+                num_predict=num_predict,
             )
         finally:
             self._free_slot(model)
@@ -1871,6 +1893,7 @@ class FakeOllama:
         prompt_tokens: int,
         cold: bool,
         with_context: bool,
+        num_predict: int = 0,
     ) -> web.StreamResponse:
         record = request[RECORD_KEY]
         # Errors the runner reports as the first stream item: HTTP 500 before any chunk (gin sets
@@ -1892,6 +1915,10 @@ class FakeOllama:
             ("thinking", t) for t in (script.thinking_tokens() if thinking_on else [])
         ]
         pieces += [("content", c) for c in content_tokens]
+        done_reason = script.done_reason
+        if num_predict > 0 and len(pieces) + bool(final_text) > num_predict:
+            # The runner stops at num_predict generated tokens, text held back included.
+            pieces, final_text, done_reason = pieces[:num_predict], "", "length"
         if has_tools and script.tool_calls:
             pieces.append(("tool_calls", self._tool_calls(script)))
 
@@ -1957,7 +1984,7 @@ class FakeOllama:
                 final["response"] = content
                 if thinking:
                     final["thinking"] = thinking
-            final |= {"done": True, "done_reason": script.done_reason}
+            final |= {"done": True, "done_reason": done_reason}
             eval_count = (
                 len(collected["thinking"])
                 + len(collected["content"])

@@ -20,6 +20,7 @@ from tests.doubles.fake_ollama import (
     FakeOllama,
     Script,
     base64_error,
+    count_tokens,
     parse_go_duration,
     tokenize,
 )
@@ -802,6 +803,28 @@ async def test_another_num_ctx_reloads_a_loaded_model(
     assert reloaded.load_duration == first.load_duration
     ps = (await client.ps()).models
     assert [m.context_length for m in ps] == [8192]
+
+
+async def test_cjk_text_costs_a_token_a_character(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    reply = await client.chat("llama3.2", [{"role": "user", "content": "空はなぜ青いのですか"}])
+    assert reply.prompt_eval_count == 10 + 4  # ten characters, four for the framing
+    assert count_tokens("abcdefgh") == 2 and count_tokens("日本abcd") == 3
+
+
+async def test_num_predict_cuts_the_reply_with_done_reason_length(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    fake.script(Script(reply="one two three four five six"), Script(reply="one two"))
+    parts = await collect(
+        await client.chat("llama3.2", USER, stream=True, options={"num_predict": 3})
+    )
+    assert "".join(p.message.content for p in parts) == "one two three"
+    assert parts[-1].done_reason == "length"
+    assert parts[-1].eval_count == 3
+    short = await client.chat("llama3.2", USER, options={"num_predict": 3})
+    assert (short.message.content, short.done_reason) == ("one two", "stop")
 
 
 # ---- parallelism and the queue ----------------------------------------------------------------

@@ -48,7 +48,7 @@ async def test_a_user_over_the_rate_limit_is_told_when_to_come_back(
     assert [r["messages"][-1]["content"] for r in fake_ollama.chat_requests()] == [
         "q0",
         "q1",
-        "bob's turn",
+        "Bob: bob's turn",  # a second person: turns carry their speaker's name
     ]
 
 

@@ -80,6 +80,7 @@ async def test_caption_by_slash_command(
     assert FOOTER.search(message.content).group(1) == "llava"  # type: ignore[union-attr]
     request = fake_ollama.chat_requests()[-1]
     assert request["model"] == "llava" and request["stream"] is True
+    assert request["options"]["num_ctx"] == 8192  # the window the bot planned for llava
     [sent] = request["messages"]
     assert sent["role"] == "user" and sent["content"] == "Describe this image."
     [image] = sent["images"]

@@ -161,13 +161,13 @@ async def test_model_ps_shows_memory_and_a_relative_unload_time(
     empty = await answer(fake_discord, await model(fake_discord, "ps"))
     assert "No model is loaded" in empty.content
 
-    await chat(fake_discord, "hello")  # loads llama3.2 for five minutes
+    await chat(fake_discord, "hello")  # loads llama3.2 for five minutes, with the bot's window
     message = await answer(fake_discord, await model(fake_discord, "ps"))
     assert message.is_ephemeral
     lines = message.content.splitlines()
     assert lines[0] == "**Loaded models** · 1"
     assert re.fullmatch(
-        r"`llama3\.2:latest` · 2\.0 GB · 100% GPU · context 4096 · unloads <t:\d+:R>", lines[1]
+        r"`llama3\.2:latest` · 2\.0 GB · 100% GPU · context 8192 · unloads <t:\d+:R>", lines[1]
     ), lines[1]
 
 

@@ -60,7 +60,9 @@ async def test_a_reply_that_breaks_the_schema_is_retried_once(
     interaction = await fake_discord.slash_command("sentiment", {"text": "Yay"})
     assert "**positive**" in await private_answer(fake_discord, interaction)
     first, second = fake_ollama.chat_requests()
-    assert first["options"] == {"temperature": 0}
+    assert first["options"] == {"temperature": 0, "num_ctx": 8192}
+    assert second["options"] == {"num_ctx": 8192}  # the same window: no reload
+    assert [r.num_ctx for r in fake_ollama.chat_records()] == [8192, 8192]
     assert [m["role"] for m in second["messages"]] == ["system", "user", "assistant", "user"]
     assert second["messages"][2]["content"].startswith('{"label": "ecstatic"')
     assert "label" in second["messages"][3]["content"]  # says what was wrong

@@ -44,3 +44,16 @@ def test_the_bench_command_prints_its_figures_with_targets() -> None:
     assert "turns read on average; 20 channels of ~60 turns" in cells[5]
     assert any("load average" in line for line in lines)
     assert lines[-1].endswith("targets missed.")
+
+
+def test_the_context_bench_counts_what_each_request_sent() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.context", "--turns", "3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| num_ctx asked | 8192 |" in done.stdout
+    assert "requests cut by Ollama: 0 of 3" in done.stdout

@@ -178,3 +178,43 @@ async def test_retention_prunes_by_age_and_by_count_per_channel(
     assert deleted == 5
     assert [t.content for t in await store.all(1)] == ["uno-2", "one-3", "uno-3"]
     assert await store.prune(older_than=None, keep_per_channel=None) == 0
+
+
+async def test_summary_turns_stand_apart_from_the_conversation(store: HistoryStore) -> None:
+    first = await store.begin_exchange(
+        channel_id=8,
+        guild_id=1,
+        user=ALICE,
+        text="my secret",
+        assistant=BOT,
+        model="m",
+        request_id="r",
+        source_message_id=555,
+    )
+    await store.finish_turn(first[1], TurnResult(status=TurnStatus.COMPLETE, content="ok"))
+    await exchange(store, 8, "later", "fine")
+    old = await store.add_summary(
+        channel_id=8, guild_id=1, author=BOT, model="m", content="v1", covers_until=0, covered=0
+    )
+    summary = await store.add_summary(
+        channel_id=8,
+        guild_id=1,
+        author=BOT,
+        model="m",
+        content="Alice told a secret.",
+        covers_until=first[1],
+        covered=2,
+    )
+    found = await store.latest_summary(8)
+    assert found is not None and (found.id, found.covered, found.announced) == (summary, 2, False)
+    assert summary != old  # only the newest is kept
+    # never part of what people see, nor of the turns a context is chosen from
+    assert [t.role for t in await store.all(8)] == ["user", "assistant"] * 2
+    assert await store.count(8) == 4
+    assert all(t.role != "summary" for t in await store.newest(8, 10))
+    await store.mark_announced(summary)
+    assert (await store.latest_summary(8)).announced  # type: ignore[union-attr]
+
+    # a deleted message takes the summary that folded it in with it
+    assert await store.forget_messages(8, [555]) == 2
+    assert await store.latest_summary(8) is None

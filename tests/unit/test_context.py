@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot.conversation import context
+from bot.ollama.protocol import ChatMessage
 from bot.storage.history import StoredTurn
 
 
@@ -62,6 +63,29 @@ def test_failed_replies_and_their_questions_are_left_out() -> None:
     assert [t.id for t in context.usable(turns)] == [1, 2, 5, 6]
 
 
-def test_assistant_turns_count_their_real_token_count() -> None:
-    assert context.turn_tokens(turn(1, "assistant", "x" * 400, completion_tokens=7)) == 7 + 4
+def test_turns_are_estimated_from_their_text_and_calibrated_per_model() -> None:
+    # completion_tokens count reasoning that is never sent back: the text decides
+    assert context.turn_tokens(turn(1, "assistant", "x" * 400, completion_tokens=7)) == 100 + 4
     assert context.turn_tokens(turn(1, "user", "x" * 400)) == 100 + 4
+    assert context.turn_tokens(turn(1, "user", "x" * 400), ratio=2.5) == 250 + 4
+
+
+def test_calibration_learns_each_models_ratio_and_ignores_cut_prompts() -> None:
+    calibration = context.Calibration()
+    messages = [ChatMessage("user", "x" * 400), ChatMessage("assistant", "y" * 400)]
+    assert calibration.ratio("m") == 1.0
+    calibration.observe("m", messages, 2 * 300 + 8, window=4096)  # three times the estimate
+    assert calibration.ratio("m") == 3.0
+    calibration.observe("m", messages, 4096, window=4096)  # cut to the window: no news
+    assert calibration.ratio("m") == 3.0
+    calibration.observe("m", messages, 2 * 100 + 8, window=4096)
+    assert calibration.ratio("m") == 2.0  # smoothed
+    assert calibration.ratio("other") == 1.0
+    assert calibration.estimate("m", messages) == 2 * (200 + 4)
+
+
+def test_speaker_labels_carry_no_mentions_newlines_or_long_names() -> None:
+    assert context.speaker("Alice") == "Alice"
+    assert context.speaker("@everyone <@123> hi\nthere") == "everyone hi there"
+    assert context.speaker("<@&5><#6>") == "someone"
+    assert len(context.speaker("x" * 100)) == 32
