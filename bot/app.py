@@ -113,7 +113,8 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
             max_per_guild=settings.max_personas_per_guild,
         )
         try:
-            metrics = Metrics()
+            # Counted only when served: nothing else reads the counts.
+            metrics = Metrics(enabled=settings.metrics_port is not None)
             metrics.watch_ollama(gateway)
             bot = _build(
                 settings, engine, history, channels, gateway, personas, metrics, bot_options
