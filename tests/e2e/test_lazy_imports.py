@@ -1,5 +1,6 @@
 """Start-up imports only what every bot uses: Pillow comes with the first image, Prometheus with
-a metrics endpoint, asyncpg with a PostgreSQL URL (resident memory; bench/README.md)."""
+a metrics endpoint, asyncpg with a PostgreSQL URL, Alembic with a schema to migrate (resident
+memory; bench/README.md)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import signal
 import socket
 from pathlib import Path
 
+from bot.storage import migrate
+from bot.storage.engine import create_engine
 from tests.doubles.fake_discord import FakeDiscord
 from tests.doubles.fake_ollama import FakeOllama
 from tests.e2e.test_chat import final
 from tests.e2e.test_process import bot_process, exit_code
 
-LAZY = ("PIL", "prometheus_client", "asyncpg")
+LAZY = ("PIL", "prometheus_client", "asyncpg", "alembic", "mako")
 
 
 async def modules_after_a_chat(
@@ -42,16 +45,25 @@ async def modules_after_a_chat(
     return set(listing.read_text().split())
 
 
+async def migrated(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
 def top_level(modules: set[str]) -> set[str]:
     return {name.split(".")[0] for name in modules}
 
 
-async def test_a_bot_that_never_sees_an_image_or_serves_metrics_never_imports_them(
+async def test_a_bot_on_a_current_schema_that_sees_no_image_and_serves_no_metrics_skips_them(
     fake_discord: FakeDiscord,
     fake_ollama: FakeOllama,
     database_url: str,
     tmp_path: Path,
 ) -> None:
+    await migrated(database_url)  # as on every start but the first after an upgrade
     loaded = top_level(
         await modules_after_a_chat(fake_discord, fake_ollama, database_url, tmp_path)
     )
@@ -59,7 +71,7 @@ async def test_a_bot_that_never_sees_an_image_or_serves_metrics_never_imports_th
     assert loaded.isdisjoint(LAZY), sorted(loaded & set(LAZY))
 
 
-async def test_a_metrics_endpoint_brings_prometheus_in(
+async def test_a_metrics_endpoint_brings_prometheus_in_and_a_new_database_alembic(
     fake_discord: FakeDiscord,
     fake_ollama: FakeOllama,
     database_url: str,
@@ -73,5 +85,5 @@ async def test_a_metrics_endpoint_brings_prometheus_in(
             fake_discord, fake_ollama, database_url, tmp_path, metrics_port=str(port)
         )
     )
-    assert "prometheus_client" in loaded
+    assert {"prometheus_client", "alembic"} <= loaded  # the database was new: migrated
     assert "PIL" not in loaded
