@@ -25,6 +25,7 @@ from bench.harness import (
     doubles,
     failed,
     final_edit,
+    migrated,
     own_lag_while,
     profiled,
     sample_while,
@@ -45,6 +46,7 @@ class CrowdOptions:
 async def run(options: CrowdOptions, profile: Path | None = None) -> list[Figure]:
     async with doubles(channels=options.conversations, users=options.conversations) as world:
         with database() as url:
+            await migrated(url)
             bot = await BotProcess.start(
                 world,
                 url,

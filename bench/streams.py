@@ -30,6 +30,7 @@ from bench.harness import (
     database,
     doubles,
     failed,
+    migrated,
     pieces,
     profiled,
 )
@@ -76,6 +77,7 @@ async def run(options: StreamOptions, profile: Path | None = None) -> list[Figur
         for rate in options.rates:
             world.ollama.add_model(FakeModel(name=model_name(rate)))
         with database() as url:
+            await migrated(url)
             # One generation slot per speed, so that none waits for another.
             bot = await BotProcess.start(world, url, max_parallel_generations=len(options.rates))
             try:

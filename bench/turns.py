@@ -28,6 +28,7 @@ from bench.harness import (
     doubles,
     failed,
     final_edit,
+    migrated,
     profiled,
 )
 from bench.report import Figure, percentile
@@ -89,6 +90,7 @@ def time_in_doubles(world: Doubles, interaction: FakeInteraction) -> float:
 async def run(options: TurnOptions, profile: Path | None = None) -> list[Figure]:
     async with doubles(channels=options.channels, users=options.users) as world:
         with database() as url:
+            await migrated(url)
             bot = await BotProcess.start(
                 world,
                 url,
