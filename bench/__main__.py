@@ -55,6 +55,12 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("streaming")
     g.add_argument("--rates", type=numbers(float), default=(20.0, 50.0, 100.0))
     g.add_argument("--stream-tokens", type=int, help="tokens a reply (1500; quick 300)")
+    g.add_argument(
+        "--stream-error-after",
+        type=int,
+        help="end every reply with an Ollama error after this many tokens (checks that failed "
+        "replies count as failed)",
+    )
     g = p.add_argument_group("crowd")
     g.add_argument("--crowd", type=int, help="conversations at once (200; quick 50)")
     g.add_argument("--crowd-tokens", type=int, help="tokens each (400; quick 100)")
@@ -99,6 +105,7 @@ async def measure(args: argparse.Namespace, chosen: Sequence[str]) -> list[Figur
                 streams.StreamOptions(
                     rates=args.rates,
                     tokens=pick(args.stream_tokens, 1_500, 300, q),  # type: ignore[arg-type]
+                    error_after=args.stream_error_after,
                 ),
                 args.profile,
             )

@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.storage import migrate
+from bot.storage.engine import create_engine
 from tests.doubles.fake_discord import FakeDiscord, FakeInteraction, FakeMessage, RecordedRequest
 from tests.doubles.fake_ollama import FakeOllama
 
@@ -74,6 +76,17 @@ def database() -> Iterator[str]:
     """A SQLite URL in a fresh temporary folder (removed afterwards)."""
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         yield f"sqlite+aiosqlite:///{Path(folder) / 'bot.db'}"
+
+
+async def migrated(url: str) -> None:
+    """Bring the database at `url` to the newest schema from this process, so that the bot
+    starts as it does on every start but the first after an upgrade: without migrating (and
+    without Alembic in its memory)."""
+    engine = create_engine(url)
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
 
 
 @dataclass

@@ -27,8 +27,9 @@ from bot.conversation import context
 from bot.conversation.service import HISTORY_SCAN_TURNS, recent_turns
 from bot.settings import Settings
 from bot.storage import migrate
-from bot.storage.engine import Database, create_engine
+from bot.storage.engine import create_engine
 from bot.storage.history import HistoryStore
+from bot.storage.sqlite_thread import open_database
 
 SCENARIO = "history"
 CHANNEL_BASE = 1_300_000_000_000_000_000
@@ -158,7 +159,7 @@ async def time_reads(
     of all HISTORY_SCAN_TURNS turns (`newest`, the read before bench/ existed), on a fresh
     engine; and how many turns each context read returned."""
     engine = create_engine(url)
-    database = Database(engine)
+    database = open_database(engine)
     tokens = window_tokens()
     try:
         history = HistoryStore(database)

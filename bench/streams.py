@@ -23,7 +23,17 @@ from pathlib import Path
 
 import ollama
 
-from bench.harness import BotProcess, Doubles, Watcher, database, doubles, pieces, profiled
+from bench.harness import (
+    BotProcess,
+    Doubles,
+    Watcher,
+    database,
+    doubles,
+    failed,
+    migrated,
+    pieces,
+    profiled,
+)
 from bench.report import Figure
 from tests.doubles.fake_discord import FakeInteraction
 from tests.doubles.fake_ollama import FakeModel, RecordedRequest, Script
@@ -37,6 +47,9 @@ RAW_QUESTION = "raw read"
 class StreamOptions:
     rates: tuple[float, ...] = (20.0, 50.0, 100.0)
     tokens: int = 1_500
+    error_after: int | None = None
+    """Have the Ollama double end every reply with an error after this many tokens: the smoke
+    test's check that a failed reply counts as failed."""
 
 
 def reply(tokens: int) -> list[str]:
@@ -64,6 +77,7 @@ async def run(options: StreamOptions, profile: Path | None = None) -> list[Figur
         for rate in options.rates:
             world.ollama.add_model(FakeModel(name=model_name(rate)))
         with database() as url:
+            await migrated(url)
             # One generation slot per speed, so that none waits for another.
             bot = await BotProcess.start(world, url, max_parallel_generations=len(options.rates))
             try:
@@ -94,7 +108,12 @@ async def _measure(
             return interaction
 
         for rate in options.rates:  # two identical scripts per model: whoever asks first
-            script = Script(reply=tokens, token_interval=1 / rate, model=model_name(rate))
+            script = Script(
+                reply=tokens,
+                token_interval=1 / rate,
+                model=model_name(rate),
+                error_after=options.error_after,
+            )
             ollama_double.script(script, script)
         # Made beforehand: building a client (its SSL context) would stall this process's loop,
         # which serves the doubles, for tens of milliseconds each.
@@ -103,17 +122,33 @@ async def _measure(
             results = await asyncio.gather(
                 *(through_bot(r, c) for r, c in zip(options.rates, world.channels, strict=False)),
                 *(read_raw(c, model_name(r)) for c, r in zip(clients, options.rates, strict=True)),
+                return_exceptions=True,
             )
         for client in clients:
             with contextlib.suppress(Exception):
-                await client._client.aclose()  # the ollama client has no public close
-    bot_replies: list[FakeInteraction] = list(results[: len(options.rates)])  # type: ignore[arg-type]
-    raw_times: list[float] = list(results[len(options.rates) :])  # type: ignore[arg-type]
+                await client.close()
+    bot_replies = results[: len(options.rates)]
+    raw_times = results[len(options.rates) :]
     limited = len(fake.rate_limited) - limited_before
 
     figures = []
     first_texts, final_edits, edit_counts = [], [], []
+    failures = 0
     for rate, interaction, raw in zip(options.rates, bot_replies, raw_times, strict=True):
+        name = f"wall time through the bot / raw, {rate:g} tokens/s"
+        # A reply that ended in a warning (⚠️) instead of its footer, or never ended, failed:
+        # its time is no figure of a streamed reply.
+        if not isinstance(interaction, FakeInteraction) or failed(fake, interaction):
+            failures += 1
+            why = "no reply" if not isinstance(interaction, FakeInteraction) else "failed"
+            figures.append(
+                Figure(SCENARIO, name, None, "×", 1.02, inclusive=True, note=f"reply {why}")
+            )
+            continue
+        if not isinstance(raw, float):
+            note = f"raw read failed: {raw!r}"
+            figures.append(Figure(SCENARIO, name, None, "×", 1.02, inclusive=True, note=note))
+            continue
         shown = pieces(fake, interaction)
         final = max(t for m in shown for t, _ in m.edits)
         through = final - interaction.created_at
@@ -125,7 +160,7 @@ async def _measure(
         figures.append(
             Figure(
                 SCENARIO,
-                f"wall time through the bot / raw, {rate:g} tokens/s",
+                name,
                 through / raw,
                 "×",
                 limit=1.02,
@@ -138,6 +173,16 @@ async def _measure(
     figures += [
         Figure(
             SCENARIO,
+            "failed replies",
+            failures,
+            "",
+            limit=0,
+            inclusive=True,
+            digits=0,
+            note=f"of {len(options.rates)}; a reply ending in a warning counts as failed",
+        ),
+        Figure(
+            SCENARIO,
             "429s from the Discord double",
             limited,
             "",
@@ -148,14 +193,14 @@ async def _measure(
         Figure(
             SCENARIO,
             "edits per message (mean)",
-            statistics.mean(edit_counts),
+            statistics.mean(edit_counts) if edit_counts else None,
             "",
             note=f"{options.tokens} tokens a reply; edits of one message at most 1/s",
         ),
         Figure(
             SCENARIO,
             "first text after the first token (worst)",
-            max(first_texts),
+            max(first_texts, default=None),
             "ms",
             limit=50,
             note="product.md promise",
@@ -163,7 +208,7 @@ async def _measure(
         Figure(
             SCENARIO,
             "final edit after the last token (worst)",
-            max(final_edits),
+            max(final_edits, default=None),
             "ms",
             limit=100,
             note="product.md promise",

@@ -28,6 +28,7 @@ from bench.harness import (
     doubles,
     failed,
     final_edit,
+    migrated,
     profiled,
 )
 from bench.report import Figure, percentile
@@ -89,6 +90,7 @@ def time_in_doubles(world: Doubles, interaction: FakeInteraction) -> float:
 async def run(options: TurnOptions, profile: Path | None = None) -> list[Figure]:
     async with doubles(channels=options.channels, users=options.users) as world:
         with database() as url:
+            await migrated(url)
             bot = await BotProcess.start(
                 world,
                 url,
@@ -130,6 +132,7 @@ async def _measure(
             many = await asyncio.gather(*(one(n) for n in range(options.throughput_turns)))
             bot_cpu = bot.cpu_seconds() - cpu_before
             bench_cpu = time.process_time() - bench_cpu_before
+        busy_rss, peak_rss = bot.status("VmRSS"), bot.status("VmHWM")
     span = max(final_edit(fake, i) for i in many) - min(i.created_at for i in many)
     loaded = [(final_edit(fake, i) - i.created_at) * 1000 for i in many]
     failures += sum(failed(fake, i) for i in many)
@@ -178,6 +181,15 @@ async def _measure(
             digits=2,
             note=f"{in_flight}; one at a time {alone_cpu:.2f} ms; bench process (both "
             f"doubles) {bench_cpu / len(many) * 1000:.2f} ms",
+        ),
+        Figure(
+            SCENARIO,
+            "resident memory, busy (peak)",
+            peak_rss / 1024,
+            "MiB",
+            digits=0,
+            note=f"the kernel's peak (VmHWM) after the turns; {busy_rss / 1024:.0f} MiB at "
+            "their end",
         ),
         Figure(SCENARIO, "failed turns", failures, "", limit=0, inclusive=True, digits=0),
     ]

@@ -40,10 +40,11 @@ from bot.sentiment.service import SentimentService
 from bot.settings import Settings
 from bot.storage import migrate
 from bot.storage.channels import ChannelStore
-from bot.storage.engine import Database, create_engine, session_factory
+from bot.storage.engine import create_engine, session_factory
 from bot.storage.guilds import GuildStore
 from bot.storage.history import Author, HistoryStore
 from bot.storage.personas import PersonaStore
+from bot.storage.sqlite_thread import open_database
 from bot.vision.images import ImageLimits, ImagePreparer
 from bot.vision.routing import VisionRouter
 
@@ -86,7 +87,7 @@ async def prepare_database(engine: AsyncEngine, *, auto_migrate: bool) -> None:
 async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[OllamaBot]:
     """Build the bot and everything it uses; close them all on the way out."""
     engine = create_engine(settings.database_url)
-    database = Database(engine)
+    database = open_database(engine)
     try:
         await prepare_database(engine, auto_migrate=settings.auto_migrate)
         sessions = session_factory(engine)
@@ -113,7 +114,8 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
             max_per_guild=settings.max_personas_per_guild,
         )
         try:
-            metrics = Metrics()
+            # Counted only when served: nothing else reads the counts.
+            metrics = Metrics(enabled=settings.metrics_port is not None)
             metrics.watch_ollama(gateway)
             bot = _build(
                 settings, engine, history, channels, gateway, personas, metrics, bot_options

@@ -2,7 +2,8 @@
 endpoint that serves it (`metrics_port`).
 
 The endpoint runs on the bot's own event loop with aiohttp, which discord.py already depends
-on: no thread, and it stops with the bot."""
+on: no thread, and it stops with the bot. Without an endpoint nothing could read the counts, so
+nothing is counted and `prometheus_client` is never imported (resident memory, bench/README.md)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from discord import app_commands
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import generate_latest
-from prometheus_client.registry import Collector
 
 from bot.ollama.protocol import ChatDelta, ChatStats, OllamaHosts
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +31,16 @@ GENERATION_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 
 
 class Metrics:
-    """What the bot counts. Every name starts with `ollama_bot_`."""
+    """What the bot counts. Every name starts with `ollama_bot_`. With `enabled` false (no
+    endpoint to serve them) every method does nothing."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        if not enabled:
+            return
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry: CollectorRegistry = CollectorRegistry()
         registry = self.registry
         self.generations = Counter(
             "ollama_bot_generations",
@@ -78,17 +86,25 @@ class Metrics:
 
     def watch_queue(self, *, waiting: Callable[[], int], active: Callable[[], int]) -> None:
         """The queue gauges read these at each scrape."""
+        if not self.enabled:
+            return
         self.queue_depth.set_function(waiting)
         self.active.set_function(active)
 
     def watch_ollama(self, pool: OllamaHosts) -> None:
         """Per-host gauges and counters, read from the pool at each scrape."""
-        self.registry.register(_PoolCollector(pool))
+        if self.enabled:
+            self.registry.register(_PoolCollector(pool))
 
-    async def observe(
+    def observe(
         self, stream: AsyncGenerator[ChatDelta | ChatStats]
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
         """Pass a model stream through, timing its first token and its end, counting tokens."""
+        return self._observed(stream) if self.enabled else stream
+
+    async def _observed(
+        self, stream: AsyncGenerator[ChatDelta | ChatStats]
+    ) -> AsyncGenerator[ChatDelta | ChatStats]:
         asked = time.monotonic()
         first = True
         async with contextlib.aclosing(stream):
@@ -103,23 +119,33 @@ class Metrics:
                 yield item
 
     def generation_ended(self, outcome: str) -> None:
+        if not self.enabled:
+            return
         self.generations.labels(outcome).inc()
 
     def error(self, error: BaseException) -> None:
+        if not self.enabled:
+            return
         if isinstance(error, app_commands.CommandInvokeError):
             error = error.original
         self.errors.labels(type(error).__name__).inc()
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus' text format."""
+        from prometheus_client.exposition import generate_latest
+
         return generate_latest(self.registry)
 
 
-class _PoolCollector(Collector):
+class _PoolCollector:
+    """A prometheus_client `Collector` (a Protocol: it only needs `collect`)."""
+
     def __init__(self, pool: OllamaHosts) -> None:
         self._pool = pool
 
     def collect(self) -> Iterable[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         up = GaugeMetricFamily(
             "ollama_bot_ollama_host_up", "Whether the Ollama host answers", labels=["host"]
         )
@@ -149,6 +175,8 @@ class _PoolCollector(Collector):
 @contextlib.asynccontextmanager
 async def serve_metrics(metrics: Metrics, host: str, port: int) -> AsyncIterator[str]:
     """Serve `/metrics` on host:port while the context is open; yields the endpoint's URL."""
+
+    from prometheus_client import CONTENT_TYPE_LATEST
 
     async def scrape(request: web.Request) -> web.Response:
         response = web.Response(body=metrics.exposition())

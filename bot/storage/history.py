@@ -21,7 +21,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot.storage.engine import Database
@@ -203,60 +202,8 @@ def _begin_exchange(
 
 def _newest(conn: Connection, channel_id: int, limit: int, before: int | None) -> list[StoredTurn]:
     statement = _NEWEST if before is None else _NEWEST_BEFORE
-    params = {"channel_id": channel_id, "limit": limit, "before": before}
-    if conn.dialect.name == "sqlite":
-        rows: Sequence[Sequence[Any]] = _plain_rows(conn, statement, params)
-    else:
-        rows = conn.execute(statement, params).all()
-    return [StoredTurn(*row) for row in reversed(rows)]
-
-
-class _Plain(NamedTuple):
-    sql: str
-    order: list[str]
-    defaults: dict[str, Any]
-    convert: list[tuple[int, Callable[[Any], Any]]]
-
-
-_PLAIN: dict[tuple[int, str], _Plain] = {}
-
-
-def _plain_rows(conn: Connection, statement: Select[Any], params: dict[str, Any]) -> list[Any]:
-    """`statement`'s rows through the driver's own cursor, as SQLAlchemy would give them: the
-    statement compiled by SQLAlchemy once, each column converted by its type's own result
-    processor. The read every reply makes spent more in SQLAlchemy's execution machinery than
-    in SQLite (bench/README.md)."""
-    key = (id(statement), conn.dialect.name)
-    plain = _PLAIN.get(key)
-    if plain is None:
-        compiled = statement.compile(dialect=conn.dialect)
-        processors = [
-            column.type.dialect_impl(conn.dialect).result_processor(conn.dialect, None)
-            for column in statement.selected_columns
-        ]
-        plain = _PLAIN[key] = _Plain(
-            sql=compiled.string,
-            order=list(compiled.positiontup or ()),
-            defaults={
-                name: bind.effective_value
-                for name, bind in compiled.binds.items()
-                if not bind.required
-            },
-            convert=[(i, p) for i, p in enumerate(processors) if p is not None],
-        )
-    values = [params[name] if name in params else plain.defaults[name] for name in plain.order]
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(plain.sql, values)
-        rows: list[Any] = list(cursor.fetchall())
-    finally:
-        cursor.close()
-    if plain.convert:
-        rows = [list(row) for row in rows]
-        for row in rows:
-            for index, process in plain.convert:
-                row[index] = process(row[index])
-    return rows
+    rows = conn.execute(statement, {"channel_id": channel_id, "limit": limit, "before": before})
+    return [StoredTurn(*row) for row in reversed(rows.all())]
 
 
 def _recent(

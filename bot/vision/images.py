@@ -12,7 +12,8 @@ an `ImageRejected` with a short message for the user. The steps:
    encode as JPEG, capped in bytes. The result is what Ollama gets and what the history stores.
 
 `check` and `prepare` are pure and CPU-bound; `ImagePreparer` runs them in worker threads so the
-event loop never waits on Pillow.
+event loop never waits on Pillow. Pillow is imported by the first image, not at start-up: a bot
+that never sees one does not carry it (about 2 MiB resident).
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from bot.errors import InputError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +47,14 @@ JPEG_QUALITIES = (85, 75, 60, 45)
 WHITE = (255, 255, 255)
 EXIF_ORIENTATION = 0x0112
 _ORIENTATION = {
-    # EXIF orientation value -> the transpose that makes the picture upright (value 1: upright)
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
+    # EXIF orientation value -> the Image.Transpose that makes the picture upright (1: upright)
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
 }
 
 FORMAT_NAMES = "PNG, JPEG, WebP or GIF"
@@ -65,9 +68,15 @@ _DECODE_ERRORS = (
     struct.error,
     zlib.error,
 )
-_BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
-"""Pillow's own limit (MAX_IMAGE_PIXELS). The warning is caught too, for when warnings are errors;
-otherwise it only warns, and the explicit pixel limit below refuses the image anyway."""
+
+
+def _bomb_errors() -> tuple[type[Exception], ...]:
+    """Pillow's own limit (MAX_IMAGE_PIXELS). The warning is caught too, for when warnings are
+    errors; otherwise it only warns, and the explicit pixel limit below refuses the image
+    anyway."""
+    from PIL import Image
+
+    return (Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 
 class ImageRejected(InputError):
@@ -163,10 +172,12 @@ def check(name: str, data: bytes, limits: ImageLimits) -> CheckedImage:
         raise ImageRejected(
             f"`{shown_name(name)}` is not an image I can read: send a {FORMAT_NAMES} file."
         )
+    from PIL import Image
+
     try:
         with Image.open(io.BytesIO(data), formats=[kind]) as image:
             width, height = image.size
-    except _BOMB_ERRORS as exc:
+    except _bomb_errors() as exc:
         raise _bomb(name, limits) from exc
     except _DECODE_ERRORS as exc:
         raise _damaged(name, kind) from exc
@@ -179,6 +190,8 @@ def check(name: str, data: bytes, limits: ImageLimits) -> CheckedImage:
 
 def prepare(image: CheckedImage, limits: ImageLimits) -> PreparedImage:
     """Decode, turn upright, downscale, flatten and encode one checked image."""
+    from PIL import Image
+
     try:
         with Image.open(io.BytesIO(image.data), formats=[image.format]) as opened:
             side = limits.max_side
@@ -192,8 +205,8 @@ def prepare(image: CheckedImage, limits: ImageLimits) -> PreparedImage:
             # Turned after the resize (cheaper); the longest side stays the same.
             turn = _ORIENTATION.get(opened.getexif().get(EXIF_ORIENTATION, 1))
             if turn is not None:
-                picture = picture.transpose(turn)
-    except _BOMB_ERRORS as exc:
+                picture = picture.transpose(Image.Transpose[turn])
+    except _bomb_errors() as exc:
         raise _bomb(image.name, limits) from exc
     except _DECODE_ERRORS as exc:
         log.info("could not decode %s (%s)", image.name, image.format, exc_info=True)
@@ -215,6 +228,8 @@ def _flattened(picture: Image.Image) -> Image.Image:
     sees it; doing it here keeps the result the same on every backend and lets it be a JPEG."""
     if picture.mode != "RGBA":
         return picture
+    from PIL import Image
+
     background = Image.new("RGB", picture.size, WHITE)
     background.paste(picture, mask=picture.getchannel("A"))
     return background
@@ -229,6 +244,8 @@ def _encode(picture: Image.Image, max_bytes: int) -> PreparedImage:
             if buffer.tell() <= max_bytes:
                 return PreparedImage.from_jpeg(buffer.getvalue(), *picture.size)
         # Still too big at the lowest quality (only for a huge max_side): shrink and retry.
+        from PIL import Image
+
         width, height = picture.size
         picture = picture.resize(
             (max(1, width * 3 // 4), max(1, height * 3 // 4)), Image.Resampling.LANCZOS

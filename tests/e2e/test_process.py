@@ -22,9 +22,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @asynccontextmanager
 async def bot_process(
-    fake_discord: FakeDiscord, fake_ollama: FakeOllama, database_url: str, **settings: str
+    fake_discord: FakeDiscord,
+    fake_ollama: FakeOllama,
+    database_url: str,
+    *,
+    extra_env: dict[str, str] | None = None,
+    **settings: str,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     env = {
+        **(extra_env or {}),
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": str(ROOT),
         "DISCORD_TOKEN": fake_discord.token,

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.storage import migrate
 from bot.storage.engine import Database, create_engine
 from bot.storage.history import HistoryStore
+from bot.storage.sqlite_thread import open_database
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 async def database(engine: AsyncEngine) -> AsyncIterator[Database]:
-    database = Database(engine)
+    database = open_database(engine)
     yield database
     await database.close()
 

@@ -1,33 +1,55 @@
-"""Database: the history's units of work, each one transaction, also when callers give up."""
+"""Database: the history's units of work, each one transaction, also when callers give up.
+
+Each test runs on both runners: the SQLite file's own thread (what the bot uses on a file) and
+the async engine (what it uses on PostgreSQL), on the same SQLite file."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import delete, insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.storage.engine import Database
 from bot.storage.history import Author, HistoryStore
 from bot.storage.models import Meta
+from bot.storage.sqlite_thread import SqliteThreadDatabase, open_database
 from tests.conftest import both_databases
 
 ALICE = Author(11, "alice")
 BOT = Author(99, "ollama-bot")
 
 
+@pytest.fixture(params=["own thread", "async engine"])
+async def database(request: pytest.FixtureRequest, engine: AsyncEngine) -> AsyncIterator[Database]:
+    database = open_database(engine) if request.param == "own thread" else Database(engine)
+    if request.param == "own thread" and engine.dialect.name == "sqlite":
+        assert isinstance(database, SqliteThreadDatabase)
+    yield database
+    await database.close()
+
+
 class Blocker:
-    """A unit of work that holds the database's thread until released."""
+    """A unit of work that holds its connection until released: it runs a SQL function that
+    waits in the driver's thread (aiosqlite's), so the event loop carries on meanwhile."""
 
     def __init__(self) -> None:
         self.started = threading.Event()
         self.release = threading.Event()
 
-    def __call__(self, conn: Connection) -> None:
+    def _hold(self) -> int:
         self.started.set()
-        assert self.release.wait(10)
+        return int(self.release.wait(10))
+
+    def __call__(self, conn: Connection) -> None:
+        driver = conn.connection.dbapi_connection
+        assert driver is not None
+        driver.create_function("hold", 0, self._hold)  # type: ignore[attr-defined]
+        assert conn.exec_driver_sql("SELECT hold()").scalar() == 1
 
     async def wait_started(self) -> None:
         assert await asyncio.to_thread(self.started.wait, 10)

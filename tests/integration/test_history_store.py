@@ -10,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.storage import migrate
 from bot.storage.channels import ChannelConfig, ChannelStore
-from bot.storage.engine import Database, create_engine, session_factory
+from bot.storage.engine import create_engine, session_factory
 from bot.storage.history import Author, HistoryStore, TurnResult
 from bot.storage.models import TurnStatus
+from bot.storage.sqlite_thread import open_database
 from tests.conftest import both_databases
 
 pytestmark = both_databases
@@ -109,7 +110,7 @@ async def test_turns_survive_a_new_engine_on_the_same_file(
 ) -> None:
     await exchange(store, 8, "remember me", "I will")
     other = create_engine(database_url)
-    database = Database(other)
+    database = open_database(other)
     try:
         again = HistoryStore(database)
         assert [t.content for t in await again.all(8)] == ["remember me", "I will"]
