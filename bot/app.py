@@ -24,6 +24,7 @@ from bot.cogs.personas import PersonaCog
 from bot.cogs.privacy import PrivacyCog
 from bot.cogs.sentiment import SentimentCog
 from bot.cogs.status import StatusCog
+from bot.cogs.thinking import ThinkCog
 from bot.cogs.threads import ThreadsCog
 from bot.cogs.vision import VisionCog
 from bot.conversation.fairness import Scheduler, UserRateLimit
@@ -205,6 +206,7 @@ def _build(
             between_tokens_timeout=settings.between_tokens_timeout,
             total_timeout=settings.total_timeout,
             reply_tokens=settings.max_reply_tokens,
+            default_think=settings.default_think,
         ),
         assistant=lambda: me[0],
         scheduler=Scheduler(parallel=settings.parallel_generations, queue_size=settings.max_queue),
@@ -242,6 +244,7 @@ def _build(
         gateway,
         model=settings.sentiment_model or settings.chat_model,
         timeout=settings.total_timeout,
+        think=settings.sentiment_think,
     )
     parts = Parts(
         ollama=gateway,
@@ -260,6 +263,7 @@ def _build(
         bot.add_dynamic_items(*replies.buttons.items)
         await bot.add_cog(ChatCog(bot, replies, channels, models))
         await bot.add_cog(ThreadsCog(bot, replies, channels))
+        await bot.add_cog(ThinkCog(bot, replies, channels))
         await bot.add_cog(ModelCog(bot, models))
         await bot.add_cog(VisionCog(bot, replies))
         await bot.add_cog(SentimentCog(bot, sentiment, replies))

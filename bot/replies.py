@@ -32,7 +32,9 @@ from bot.conversation.service import (
     ReplyFinished,
     ReplyStarted,
     TextDelta,
+    ThinkingDelta,
 )
+from bot.conversation.thinking import LEAST, ThinkRefused, ThoughtWithoutAnswer
 from bot.errors import BotError, PermissionDenied
 from bot.metrics import Metrics
 from bot.settings import Settings
@@ -41,6 +43,7 @@ from bot.ui.answers import tell_privately
 from bot.ui.checks import is_admin, refusal_for
 from bot.ui.controls import ReplyButtons, controls, reply_buttons
 from bot.ui.images import before_ack, check_route, defer, read_images
+from bot.ui.reasoning import send_reasoning, thinking_status
 from bot.ui.streaming import EditPacer, ReplyTarget, StreamingReply
 from bot.ui.targets import NO_PINGS, InteractionTarget, MessageTarget
 from bot.ui.text import channel_id_of
@@ -51,6 +54,9 @@ log = logging.getLogger(__name__)
 SHUTDOWN = "\x00shutdown"  # `stopped_by` values that no display name can be
 REFUSED = "\x00refused"
 FULL = "\x00full"
+THINK_CHECK_TIMEOUT = 1.0
+"""Seconds a command waits to learn whether the model takes its thinking level before it is
+acknowledged (Discord allows 3 s); past that the reply itself says so."""
 
 
 def footer(finished: ReplyFinished, *, cut_at: int | None = None) -> str:
@@ -58,6 +64,8 @@ def footer(finished: ReplyFinished, *, cut_at: int | None = None) -> str:
     if finished.persona:
         model = f"{finished.persona} ({finished.base_model or model})"
     parts = [model]
+    if finished.thought_seconds is not None:
+        parts.append(f"thought {finished.thought_seconds:.0f} s")
     speed = finished.stats.tokens_per_second
     if speed is not None:
         parts.append(f"{speed:.1f} tokens/s")
@@ -81,6 +89,7 @@ def request_from(
     model: str | None = None,
     caption: bool = False,
     source_message_id: int | None = None,
+    think: str | None = None,
 ) -> ChatRequest:
     """The one way a ChatRequest is built, whatever the entry point."""
     return ChatRequest(
@@ -91,6 +100,7 @@ def request_from(
         model=model,
         caption=caption,
         source_message_id=source_message_id,
+        think=think,
     )
 
 
@@ -100,6 +110,7 @@ def request_for_interaction(
     *,
     model: str | None = None,
     caption: bool = False,
+    think: str | None = None,
 ) -> ChatRequest:
     return request_from(
         channel_id=channel_id_of(interaction),
@@ -108,6 +119,7 @@ def request_for_interaction(
         text=text,
         model=model,
         caption=caption,
+        think=think,
     )
 
 
@@ -148,6 +160,8 @@ class _Running:
     stopped_by: str | None = None
     abort: Abort = field(default_factory=Abort)
     question_gone: bool = False  # Discord refused the reply because its question was deleted
+    thinking_since: float | None = None  # when the model's first reasoning arrived
+    thinking_shown: int = -1  # the seconds the thinking status shows
 
 
 class ReplyPipeline:
@@ -219,6 +233,7 @@ class ReplyPipeline:
             raise PermissionDenied(refusal)
         ticket = self.admit(request)  # refusals raise here, before anything is shown
         try:
+            await self._check_think(request)
             checked: tuple[CheckedImage, ...] = ()
             if attachments:  # refusals come before anything public is shown
                 checked = await before_ack(interaction, self._checked(request, attachments))
@@ -271,6 +286,17 @@ class ReplyPipeline:
         except discord.HTTPException:
             log.info("could not tell a member their message was refused", exc_info=True)
 
+    async def _check_think(self, request: ChatRequest) -> None:
+        """Refuse, before anything is shown, a thinking level the model cannot take (raised:
+        the command says so privately). Anything else wrong is left for the reply to say."""
+        try:
+            async with asyncio.timeout(THINK_CHECK_TIMEOUT):
+                await self.chat.check_think(request)
+        except ThinkRefused:
+            raise
+        except (BotError, TimeoutError):
+            log.debug("thinking level not checked before the reply", exc_info=True)
+
     async def _checked(
         self, request: ChatRequest, attachments: Sequence[discord.Attachment]
     ) -> tuple[CheckedImage, ...]:
@@ -319,7 +345,8 @@ class ReplyPipeline:
             await self._settle_stopped(request, drawing, running, interaction)
         except BotError as exc:
             self._metrics.error(exc)
-            await drawing.fail(exc.user_message, view=self._again(running))
+            retry = isinstance(exc, ThoughtWithoutAnswer)
+            await drawing.fail(exc.user_message, view=self._again(running, retry=retry))
         except BaseException:
             await drawing.cancel()
             raise
@@ -367,6 +394,8 @@ class ReplyPipeline:
         ):
             if isinstance(event, TextDelta):
                 drawing.feed(event.text)
+            elif isinstance(event, ThinkingDelta):
+                _show_thinking(drawing, running)
             elif isinstance(event, ReplyStarted):
                 running.turn_id = event.turn_id
             else:
@@ -376,10 +405,16 @@ class ReplyPipeline:
         assert finished is not None  # respond() ends with ReplyFinished or raises
         return finished
 
-    def _again(self, running: _Running) -> discord.ui.View | None:
-        if running.turn_id is None:
+    def _again(self, running: _Running, *, retry: bool = False) -> discord.ui.View | None:
+        """The finished reply's buttons: Regenerate (or Retry without thinking, when the model
+        thought and gave no answer), and Show reasoning when it thought."""
+        turn = running.turn_id
+        if turn is None:
             return None
-        return controls(self.buttons.regenerate(running.turn_id))
+        again = self.buttons.retry(turn) if retry else self.buttons.regenerate(turn)
+        if running.thinking_since is None:
+            return controls(again)
+        return controls(again, self.buttons.reasoning(turn))
 
     def _end(self, running: _Running, why: str) -> None:
         """Stop the model's stream of a running reply, saying why."""
@@ -418,10 +453,13 @@ class ReplyPipeline:
             self._end(running, interaction.user.display_name)
             await interaction.response.defer()  # the reply's own final edit shows it stopped
 
-    async def regenerate(self, interaction: discord.Interaction, turn_id: int) -> None:
+    async def regenerate(
+        self, interaction: discord.Interaction, turn_id: int, *, without_thinking: bool = False
+    ) -> None:
         """The Regenerate button: the latest answer is replaced by a new one. Admitted first
         (rate limit, line): a refused Regenerate changes nothing; a double click gives one new
-        answer."""
+        answer. `without_thinking`: the Retry without thinking button (think off, or the
+        least a model that cannot stop thinking takes)."""
         if turn_id in self._regenerating:
             await tell_privately(interaction, "A new answer is already being written.")
             return
@@ -448,6 +486,8 @@ class ReplyPipeline:
             except BotError as exc:
                 await tell_privately(interaction, exc.user_message)
                 return
+            if without_thinking:
+                request = dataclasses.replace(request, think=LEAST)
             await interaction.response.edit_message(view=None)  # the old answer keeps its text
             target = InteractionTarget(
                 interaction, token_ttl=self._settings.interaction_token_ttl, original=False
@@ -456,6 +496,15 @@ class ReplyPipeline:
         finally:
             self._regenerating.discard(turn_id)
             self.chat.release(ticket)
+
+    async def show_reasoning(self, interaction: discord.Interaction, turn_id: int) -> None:
+        """The Show reasoning button: the reply's stored reasoning, privately, to whoever can
+        see the reply (it works after a restart: the turn id is in the button)."""
+        found = await self._history.reasoning_of(turn_id)
+        if found is None or found.channel_id != channel_id_of(interaction):
+            await tell_privately(interaction, "This reply's reasoning is no longer stored.")
+            return
+        await send_reasoning(interaction, found.text)
 
     def button_refusal(self, interaction: discord.Interaction) -> str | None:
         """The access rules (allow/deny lists, DMs) hold for buttons as for commands."""
@@ -486,6 +535,18 @@ class ReplyPipeline:
             self._end(running, SHUTDOWN)
         if replies:
             await asyncio.wait(replies)
+
+
+def _show_thinking(drawing: StreamingReply[discord.Message], running: _Running) -> None:
+    """The model is thinking: the status says so, with the seconds so far (changed once a
+    second at most; the reply's own pacing decides when it is drawn)."""
+    now = time.monotonic()
+    if running.thinking_since is None:
+        running.thinking_since = now
+    seconds = int(now - running.thinking_since)
+    if seconds != running.thinking_shown:
+        running.thinking_shown = seconds
+        drawing.set_status(thinking_status(seconds), live=True)
 
 
 def _refusal_reason(error: BaseException) -> str:

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.conversation import context
 from bot.conversation.fairness import PositionCallback, Scheduler, Ticket, UserRateLimit
+from bot.conversation.thinking import ThoughtWithoutAnswer, split_think_tags, think_value
 from bot.errors import (
     BotError,
     GenerationTimeout,
@@ -91,6 +93,8 @@ class ChatLimits:
     total_timeout: float
     reply_tokens: int = 0
     """The most tokens a reply may have (Ollama's num_predict); 0: no limit of the bot's."""
+    default_think: str = "default"
+    """The thinking level at the top of the chain (the `default_think` setting)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +111,20 @@ class ChatRequest:
     source_message_id: int | None = None
     """The Discord message the question came from (a mention, a reply, an auto-reply or thread
     message); deleting that message deletes the stored question."""
+    think: str | None = None
+    """This message's thinking level (`/chat think:`; LEAST for Retry without thinking);
+    None: the channel's, the persona's or the setting's."""
 
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingDelta:
+    """A piece of the model's reasoning: shown only on request, never part of the answer."""
+
     text: str
 
 
@@ -129,6 +143,10 @@ class ReplyFinished:
     """The persona that answered; `stats.model` is then its Ollama model."""
     base_model: str | None = None
     """The persona's FROM."""
+    reasoning: str = ""
+    """What the model thought before answering (stored with the turn, not in `text`)."""
+    thought_seconds: float | None = None
+    """From the first reasoning to the first answer text; None: the model did not think."""
 
 
 class ChatService:
@@ -229,7 +247,7 @@ class ChatService:
         ticket: Ticket,
         on_position: PositionCallback | None = None,
         abort: Abort | None = None,
-    ) -> AsyncIterator[ReplyStarted | TextDelta | ReplyFinished]:
+    ) -> AsyncIterator[ReplyStarted | TextDelta | ThinkingDelta | ReplyFinished]:
         """Store the user's turn, stream the model's reply, store how it ended.
 
         `ticket` is the request's admission (`admit`). Waits for its turn first (`on_position`
@@ -250,7 +268,9 @@ class ChatService:
             plan, first_page = await self._plan_images(request, model)
             if plan is not None and persona is not None and plan.model != model:
                 persona = None  # the vision model answers this turn, not the persona
+            handed_over = plan is not None and plan.model != model
             model = plan.model if plan else model
+            think = await self.think_for(request, model, persona, handed_over=handed_over)
             user_turn, reply_turn = await self._history.begin_exchange(
                 channel_id=request.channel_id,
                 guild_id=request.guild_id,
@@ -271,27 +291,42 @@ class ChatService:
                 model,
             )
             received: list[str] = []
+            thoughts: list[str] = []
+            thinking_from: float | None = None
+            answer_from: float | None = None
             result: TurnResult | None = None
             try:
                 yield ReplyStarted(reply_turn)
                 messages = await self._context(request, user_turn, first_page, model, plan, persona)
                 stats: ChatStats | None = None
-                stream = self._chat_stream(model, messages, persona, ticket)
+                stream = split_think_tags(
+                    self._chat_stream(model, messages, persona, ticket, think)
+                )
                 if self._metrics is not None:
                     stream = self._metrics.observe(stream)
                 async for item in timed(stream, self._limits):
                     if isinstance(item, ChatStats):
                         stats = item
-                    elif item.content:
+                        continue
+                    if item.thinking:
+                        thoughts.append(item.thinking)
+                        thinking_from = thinking_from or time.monotonic()
+                        yield ThinkingDelta(item.thinking)
+                    if item.content:
                         if not received and not item.content.strip():
                             continue  # leading blank lines are not worth a message
+                        answer_from = answer_from or time.monotonic()
                         received.append(item.content)
                         yield TextDelta(item.content)
                 assert stats is not None  # chat_stream ends with stats or raises
                 reply = "".join(received).strip()
+                reasoning = "".join(thoughts).strip()
+                if not reply and reasoning:
+                    raise ThoughtWithoutAnswer()
                 result = TurnResult(
                     status=TurnStatus.COMPLETE,
                     content=reply,
+                    reasoning=reasoning or None,
                     prompt_tokens=stats.prompt_tokens,
                     completion_tokens=stats.completion_tokens,
                     total_duration_ns=stats.total_duration_ns,
@@ -315,6 +350,8 @@ class ChatService:
                         stats=stats,
                         persona=persona.name if persona else None,
                         base_model=persona.base_model if persona else None,
+                        reasoning=reasoning,
+                        thought_seconds=_thought(thinking_from, answer_from),
                     )
                 finally:
                     with contextlib.suppress(Exception):  # reported by the callback
@@ -324,6 +361,7 @@ class ChatService:
                     status=TurnStatus.FAILED,
                     content="".join(received).strip(),
                     error=exc.user_message,
+                    reasoning="".join(thoughts).strip() or None,
                 )
                 log.warning(
                     "generation failed request=%s guild=%s channel=%s: %s",
@@ -343,10 +381,15 @@ class ChatService:
                             status=TurnStatus.FAILED,
                             content="".join(received).strip(),
                             error=abort.reason,
+                            reasoning="".join(thoughts).strip() or None,
                         )
                     else:
                         status = TurnStatus.INCOMPLETE if self.closing else TurnStatus.STOPPED
-                        result = TurnResult(status=status, content="".join(received).strip())
+                        result = TurnResult(
+                            status=status,
+                            content="".join(received).strip(),
+                            reasoning="".join(thoughts).strip() or None,
+                        )
                     with contextlib.suppress(Exception):
                         await asyncio.shield(self._history.finish_turn(reply_turn, result))
                     log.info("generation stopped request=%s", request.request_id)
@@ -383,6 +426,39 @@ class ChatService:
             images=tuple(PreparedImage.from_jpeg(i.data, i.width, i.height) for i in stored),
             source_message_id=question.discord_message_id,  # deleting it still forgets it
         )
+
+    async def think_for(
+        self,
+        request: ChatRequest,
+        model: str,
+        persona: Persona | None,
+        *,
+        handed_over: bool = False,
+    ) -> bool | str | None:
+        """Ollama's `think` for this request: the first level set of the message, the
+        channel (`/think`), the persona and the `default_think` setting; ThinkRefused when the
+        model cannot take it (before anything is sent). A turn handed over to the vision model
+        keeps only the message's own level: the channel's was chosen for another model."""
+        chain: list[tuple[str, str | None]] = [("The `think` option", request.think)]
+        if not handed_over:
+            channel = await self._channels.get(request.channel_id)
+            chain += [
+                ("This channel's `/think` level", channel.think),
+                (f"The persona `{persona.name}`'s `think`" if persona else "", _think(persona)),
+                ("The `default_think` setting", self._limits.default_think),
+            ]
+        for source, level in chain:
+            if level and level != "default":
+                info = await self._gateway.show(model)
+                return think_value(level, model, info.capabilities, info.family, source=source)
+        return None
+
+    async def check_think(self, request: ChatRequest) -> None:
+        """Refuse early (ThinkRefused) a thinking level the request's model cannot take, so
+        that a command can say so privately before it shows anything."""
+        persona = await self.persona_for(request)
+        model = persona.ollama_model if persona else await self.model_for(request)
+        await self.think_for(request, model, persona)
 
     async def image_model(self, request: ChatRequest) -> str:
         """The model that would answer `request`'s images; VisionUnavailable if none can.
@@ -490,6 +566,7 @@ class ChatService:
         messages: list[ChatMessage],
         persona: Persona | None,
         ticket: Ticket,
+        think: bool | str | None = None,
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
         """The model's stream. A persona's model that went missing since it was last looked up
         (the answer of /api/show is cached) is created again from its Modelfile, once, with
@@ -499,7 +576,7 @@ class ChatService:
             options = (
                 {"num_predict": self._limits.reply_tokens} if self._limits.reply_tokens else None
             )
-            stream = self._gateway.chat_stream(model, messages, options=options)
+            stream = self._gateway.chat_stream(model, messages, options=options, think=think)
             yielded = False
             try:
                 async with contextlib.aclosing(stream):
@@ -556,6 +633,17 @@ async def timed(stream: AsyncGenerator[T], limits: ChatLimits) -> AsyncIterator[
                 yield item
     finally:
         watchdog.stop()
+
+
+def _think(persona: Persona | None) -> str | None:
+    return persona.think if persona is not None else None
+
+
+def _thought(since: float | None, answered: float | None) -> float | None:
+    """Seconds the model thought: to its first answer text, or to now without one."""
+    if since is None:
+        return None
+    return (answered or time.monotonic()) - since
 
 
 def _report_store_failure(request_id: str, stored: asyncio.Future[None]) -> None:

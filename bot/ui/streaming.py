@@ -125,6 +125,7 @@ class StreamingReply(Generic[T]):
         self._status_from = clock() + status_delay  # no waiting notice before then
         self._first_at = 0.0  # when the first text arrived
         self._status: str | None = None  # shown until then, e.g. the place in line
+        self._live = False  # the status changes like text (thinking), not like news
         self._final: list[str] | None = None  # the pieces to show once finished
         self._drawn: list[_Drawn[T]] = []
         self._stop_view = stop_view  # on the first message while streaming
@@ -239,11 +240,14 @@ class StreamingReply(Generic[T]):
             pieces.append(self._tail)
         return pieces
 
-    def set_status(self, status: str | None) -> None:
-        """Show `status` (after the prefix) until the first text arrives. Never waits."""
+    def set_status(self, status: str | None, *, live: bool = False) -> None:
+        """Show `status` (after the prefix) until the first text arrives. Never waits. A
+        `live` status (the model thinking) is edited at the pace of text; another (the place
+        in line) at most every STATUS_INTERVAL seconds."""
         if self._fed or self._final is not None:
             return
         self._status = status
+        self._live = live
         self._wake.set()
 
     def _wanted(self) -> list[str]:
@@ -336,7 +340,7 @@ class StreamingReply(Generic[T]):
             if len(writes) < self._budget_count:
                 return 0.0
             return writes[0] + self._budget_window - now
-        spacing = self._spacing if self._fed else max(self._spacing, STATUS_INTERVAL)
+        spacing = self._spacing if self._fed or self._live else max(self._spacing, STATUS_INTERVAL)
         own = writes[-1] + spacing - now if writes else 0.0
         if own > 0 or self._pacer is None or self._slot:
             return max(own, 0.0)
