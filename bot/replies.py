@@ -543,7 +543,7 @@ def _show_thinking(drawing: StreamingReply[discord.Message], running: _Running) 
     now = time.monotonic()
     if running.thinking_since is None:
         running.thinking_since = now
-    seconds = int(now - running.thinking_since)
+    seconds = round(now - running.thinking_since)
     if seconds != running.thinking_shown:
         running.thinking_shown = seconds
         drawing.set_status(thinking_status(seconds), live=True)

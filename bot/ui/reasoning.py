@@ -17,7 +17,7 @@ REASONING_FILE = "reasoning.md"
 
 def thinking_status(seconds: float) -> str:
     """What a reply shows while its model thinks and no answer text has come yet."""
-    return f"-# 💭 Thinking… {int(seconds)} s"
+    return f"-# 💭 Thinking… {round(seconds)} s"
 
 
 async def send_reasoning(interaction: discord.Interaction, text: str) -> None:
