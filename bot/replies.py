@@ -233,7 +233,8 @@ class ReplyPipeline:
             raise PermissionDenied(refusal)
         ticket = self.admit(request)  # refusals raise here, before anything is shown
         try:
-            await self._check_think(request)
+            if not attachments and not request.caption:  # images may go to another model
+                await self._check_think(request)
             checked: tuple[CheckedImage, ...] = ()
             if attachments:  # refusals come before anything public is shown
                 checked = await before_ack(interaction, self._checked(request, attachments))

@@ -425,3 +425,38 @@ async def test_model_list_and_info_show_the_thinking_levels(
     assert "  Capabilities\n    completion\n    tools\n    thinking (low/medium/high)" in (
         await private_answer(fake_discord, info)
     )
+
+
+async def test_a_think_tag_never_closed_is_all_reasoning(
+    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.add_model(think_tags_model())
+    # The output ends at the length limit inside the reasoning: no closing tag, no answer.
+    cut = ["<th", "ink>", "\n", "so ", "the ", "sky <", "/thi"]
+    fake_ollama.script(Script(reply=cut, done_reason="length", final_text=""))
+    message = await settled(fake_discord, await ask(fake_discord, "hi", model="deepseek-r1:7b"))
+    assert message.content.endswith(BUDGET_SPENT) and "<th" not in message.content
+    turns = await bot.history.all(int(fake_discord.channel_ids[0]))
+    reasoning = await bot.history.reasoning_of(turns[1].id)
+    assert reasoning is not None and reasoning.text == "so the sky </thi"
+
+
+async def test_a_persona_made_in_the_form_keeps_its_thinking_level(
+    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    opened = await fake_discord.slash_command(
+        "persona", {"name": "ponder", "think": "on"}, subcommand="create", user="admin"
+    )
+    await fake_discord.wait_until(lambda: opened.modal is not None)
+    modal = opened.modal or {}
+    field = next(
+        c["custom_id"] for row in modal["components"] for c in row["components"] if c["type"] == 4
+    )
+    submitted = await fake_discord.submit_modal(
+        modal["custom_id"], {field: "FROM qwen3\n"}, user="admin"
+    )
+    await fake_discord.wait_until(
+        lambda: "✅" in "".join(private_texts(fake_discord, submitted)), timeout=10
+    )
+    stored = await bot.parts.personas.get(int(fake_discord.guild_id), "ponder")
+    assert stored is not None and stored.think == "on"
