@@ -233,7 +233,7 @@ class ReplyPipeline:
             raise PermissionDenied(refusal)
         ticket = self.admit(request)  # refusals raise here, before anything is shown
         try:
-            if not attachments and not request.caption:  # images may go to another model
+            if request.think is not None and not attachments:  # images may go elsewhere
                 await self._check_think(request)
             checked: tuple[CheckedImage, ...] = ()
             if attachments:  # refusals come before anything public is shown
@@ -288,8 +288,10 @@ class ReplyPipeline:
             log.info("could not tell a member their message was refused", exc_info=True)
 
     async def _check_think(self, request: ChatRequest) -> None:
-        """Refuse, before anything is shown, a thinking level the model cannot take (raised:
-        the command says so privately). Anything else wrong is left for the reply to say."""
+        """Refuse, before anything is shown, a `think:` option the model cannot take (raised:
+        the command says so privately). Only for the option: the reads it takes come before
+        Discord's 3 s to acknowledge. A channel's level was checked when it was set (`/think`);
+        anything else wrong is left for the reply to say."""
         try:
             async with asyncio.timeout(THINK_CHECK_TIMEOUT):
                 await self.chat.check_think(request)

@@ -150,6 +150,8 @@ class ThinkTagParser:
 def _partial_suffix(text: str, tag: str) -> int:
     """Length of the longest end of `text` that is a start of `tag` (it may be completed by
     the next chunk)."""
+    if "<" not in text[-(len(tag) - 1) :]:
+        return 0  # the common case, checked first: this runs for every piece of every reply
     for size in range(min(len(tag) - 1, len(text)), 0, -1):
         if tag.startswith(text[-size:]):
             return size
