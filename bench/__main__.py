@@ -23,12 +23,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import crowd, history, startup, streams, turns
+from bench import crowd, history, startup, streams, thinking, turns
 from bench.harness import ROOT
 from bench.profiles import summary
 from bench.report import Figure, machine, table
 
 SCENARIOS = ("turns", "streaming", "crowd", "history", "startup")
+EXTRA = ("thinking",)
+"""Scenarios run only when named in --only (a thinking reply takes real time: 30 s + answer)."""
 
 
 def numbers(kind: type) -> object:
@@ -42,7 +44,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=(__doc__ or "").splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
     p.add_argument(
-        "--only", default=",".join(SCENARIOS), help=f"comma-separated, of: {', '.join(SCENARIOS)}"
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, of: {', '.join(SCENARIOS + EXTRA)}",
     )
     p.add_argument("--profile", type=Path, help="record py-spy profiles of the bot here")
     p.add_argument("--markdown", type=Path, help="also write the results to this file")
@@ -73,6 +77,9 @@ def parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--history-channels", type=int, default=1_000)
     g.add_argument("--history-reads", type=int, help="reads timed per size (500; quick 200)")
+    g = p.add_argument_group("thinking")
+    g.add_argument("--thinking-seconds", type=float, help="seconds of thinking (30; quick 10)")
+    g.add_argument("--answer-tokens", type=int, default=500, help="tokens of answer (500)")
     g = p.add_argument_group("startup")
     g.add_argument("--startup-rounds", type=int, help="rounds (3; quick 1)")
     return p
@@ -132,6 +139,12 @@ async def measure(args: argparse.Namespace, chosen: Sequence[str]) -> list[Figur
         elif name == "startup":
             rounds = pick(args.startup_rounds, 3, 1, q)
             figures += await startup.run(startup.StartupOptions(rounds=rounds))  # type: ignore[arg-type]
+        elif name == "thinking":
+            seconds = pick(args.thinking_seconds, 30.0, 10.0, q)
+            figures += await thinking.run(
+                thinking.ThinkingOptions(seconds, args.answer_tokens),  # type: ignore[arg-type]
+                args.profile,
+            )
         print(f"  {name}: {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
     return figures
 
@@ -160,7 +173,7 @@ def commit() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
-    unknown = set(chosen) - set(SCENARIOS)
+    unknown = set(chosen) - set(SCENARIOS + EXTRA)
     if unknown:
         print(f"unknown scenarios: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2

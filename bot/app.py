@@ -25,6 +25,7 @@ from bot.cogs.personas import PersonaCog
 from bot.cogs.privacy import PrivacyCog
 from bot.cogs.sentiment import SentimentCog
 from bot.cogs.status import StatusCog
+from bot.cogs.thinking import ThinkCog
 from bot.cogs.threads import ThreadsCog
 from bot.cogs.vision import VisionCog
 from bot.conversation.fairness import Scheduler, UserRateLimit
@@ -210,6 +211,7 @@ def _build(
             reply_tokens=settings.max_reply_tokens,
             summarise=settings.summarise_history,
             speaker_names=settings.speaker_names,
+            default_think=settings.default_think,
         ),
         assistant=lambda: me[0],
         scheduler=Scheduler(parallel=settings.parallel_generations, queue_size=settings.max_queue),
@@ -248,6 +250,7 @@ def _build(
         model=settings.sentiment_model or settings.chat_model,
         timeout=settings.total_timeout,
         windows=chat.windows,
+        think=settings.sentiment_think,
     )
     parts = Parts(
         ollama=gateway,
@@ -267,6 +270,7 @@ def _build(
         await bot.add_cog(ChatCog(bot, replies, channels, models))
         await bot.add_cog(ThreadsCog(bot, replies, channels, history))
         await bot.add_cog(ContextCog(bot, chat))
+        await bot.add_cog(ThinkCog(bot, replies, channels))
         await bot.add_cog(ModelCog(bot, models))
         await bot.add_cog(VisionCog(bot, replies))
         await bot.add_cog(SentimentCog(bot, sentiment, replies))

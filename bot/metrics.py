@@ -59,6 +59,12 @@ class Metrics:
         )
         for kind in ("prompt", "completion"):
             self.tokens.labels(kind)
+        self.thinking_tokens = Counter(
+            "ollama_bot_thinking_tokens",
+            "Reasoning tokens of chat generations (one per streamed piece; Ollama counts them "
+            "in the completion tokens too)",
+            registry=registry,
+        )
         self.queue_depth = Gauge(
             "ollama_bot_queue_depth", "Requests waiting for a generation slot", registry=registry
         )
@@ -68,6 +74,12 @@ class Metrics:
         self.first_token = Histogram(
             "ollama_bot_time_to_first_token_seconds",
             "From asking Ollama to the first token of the reply (thinking included)",
+            buckets=FIRST_TOKEN_BUCKETS,
+            registry=registry,
+        )
+        self.first_answer_token = Histogram(
+            "ollama_bot_time_to_first_answer_token_seconds",
+            "From asking Ollama to the first token of the answer itself (after any thinking)",
             buckets=FIRST_TOKEN_BUCKETS,
             registry=registry,
         )
@@ -99,7 +111,8 @@ class Metrics:
     def observe(
         self, stream: AsyncGenerator[ChatDelta | ChatStats]
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
-        """Pass a model stream through, timing its first token and its end, counting tokens."""
+        """Pass a model stream through, timing its first token, its first answer token and its
+        end, counting tokens (reasoning ones apart)."""
         return self._observed(stream) if self.enabled else stream
 
     async def _observed(
@@ -107,11 +120,18 @@ class Metrics:
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
         asked = time.monotonic()
         first = True
+        answered = False
         async with contextlib.aclosing(stream):
             async for item in stream:
                 if first:
                     self.first_token.observe(time.monotonic() - asked)
                     first = False
+                if isinstance(item, ChatDelta):
+                    if item.thinking:
+                        self.thinking_tokens.inc()
+                    if item.content and not answered:
+                        self.first_answer_token.observe(time.monotonic() - asked)
+                        answered = True
                 if isinstance(item, ChatStats):
                     self.generation_time.observe(time.monotonic() - asked)
                     self.tokens.labels("prompt").inc(item.prompt_tokens or 0)

@@ -32,7 +32,9 @@ from bot.conversation.service import (
     ReplyFinished,
     ReplyStarted,
     TextDelta,
+    ThinkingDelta,
 )
+from bot.conversation.thinking import LEAST, ThinkRefused, ThoughtWithoutAnswer
 from bot.errors import BotError, PermissionDenied
 from bot.metrics import Metrics
 from bot.settings import Settings
@@ -41,6 +43,7 @@ from bot.ui.answers import tell_privately
 from bot.ui.checks import is_admin, refusal_for
 from bot.ui.controls import ReplyButtons, controls, reply_buttons
 from bot.ui.images import before_ack, check_route, defer, read_images
+from bot.ui.reasoning import send_reasoning, thinking_status
 from bot.ui.streaming import EditBudget, EditPacer, ReplyTarget, StreamingReply
 from bot.ui.targets import NO_PINGS, InteractionTarget, MessageTarget
 from bot.ui.text import channel_id_of
@@ -51,6 +54,9 @@ log = logging.getLogger(__name__)
 SHUTDOWN = "\x00shutdown"  # `stopped_by` values that no display name can be
 REFUSED = "\x00refused"
 FULL = "\x00full"
+THINK_CHECK_TIMEOUT = 1.0
+"""Seconds a command waits to learn whether the model takes its thinking level before it is
+acknowledged (Discord allows 3 s); past that the reply itself says so."""
 
 
 def footer(finished: ReplyFinished, *, cut_at: int | None = None) -> str:
@@ -58,6 +64,8 @@ def footer(finished: ReplyFinished, *, cut_at: int | None = None) -> str:
     if finished.persona:
         model = f"{finished.persona} ({finished.base_model or model})"
     parts = [model]
+    if finished.thought_seconds is not None:
+        parts.append(f"thought {finished.thought_seconds:.0f} s")
     speed = finished.stats.tokens_per_second
     if speed is not None:
         parts.append(f"{speed:.1f} tokens/s")
@@ -89,6 +97,7 @@ def request_from(
     model: str | None = None,
     caption: bool = False,
     source_message_id: int | None = None,
+    think: str | None = None,
 ) -> ChatRequest:
     """The one way a ChatRequest is built, whatever the entry point."""
     return ChatRequest(
@@ -99,6 +108,7 @@ def request_from(
         model=model,
         caption=caption,
         source_message_id=source_message_id,
+        think=think,
     )
 
 
@@ -108,6 +118,7 @@ def request_for_interaction(
     *,
     model: str | None = None,
     caption: bool = False,
+    think: str | None = None,
 ) -> ChatRequest:
     return request_from(
         channel_id=channel_id_of(interaction),
@@ -116,6 +127,7 @@ def request_for_interaction(
         text=text,
         model=model,
         caption=caption,
+        think=think,
     )
 
 
@@ -156,6 +168,8 @@ class _Running:
     stopped_by: str | None = None
     abort: Abort = field(default_factory=Abort)
     question_gone: bool = False  # Discord refused the reply because its question was deleted
+    thinking_since: float | None = None  # when the model's first reasoning arrived
+    thinking_shown: int = -1  # the seconds the thinking status shows
 
 
 class ReplyPipeline:
@@ -228,6 +242,8 @@ class ReplyPipeline:
             raise PermissionDenied(refusal)
         ticket = self.admit(request)  # refusals raise here, before anything is shown
         try:
+            if request.think is not None and not attachments:  # images may go elsewhere
+                await self._check_think(request)
             checked: tuple[CheckedImage, ...] = ()
             if attachments:  # refusals come before anything public is shown
                 checked = await before_ack(interaction, self._checked(request, attachments))
@@ -280,6 +296,19 @@ class ReplyPipeline:
         except discord.HTTPException:
             log.info("could not tell a member their message was refused", exc_info=True)
 
+    async def _check_think(self, request: ChatRequest) -> None:
+        """Refuse, before anything is shown, a `think:` option the model cannot take (raised:
+        the command says so privately). Only for the option: the reads it takes come before
+        Discord's 3 s to acknowledge. A channel's level was checked when it was set (`/think`);
+        anything else wrong is left for the reply to say."""
+        try:
+            async with asyncio.timeout(THINK_CHECK_TIMEOUT):
+                await self.chat.check_think(request)
+        except ThinkRefused:
+            raise
+        except (BotError, TimeoutError):
+            log.debug("thinking level not checked before the reply", exc_info=True)
+
     async def _checked(
         self, request: ChatRequest, attachments: Sequence[discord.Attachment]
     ) -> tuple[CheckedImage, ...]:
@@ -329,7 +358,8 @@ class ReplyPipeline:
             await self._settle_stopped(request, drawing, running, interaction)
         except BotError as exc:
             self._metrics.error(exc)
-            await drawing.fail(exc.user_message, view=self._again(running))
+            retry = isinstance(exc, ThoughtWithoutAnswer)
+            await drawing.fail(exc.user_message, view=self._again(running, retry=retry))
         except BaseException:
             await drawing.cancel()
             raise
@@ -379,6 +409,8 @@ class ReplyPipeline:
                 drawing.feed(event.text)
                 if running.abort.message_id is None and drawing.messages:
                     running.abort.message_id = drawing.messages[0].id
+            elif isinstance(event, ThinkingDelta):
+                _show_thinking(drawing, running)
             elif isinstance(event, ReplyStarted):
                 running.turn_id = event.turn_id
             else:
@@ -389,15 +421,20 @@ class ReplyPipeline:
         return finished
 
     def _again(
-        self, running: _Running, finished: ReplyFinished | None = None
+        self, running: _Running, finished: ReplyFinished | None = None, *, retry: bool = False
     ) -> discord.ui.View | None:
-        if running.turn_id is None:
+        """The finished reply's buttons: Continue when it was cut at the length limit,
+        Regenerate (or Retry without thinking, when the model thought and gave no answer), and
+        Show reasoning when it thought."""
+        turn = running.turn_id
+        if turn is None:
             return None
+        buttons = [self.buttons.retry(turn) if retry else self.buttons.regenerate(turn)]
         if finished is not None and finished.stats.done_reason == "length":
-            return controls(
-                self.buttons.more(running.turn_id), self.buttons.regenerate(running.turn_id)
-            )
-        return controls(self.buttons.regenerate(running.turn_id))
+            buttons.insert(0, self.buttons.more(turn))
+        if running.thinking_since is not None:
+            buttons.append(self.buttons.reasoning(turn))
+        return controls(*buttons)
 
     def _end(self, running: _Running, why: str) -> None:
         """Stop the model's stream of a running reply, saying why."""
@@ -436,12 +473,19 @@ class ReplyPipeline:
             self._end(running, interaction.user.display_name)
             await interaction.response.defer()  # the reply's own final edit shows it stopped
 
-    async def regenerate(self, interaction: discord.Interaction, turn_id: int) -> None:
+    async def regenerate(
+        self, interaction: discord.Interaction, turn_id: int, *, without_thinking: bool = False
+    ) -> None:
         """The Regenerate button: the latest answer is replaced by a new one. Admitted first
         (rate limit, line): a refused Regenerate changes nothing; a double click gives one new
-        answer."""
+        answer. `without_thinking`: the Retry without thinking button (think off, or the
+        least a model that cannot stop thinking takes)."""
         await self._again_from_button(
-            interaction, turn_id, self.chat.regenerate, "A new answer is already being written."
+            interaction,
+            turn_id,
+            self.chat.regenerate,
+            "A new answer is already being written.",
+            think=LEAST if without_thinking else None,
         )
 
     async def continue_reply(self, interaction: discord.Interaction, turn_id: int) -> None:
@@ -458,10 +502,13 @@ class ReplyPipeline:
         turn_id: int,
         make: Callable[..., Awaitable[ChatRequest]],
         busy: str,
+        *,
+        think: str | None = None,
     ) -> None:
-        """A button that answers anew about the latest answer `turn_id` (Regenerate, Continue):
-        admitted first, `make` checks who may and builds the request, the old message loses its
-        buttons (they move to the new end) and the reply goes into new messages."""
+        """A button that answers anew about the latest answer `turn_id` (Regenerate, Continue,
+        Retry without thinking): admitted first, `make` checks who may and builds the request
+        (`think`: the level it is sent with), the old message loses its buttons (they move to
+        the new end) and the reply goes into new messages."""
         if turn_id in self._regenerating:
             await tell_privately(interaction, busy)
             return
@@ -488,6 +535,8 @@ class ReplyPipeline:
             except BotError as exc:
                 await tell_privately(interaction, exc.user_message)
                 return
+            if think is not None:
+                request = dataclasses.replace(request, think=think)
             await interaction.response.edit_message(view=None)  # the old answer keeps its text
             target = InteractionTarget(
                 interaction, token_ttl=self._settings.interaction_token_ttl, original=False
@@ -496,6 +545,15 @@ class ReplyPipeline:
         finally:
             self._regenerating.discard(turn_id)
             self.chat.release(ticket)
+
+    async def show_reasoning(self, interaction: discord.Interaction, turn_id: int) -> None:
+        """The Show reasoning button: the reply's stored reasoning, privately, to whoever can
+        see the reply (it works after a restart: the turn id is in the button)."""
+        found = await self._history.reasoning_of(turn_id)
+        if found is None or found.channel_id != channel_id_of(interaction):
+            await tell_privately(interaction, "This reply's reasoning is no longer stored.")
+            return
+        await send_reasoning(interaction, found.text)
 
     def button_refusal(self, interaction: discord.Interaction) -> str | None:
         """The access rules (allow/deny lists, DMs) hold for buttons as for commands."""
@@ -526,6 +584,18 @@ class ReplyPipeline:
             self._end(running, SHUTDOWN)
         if replies:
             await asyncio.wait(replies)
+
+
+def _show_thinking(drawing: StreamingReply[discord.Message], running: _Running) -> None:
+    """The model is thinking: the status says so, with the seconds so far (changed once a
+    second at most; the reply's own pacing decides when it is drawn)."""
+    now = time.monotonic()
+    if running.thinking_since is None:
+        running.thinking_since = now
+    seconds = round(now - running.thinking_since)
+    if seconds != running.thinking_shown:
+        running.thinking_shown = seconds
+        drawing.set_status(thinking_status(seconds), live=True)
 
 
 def _refusal_reason(error: BaseException) -> str:

@@ -224,6 +224,13 @@ class Settings(BaseSettings):
     max_personas_per_guild: int = Field(default=25, ge=0)
     """Most personas one guild may create (built-in ones do not count; 0: none)."""
 
+    # --- Thinking models ------------------------------------------------------------------
+    default_think: Literal["default", "off", "on", "low", "medium", "high"] = "default"
+    """Thinking level when neither the message, the channel (`/think`) nor the persona sets
+    one; `default` sends no `think` at all (Ollama decides: thinking models think)."""
+    sentiment_think: bool = False
+    """Let the model think before a /sentiment answer (slower; the label is the same JSON)."""
+
     # --- Privacy ---------------------------------------------------------------------------
     guild_data_grace_days: float = Field(default=0.0, ge=0)
     """Days a guild's history, personas and channel settings are kept after the bot is removed

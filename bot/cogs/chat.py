@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import discord
 from discord import app_commands
@@ -83,6 +83,7 @@ class ChatCog(commands.Cog):
         message="What you want to say",
         image="An image for the model to look at (PNG, JPEG, WebP or GIF)",
         model="Use this model for this message only",
+        think="How much the model thinks first, for this message only (default: the channel's)",
     )
     async def chat_command(
         self,
@@ -90,8 +91,9 @@ class ChatCog(commands.Cog):
         message: app_commands.Range[str, 1, 4000],
         image: discord.Attachment | None = None,
         model: app_commands.Range[str, 1, 200] | None = None,
+        think: Literal["default", "off", "on", "low", "medium", "high"] | None = None,
     ) -> None:
-        request = request_for_interaction(interaction, message, model=model)
+        request = request_for_interaction(interaction, message, model=model, think=think)
         await self.replies.answer_interaction(
             interaction, request, prefix=echo(message), attachments=[image] if image else []
         )

@@ -47,7 +47,11 @@ def _line(turn: StoredTurn) -> str:
     return f"**{who}**{mark}: {text}"
 
 
-def export_markdown(channel_name: str, turns: list[StoredTurn]) -> str:
+def export_markdown(
+    channel_name: str, turns: list[StoredTurn], reasonings: dict[int, str] | None = None
+) -> str:
+    """The conversation as Markdown; a reply's reasoning (if it thought) folded under it."""
+    reasonings = reasonings or {}
     out = [f"# Conversation in #{channel_name}", ""]
     for turn in turns:
         when = turn.created_at.strftime("%Y-%m-%d %H:%M:%S")
@@ -55,13 +59,19 @@ def export_markdown(channel_name: str, turns: list[StoredTurn]) -> str:
         if turn.role == Role.ASSISTANT:
             who += f" · {turn.model}"
         status = "" if turn.status == TurnStatus.COMPLETE else f" · {turn.status}"
-        out += [f"## {who} — {when}{status}", "", turn.content or "*(empty)*", ""]
+        out += [f"## {who} — {when}{status}", ""]
+        if reasoning := reasonings.get(turn.id):
+            out += ["<details><summary>Reasoning</summary>", "", reasoning, "", "</details>", ""]
+        out += [turn.content or "*(empty)*", ""]
         if turn.error:
             out += [f"> {turn.error}", ""]
     return "\n".join(out)
 
 
-def export_json(channel_id: int, turns: list[StoredTurn]) -> str:
+def export_json(
+    channel_id: int, turns: list[StoredTurn], reasonings: dict[int, str] | None = None
+) -> str:
+    reasonings = reasonings or {}
     rows = [
         {
             "id": turn.id,
@@ -69,6 +79,7 @@ def export_json(channel_id: int, turns: list[StoredTurn]) -> str:
             "author_id": str(turn.author_id),
             "author_name": turn.author_name,
             "content": turn.content,
+            "reasoning": reasonings.get(turn.id),
             "model": turn.model,
             "persona": turn.persona,
             "status": turn.status,
@@ -135,12 +146,13 @@ class HistoryCog(
             await answer_deferred(interaction, "This channel has no conversation to export.")
             return
         name = getattr(interaction.channel, "name", None) or str(channel_id)
+        reasonings = await self.history.reasonings(channel_id)
+        markdown = export_markdown(name, turns, reasonings)
         files = [
+            discord.File(io.BytesIO(markdown.encode()), f"history-{channel_id}.md"),
             discord.File(
-                io.BytesIO(export_markdown(name, turns).encode()), f"history-{channel_id}.md"
-            ),
-            discord.File(
-                io.BytesIO(export_json(channel_id, turns).encode()), f"history-{channel_id}.json"
+                io.BytesIO(export_json(channel_id, turns, reasonings).encode()),
+                f"history-{channel_id}.json",
             ),
         ]
         await answer_deferred(interaction, f"{len(turns)} turns from this channel.", files=files)

@@ -13,6 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.conversation.splitter import DISCORD_LIMIT
+from bot.conversation.thinking import describe_levels
 from bot.errors import BotError
 from bot.models.service import ModelService, PullJob, PullState
 from bot.ollama.protocol import InstalledModel, LoadedModel, ModelCard
@@ -99,10 +100,17 @@ def model_line(model: InstalledModel, *, show_hosts: bool = False) -> str:
     facts = [model.parameter_size, model.quantization, model.family, human_bytes(model.size)]
     line = " · ".join([code(model.name), *(fact for fact in facts if fact)])
     if model.capabilities:
-        line += " · " + ", ".join(model.capabilities)
+        line += " · " + ", ".join(capability_names(model.name, model.capabilities, model.family))
     if model.hosts and show_hosts:  # several Ollama hosts; where they are is for owners only
         line += " · on " + ", ".join(host_name(h) for h in model.hosts)
     return line if len(line) <= LINE_CHARS else line[: LINE_CHARS - 1] + "…"
+
+
+def capability_names(name: str, capabilities: Sequence[str], family: str | None) -> list[str]:
+    """Capabilities as shown: thinking with the levels the model takes, e.g. `thinking
+    (on/off)` or, for gpt-oss, `thinking (low/medium/high)`."""
+    levels = describe_levels(name, capabilities, family)
+    return [f"{c} ({levels})" if c == "thinking" and levels else c for c in capabilities]
 
 
 def list_pages(
@@ -160,7 +168,8 @@ def _card_text(card: ModelCard, system_chars: int, parameter_lines: int) -> str:
     ]
     lines = ["  Model", *(row(label, value) for label, value in model_rows if value)]
     if card.capabilities:
-        lines += ["", "  Capabilities", *(f"    {c}" for c in card.capabilities)]
+        shown = capability_names(card.name, card.capabilities, card.architecture)
+        lines += ["", "  Capabilities", *(f"    {c}" for c in shown)]
     if card.parameters:
         shown = [row(k, _clip(v, 60)) for k, v in card.parameters[:parameter_lines]]
         if len(card.parameters) > parameter_lines:

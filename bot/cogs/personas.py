@@ -91,14 +91,15 @@ class ModelfileModal(discord.ui.Modal):
         max_length=MODAL_TEXT_MAX,
     )
 
-    def __init__(self, cog: PersonaCog, name: str) -> None:
+    def __init__(self, cog: PersonaCog, name: str, think: str | None = None) -> None:
         super().__init__(title=f"New persona: {name}"[:45], timeout=30 * 60)
         self.cog = cog
         self.name = name
+        self.think = think
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.cog.create_persona(interaction, self.name, self.text.value)
+        await self.cog.create_persona(interaction, self.name, self.text.value, think=self.think)
 
     # discord.py's Modal itself overrides BaseView.on_error with this narrower signature.
     async def on_error(  # type: ignore[override]
@@ -122,6 +123,7 @@ class PersonaCog(
     @app_commands.describe(
         name=f"The persona's name: {NAME_RULES}",
         modelfile="The Modelfile as a file; without it a form opens",
+        think="How much the persona thinks first, on a thinking model (Modelfiles can't say)",
     )
     @permitted("persona_create_permission")
     async def create(
@@ -129,13 +131,14 @@ class PersonaCog(
         interaction: discord.Interaction,
         name: app_commands.Range[str, 1, 32],
         modelfile: discord.Attachment | None = None,
+        think: Literal["default", "off", "on", "low", "medium", "high"] | None = None,
     ) -> None:
         _guild_id(interaction)
         if modelfile is None:
             # The form must be the first answer: only what needs no I/O is checked before it
             # (the name's rules); a name already taken is told when the form comes back.
             checked = self.personas.check_name_rules(name)
-            await interaction.response.send_modal(ModelfileModal(self, checked))
+            await interaction.response.send_modal(ModelfileModal(self, checked, think))
             return
         if modelfile.size > MODELFILE_MAX_BYTES:
             raise InputError(
@@ -154,9 +157,11 @@ class PersonaCog(
                 interaction, InputError("I couldn't download that file from Discord. Try again.")
             )
             return
-        await self.create_persona(interaction, name, text)
+        await self.create_persona(interaction, name, text, think=think)
 
-    async def create_persona(self, interaction: discord.Interaction, name: str, text: str) -> None:
+    async def create_persona(
+        self, interaction: discord.Interaction, name: str, text: str, *, think: str | None = None
+    ) -> None:
         """Create from Modelfile text, showing Ollama's progress in the (deferred, ephemeral)
         response; the outcome, good or bad, replaces it."""
         header = f"⏳ Creating the persona `{name}` on Ollama…"
@@ -169,6 +174,7 @@ class PersonaCog(
                 Author(interaction.user.id, interaction.user.display_name),
                 on_progress=lambda progress: display.show(f"{header}\n-# {describe(progress)}"),
                 owner=await is_owner(interaction),
+                think=think,
             )
         except BotError as exc:
             await display.finish(f"⚠️ {exc.user_message}")
@@ -179,7 +185,8 @@ class PersonaCog(
         persona = created.persona
         lines = [
             f"✅ Created the persona **{persona.name}** from `{persona.base_model}`. "
-            f"Use it in a channel with `/persona use name:{persona.name}`.",
+            f"Use it in a channel with `/persona use name:{persona.name}`."
+            + (f" It thinks: `{persona.think}`." if persona.think else ""),
             *(f"-# {warning} (ignored)" for warning in created.warnings),
         ]
         await display.finish("\n".join(lines))

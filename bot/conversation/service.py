@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.conversation import context
 from bot.conversation.fairness import PositionCallback, Scheduler, Ticket, UserRateLimit
+from bot.conversation.thinking import ThoughtWithoutAnswer, split_think_tags, think_value
 from bot.errors import (
     BotError,
     GenerationTimeout,
@@ -121,6 +123,8 @@ class ChatLimits:
     """In guild channels with several people, user turns carry their speaker's name."""
     summary_tokens: int = 512
     """The longest summary (num_predict of a summary)."""
+    default_think: str = "default"
+    """The thinking level at the top of the chain (the `default_think` setting)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +143,20 @@ class ChatRequest:
     message); deleting that message deletes the stored question."""
     continues: int | None = None
     """The answer (turn id) to go on with, cut at the length limit (the Continue button)."""
+    think: str | None = None
+    """This message's thinking level (`/chat think:`; LEAST for Retry without thinking);
+    None: the channel's, the persona's or the setting's."""
 
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingDelta:
+    """A piece of the model's reasoning: shown only on request, never part of the answer."""
+
     text: str
 
 
@@ -165,6 +179,10 @@ class ReplyFinished:
     """The context used a summary of this many earlier messages for the first time."""
     left_out: int = 0
     """Earlier messages that were neither sent nor summarised (they did not fit)."""
+    reasoning: str = ""
+    """What the model thought before answering (stored with the turn, not in `text`)."""
+    thought_seconds: float | None = None
+    """From the first reasoning to the first answer text; None: the model did not think."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +237,8 @@ class _Start:
     """The answer so far, when continuing it."""
     prior_tokens: int = 0
     message_id: int | None = None
+    think: bool | str | None = None
+    """Ollama's `think` for this reply (None: not sent)."""
 
 
 def _question(request: ChatRequest, turn_id: int, text: str) -> StoredTurn:
@@ -372,7 +392,7 @@ class ChatService:
         ticket: Ticket,
         on_position: PositionCallback | None = None,
         abort: Abort | None = None,
-    ) -> AsyncIterator[ReplyStarted | TextDelta | ReplyFinished]:
+    ) -> AsyncIterator[ReplyStarted | TextDelta | ThinkingDelta | ReplyFinished]:
         """Store the user's turn, stream the model's reply, store how it ended.
 
         `ticket` is the request's admission (`admit`). Waits for its turn first (`on_position`
@@ -413,7 +433,9 @@ class ChatService:
         plan, first_page = await self._plan_images(request, model)
         if plan is not None and persona is not None and plan.model != model:
             persona = None  # the vision model answers this turn, not the persona
+        handed_over = plan is not None and plan.model != model
         model = plan.model if plan else model
+        think = await self.think_for(request, model, persona, handed_over=handed_over)
         user_turn, reply_turn = await self._history.begin_exchange(
             channel_id=request.channel_id,
             guild_id=request.guild_id,
@@ -443,7 +465,7 @@ class ChatService:
                 vision=plan,
             )
 
-        return _Start(model=model, persona=persona, reply_turn=reply_turn, build=build)
+        return _Start(model=model, persona=persona, reply_turn=reply_turn, build=build, think=think)
 
     async def _continuation(self, request: ChatRequest, persona: Persona | None) -> _Start:
         """Go on with the answer `request.continues`: the conversation up to its question, then
@@ -476,6 +498,7 @@ class ChatService:
             persona=persona,
             reply_turn=answer.id,
             build=build,
+            think=await self.think_for(request, model, persona),
             prior=answer.content,
             prior_tokens=answer.completion_tokens or 0,
             message_id=answer.discord_message_id,
@@ -483,7 +506,7 @@ class ChatService:
 
     async def _generate(
         self, request: ChatRequest, start: _Start, abort: Abort | None, ticket: Ticket
-    ) -> AsyncIterator[ReplyStarted | TextDelta | ReplyFinished | ContextPlan]:
+    ) -> AsyncIterator[ReplyStarted | TextDelta | ThinkingDelta | ReplyFinished | ContextPlan]:
         """Stream the reply of `start` and store how it ended (see `respond`); ends with the
         context plan when the summariser should fold turns after the reply."""
         log.info(
@@ -494,10 +517,16 @@ class ChatService:
             start.model,
         )
         received: list[str] = []
+        thoughts: list[str] = []
+        thinking_from: float | None = None
+        answer_from: float | None = None
         result: TurnResult | None = None
 
         def so_far() -> str:
             return (start.prior + "".join(received)).strip()
+
+        def reasoning() -> str | None:
+            return "".join(thoughts).strip() or None
 
         def message_id() -> int | None:
             if start.message_id is not None:
@@ -512,20 +541,30 @@ class ChatService:
                 summarised = plan.summary.covered
                 await self._history.mark_announced(plan.summary.id)
             stats: ChatStats | None = None
-            stream = self._chat_stream(
-                start.model, plan.messages, start.persona, plan.window, ticket
+            stream = split_think_tags(
+                self._chat_stream(
+                    start.model, plan.messages, start.persona, plan.window, ticket, start.think
+                )
             )
             if self._metrics is not None:
                 stream = self._metrics.observe(stream)
             async for item in timed(stream, self._limits):
                 if isinstance(item, ChatStats):
                     stats = item
-                elif item.content:
+                    continue
+                if item.thinking:
+                    thoughts.append(item.thinking)
+                    thinking_from = thinking_from or time.monotonic()
+                    yield ThinkingDelta(item.thinking)
+                if item.content:
                     if not received and not item.content.strip():
                         continue  # leading blank lines are not worth a message
+                    answer_from = answer_from or time.monotonic()
                     received.append(item.content)
                     yield TextDelta(item.content)
             assert stats is not None  # chat_stream ends with stats or raises
+            if not so_far() and reasoning():
+                raise ThoughtWithoutAnswer()
             if stats.prompt_tokens:
                 self.windows.calibration.observe(
                     start.model, plan.messages, stats.prompt_tokens, plan.window
@@ -534,6 +573,7 @@ class ChatService:
             result = TurnResult(
                 status=TurnStatus.COMPLETE,
                 content=reply,
+                reasoning=reasoning(),
                 prompt_tokens=stats.prompt_tokens,
                 completion_tokens=(stats.completion_tokens or 0) + start.prior_tokens or None,
                 total_duration_ns=stats.total_duration_ns,
@@ -559,6 +599,8 @@ class ChatService:
                     base_model=start.persona.base_model if start.persona else None,
                     summarised=summarised,
                     left_out=plan.left_out,
+                    reasoning=reasoning() or "",
+                    thought_seconds=_thought(thinking_from, answer_from),
                 )
             finally:
                 with contextlib.suppress(Exception):  # reported by the callback
@@ -566,7 +608,12 @@ class ChatService:
             if plan.fold:
                 yield plan
         except BotError as exc:
-            result = TurnResult(status=TurnStatus.FAILED, content=so_far(), error=exc.user_message)
+            result = TurnResult(
+                status=TurnStatus.FAILED,
+                content=so_far(),
+                error=exc.user_message,
+                reasoning=reasoning(),
+            )
             log.warning(
                 "generation failed request=%s guild=%s channel=%s: %s",
                 request.request_id,
@@ -589,12 +636,18 @@ class ChatService:
                 # keep what was received.
                 if abort is not None and abort.reason is not None and not start.prior:
                     result = TurnResult(
-                        status=TurnStatus.FAILED, content=so_far(), error=abort.reason
+                        status=TurnStatus.FAILED,
+                        content=so_far(),
+                        error=abort.reason,
+                        reasoning=reasoning(),
                     )
                 else:
                     status = TurnStatus.INCOMPLETE if self.closing else TurnStatus.STOPPED
                     result = TurnResult(
-                        status=status, content=so_far(), discord_message_id=message_id()
+                        status=status,
+                        content=so_far(),
+                        discord_message_id=message_id(),
+                        reasoning=reasoning(),
                     )
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._history.finish_turn(start.reply_turn, result))
@@ -659,6 +712,39 @@ class ChatService:
         if answer.status != TurnStatus.COMPLETE or answer.done_reason != "length":
             raise InputError("This answer is not cut off: there is nothing to continue.")
         return question, answer
+
+    async def think_for(
+        self,
+        request: ChatRequest,
+        model: str,
+        persona: Persona | None,
+        *,
+        handed_over: bool = False,
+    ) -> bool | str | None:
+        """Ollama's `think` for this request: the first level set of the message, the
+        channel (`/think`), the persona and the `default_think` setting; ThinkRefused when the
+        model cannot take it (before anything is sent). A turn handed over to the vision model
+        keeps only the message's own level: the channel's was chosen for another model."""
+        chain: list[tuple[str, str | None]] = [("The `think` option", request.think)]
+        if not handed_over:
+            channel = await self._channels.get(request.channel_id)
+            chain += [
+                ("This channel's `/think` level", channel.think),
+                (f"The persona `{persona.name}`'s `think`" if persona else "", _think(persona)),
+                ("The `default_think` setting", self._limits.default_think),
+            ]
+        for source, level in chain:
+            if level and level != "default":
+                info = await self._gateway.show(model)
+                return think_value(level, model, info.capabilities, info.family, source=source)
+        return None
+
+    async def check_think(self, request: ChatRequest) -> None:
+        """Refuse early (ThinkRefused) a thinking level the request's model cannot take, so
+        that a command can say so privately before it shows anything."""
+        persona = await self.persona_for(request)
+        model = persona.ollama_model if persona else await self.model_for(request)
+        await self.think_for(request, model, persona)
 
     async def image_model(self, request: ChatRequest) -> str:
         """The model that would answer `request`'s images; VisionUnavailable if none can.
@@ -836,6 +922,7 @@ class ChatService:
         persona: Persona | None,
         window: int,
         ticket: Ticket,
+        think: bool | str | None = None,
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
         """The model's stream. A persona's model that went missing since it was last looked up
         (the answer of /api/show is cached) is created again from its Modelfile, once, with
@@ -845,7 +932,7 @@ class ChatService:
         if self._limits.reply_tokens:
             options["num_predict"] = self._limits.reply_tokens
         for attempt in (1, 2):
-            stream = self._gateway.chat_stream(model, messages, options=options)
+            stream = self._gateway.chat_stream(model, messages, options=options, think=think)
             yielded = False
             try:
                 async with contextlib.aclosing(stream):
@@ -929,7 +1016,8 @@ class ChatService:
         options = {"num_ctx": plan.window, "num_predict": reply_tokens}
         received: list[str] = []
         stats: ChatStats | None = None
-        stream = self._gateway.chat_stream(model, messages, options=options)
+        # A summary needs no reasoning (and thinking models would spend its budget on it).
+        stream = self._gateway.chat_stream(model, messages, options=options, think=False)
         async for item in timed(stream, self._limits):
             if isinstance(item, ChatStats):
                 stats = item
@@ -991,6 +1079,17 @@ async def timed(stream: AsyncGenerator[T], limits: ChatLimits) -> AsyncIterator[
                 yield item
     finally:
         watchdog.stop()
+
+
+def _think(persona: Persona | None) -> str | None:
+    return persona.think if persona is not None else None
+
+
+def _thought(since: float | None, answered: float | None) -> float | None:
+    """Seconds the model thought: to its first answer text, or to now without one."""
+    if since is None:
+        return None
+    return (answered or time.monotonic()) - since
 
 
 def _report_store_failure(request_id: str, stored: asyncio.Future[None]) -> None:

@@ -310,6 +310,7 @@ class OllamaHost:
         messages: Sequence[ChatMessage],
         *,
         options: Mapping[str, Any] | None = None,
+        think: bool | str | None = None,
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
         """Stream a chat reply: deltas, then one ChatStats. Errors come out translated.
 
@@ -322,6 +323,7 @@ class OllamaHost:
                 messages=_wire(messages),
                 stream=True,
                 options=dict(options) if options else None,
+                think=think,
             )
             async for chunk in stream:
                 started = True
@@ -350,6 +352,7 @@ class OllamaHost:
         *,
         schema: Mapping[str, Any],
         options: Mapping[str, Any] | None = None,
+        think: bool | str | None = None,
     ) -> StructuredReply:
         """One reply, not streamed, with Ollama's `format` set to the JSON `schema`. The text
         comes back as written: the caller validates it, since a model can still stray."""
@@ -360,6 +363,7 @@ class OllamaHost:
                 stream=False,
                 format=dict(schema),
                 options=dict(options) if options else None,
+                think=think,
             )
         except Exception as exc:
             raise self._translate(exc, model) from exc

@@ -268,12 +268,13 @@ class OllamaPool:
         messages: Sequence[ChatMessage],
         *,
         options: Mapping[str, Any] | None = None,
+        think: bool | str | None = None,
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
         """OllamaHost.chat_stream on the least busy host that has the model. A host that
         cannot be reached, or says it is busy, before the reply starts is left for the next."""
         stream = self._failover(
             await self._candidates(model),
-            lambda server: server.chat_stream(model, messages, options=options),
+            lambda server: server.chat_stream(model, messages, options=options, think=think),
             generation=True,
         )
         async with contextlib.aclosing(stream):
@@ -287,10 +288,13 @@ class OllamaPool:
         *,
         schema: Mapping[str, Any],
         options: Mapping[str, Any] | None = None,
+        think: bool | str | None = None,
     ) -> StructuredReply:
         return await self._first(
             await self._candidates(model),
-            lambda server: server.chat_structured(model, messages, schema=schema, options=options),
+            lambda server: server.chat_structured(
+                model, messages, schema=schema, options=options, think=think
+            ),
             generation=True,
         )
 

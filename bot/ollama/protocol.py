@@ -221,8 +221,10 @@ class Ollama(Protocol):
         messages: Sequence[ChatMessage],
         *,
         options: Mapping[str, Any] | None = None,
+        think: bool | str | None = None,
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
-        """Stream a reply: deltas, then one ChatStats. Closing it early stops the generation."""
+        """Stream a reply: deltas, then one ChatStats. Closing it early stops the generation.
+        `think`: Ollama's `think` (None: left out, the model's default)."""
         ...
 
     async def chat_structured(
@@ -232,6 +234,7 @@ class Ollama(Protocol):
         *,
         schema: Mapping[str, Any],
         options: Mapping[str, Any] | None = None,
+        think: bool | str | None = None,
     ) -> StructuredReply:
         """One whole reply constrained by a JSON schema (Ollama's `format`)."""
         ...

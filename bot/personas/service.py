@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.conversation.thinking import think_value
 from bot.errors import CreateFailed, InputError, ModelNotFound, PermissionDenied
 from bot.models.names import canonical_name, persona_owner, registry_host
 from bot.ollama.protocol import ChatMessage, ModelSpec, Ollama, PullProgress
@@ -50,6 +51,8 @@ class Persona:
     builtin: bool = False
     author_id: int | None = None
     author_name: str | None = None
+    think: str | None = None
+    """The persona's thinking level (`/persona create think:`); None: not set."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +159,7 @@ def _from_store(stored: StoredPersona) -> Persona:
         num_ctx=stored.num_ctx,
         author_id=stored.author_id,
         author_name=stored.author_name,
+        think=stored.think,
     )
 
 
@@ -271,6 +275,7 @@ class PersonaService:
         on_progress: ProgressCallback | None = None,
         *,
         owner: bool = False,
+        think: str | None = None,
     ) -> Created:
         """Check the name and the Modelfile, create the model on Ollama, store the persona.
 
@@ -282,6 +287,8 @@ class PersonaService:
         modelfile = parse(text)
         self.check_base(guild_id, modelfile.base, owner=owner)
         await self._check_room(guild_id)
+        if think and think != "default":
+            await self._check_think(modelfile.base, think)
         model = ollama_name(guild_id, name)
         async with self._lock(model):
             await self.check_new_name(guild_id, name)  # someone may have been quicker
@@ -299,6 +306,7 @@ class PersonaService:
                         num_ctx=modelfile.num_ctx,
                         author_id=author.id,
                         author_name=author.name,
+                        think=None if think == "default" else think,
                     )
                 )
             except NameTaken:
@@ -331,6 +339,14 @@ class PersonaService:
                 f"This server has {count} personas, the most it may have "
                 f"({self._max_per_guild}). Delete one with `/persona delete` first."
             )
+
+    async def _check_think(self, base: str, think: str) -> None:
+        """A persona's thinking level must be one its FROM model takes (ThinkRefused)."""
+        try:
+            info = await self._gateway.show(base)
+        except ModelNotFound:
+            raise _not_installed(base) from None
+        think_value(think, base, info.capabilities, info.family, source="The `think` option")
 
     async def _check_installed(self, base: str) -> None:
         """A persona never downloads anything: Ollama pulls a missing FROM during /api/create

@@ -60,12 +60,21 @@ class SentimentFailed(BotError):
 
 class SentimentService:
     def __init__(
-        self, gateway: Ollama, *, model: str, timeout: float, windows: Windows | None = None
+        self,
+        gateway: Ollama,
+        *,
+        model: str,
+        timeout: float,
+        windows: Windows | None = None,
+        think: bool = False,
     ) -> None:
         self._gateway = gateway
         self.model = model
         self._timeout = timeout
         self._windows = windows
+        # Reasoning before a one-word label is wasted time: `think: false` unless switched on
+        # (None then: the model's default). The schema constrains only the answer either way.
+        self._think: bool | None = None if think else False
 
     async def analyse(self, text: str) -> Sentiment:
         text = text.strip()
@@ -81,7 +90,7 @@ class SentimentService:
             try:
                 async with asyncio.timeout(self._timeout):
                     reply = await self._gateway.chat_structured(
-                        self.model, messages, schema=SCHEMA, options=options
+                        self.model, messages, schema=SCHEMA, options=options, think=self._think
                     )
             except TimeoutError:
                 raise GenerationTimeout("for the analysis", self._timeout) from None

@@ -106,6 +106,16 @@ class TurnResult:
     eval_duration_ns: int | None = None
     discord_message_id: int | None = None
     done_reason: str | None = None
+    reasoning: str | None = None
+    """The model's thinking (None: it did not think, or said nothing of it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """An assistant turn's thinking, for the Show reasoning button."""
+
+    channel_id: int
+    text: str
 
 
 _STORED_COLUMNS = [getattr(Turn, name) for name in StoredTurn._fields]
@@ -138,6 +148,7 @@ _FINISHED_FIELDS = (
     "eval_duration_ns",
     "discord_message_id",
     "done_reason",
+    "reasoning",
 )
 _FINISH_TURN = (
     update(Turn)
@@ -396,6 +407,32 @@ class HistoryStore:
     async def all(self, channel_id: int) -> list[StoredTurn]:
         def work(conn: Connection) -> list[StoredTurn]:
             return [StoredTurn(*row) for row in conn.execute(_ALL, {"channel_id": channel_id})]
+
+        return await self._db.read(work)
+
+    async def reasoning_of(self, turn_id: int) -> Reasoning | None:
+        """An assistant turn's thinking; None when the turn is gone or did not think. Read on
+        its own: reasoning can be long, and the context a reply reads never needs it."""
+        statement = select(Turn.channel_id, Turn.reasoning).where(
+            Turn.id == turn_id, Turn.role == Role.ASSISTANT
+        )
+
+        def work(conn: Connection) -> Reasoning | None:
+            row = conn.execute(statement).first()
+            if row is None or not row[1]:
+                return None
+            return Reasoning(int(row[0]), str(row[1]))
+
+        return await self._db.read(work)
+
+    async def reasonings(self, channel_id: int) -> dict[int, str]:
+        """Turn id -> thinking, for the channel's turns that thought (`/history export`)."""
+        statement = select(Turn.id, Turn.reasoning).where(
+            Turn.channel_id == channel_id, Turn.reasoning.is_not(None), Turn.reasoning != ""
+        )
+
+        def work(conn: Connection) -> dict[int, str]:
+            return {int(i): str(text) for i, text in conn.execute(statement)}
 
         return await self._db.read(work)
 

@@ -79,6 +79,9 @@ class Turn(Base):
     """For an assistant turn: the user turn it answers."""
     discord_message_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    reasoning: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """For an assistant turn: the model's thinking, shown on request (Show reasoning, the
+    export), never sent back to the model."""
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=_utcnow, server_default=func.now()
     )
@@ -138,6 +141,8 @@ class Channel(Base):
     """A thread the bot started (`/thread start`): every message in it is answered."""
     parent_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     """For a thread: the channel it belongs to."""
+    think: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """The channel's thinking level (`/think`); None: the persona's, or the setting's."""
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True),
         nullable=False,
@@ -164,6 +169,8 @@ class Persona(Base):
     """The Modelfile as its author wrote it; the persona is re-created from it when needed."""
     system: Mapped[str | None] = mapped_column(Text, nullable=True)
     num_ctx: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    think: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """The persona's thinking level (`/persona create think:`); a Modelfile has no such line."""
     author_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     author_name: Mapped[str] = mapped_column(String(100), nullable=False)
     created_at: Mapped[datetime] = mapped_column(

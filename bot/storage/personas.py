@@ -28,6 +28,7 @@ class StoredPersona:
     author_id: int
     author_name: str
     created_at: datetime
+    think: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ class NewPersona:
     num_ctx: int | None
     author_id: int
     author_name: str
+    think: str | None = None
 
 
 def _stored(row: Persona) -> StoredPersona:
@@ -55,6 +57,7 @@ def _stored(row: Persona) -> StoredPersona:
         author_id=row.author_id,
         author_name=row.author_name,
         created_at=row.created_at,
+        think=row.think,
     )
 
 
@@ -74,6 +77,7 @@ class PersonaStore:
             num_ctx=persona.num_ctx,
             author_id=persona.author_id,
             author_name=persona.author_name,
+            think=persona.think,
         )
         try:
             async with self._sessions.begin() as session:

@@ -1,5 +1,6 @@
 """The buttons under a reply: Stop while it streams, Regenerate when it is done, Continue when
-it was cut at the length limit.
+it was cut at the length limit, Show reasoning when the model thought, Retry without thinking
+when it thought and gave no answer.
 
 Both are dynamic items: their custom ids carry what they act on, so they keep working for
 messages sent before a restart, and no view is kept in memory per message. Their classes are
@@ -22,6 +23,8 @@ REGENERATE_TEMPLATE = r"reply:again:(?P<turn>[0-9]{1,20})"
 CONTINUE_TEMPLATE = r"reply:more:(?P<turn>[0-9]{1,20})"
 TURN_IN_CUSTOM_ID = re.compile(r"^reply:(?:again|more):(?P<turn>[0-9]{1,20})$")
 """The answer (turn id) a reply's Regenerate or Continue button acts on."""
+REASONING_TEMPLATE = r"reply:why:(?P<turn>[0-9]{1,20})"
+RETRY_TEMPLATE = r"reply:nothink:(?P<turn>[0-9]{1,20})"
 
 
 class ReplyControls(Protocol):
@@ -31,20 +34,27 @@ class ReplyControls(Protocol):
 
     async def stop(self, interaction: discord.Interaction, request_id: str) -> None: ...
 
-    async def regenerate(self, interaction: discord.Interaction, turn_id: int) -> None: ...
+    async def regenerate(
+        self, interaction: discord.Interaction, turn_id: int, *, without_thinking: bool = False
+    ) -> None: ...
+
+    async def show_reasoning(self, interaction: discord.Interaction, turn_id: int) -> None: ...
 
     async def continue_reply(self, interaction: discord.Interaction, turn_id: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
 class ReplyButtons:
-    """The buttons bound to one pipeline: `stop(request_id)` and `regenerate(turn_id)` make
-    one; `items` are the classes to register with the client (`add_dynamic_items`)."""
+    """The buttons bound to one pipeline: `stop(request_id)`, `regenerate(turn_id)`,
+    `reasoning(turn_id)` and `retry(turn_id)` make one; `items` are the classes to register
+    with the client (`add_dynamic_items`)."""
 
     stop: Callable[[str], discord.ui.Item[Any]]
     regenerate: Callable[[int], discord.ui.Item[Any]]
     more: Callable[[int], discord.ui.Item[Any]]
     """The Continue button."""
+    reasoning: Callable[[int], discord.ui.Item[Any]]
+    retry: Callable[[int], discord.ui.Item[Any]]
     items: tuple[type[discord.ui.DynamicItem[Any]], ...]
 
 
@@ -137,11 +147,69 @@ def reply_buttons(replies: ReplyControls) -> ReplyButtons:
             if not await _refused(replies, interaction):
                 await replies.continue_reply(interaction, self.turn_id)
 
+    class ShowReasoning(
+        discord.ui.DynamicItem[discord.ui.Button[Any]], template=REASONING_TEMPLATE
+    ):
+        def __init__(self, turn_id: int) -> None:
+            super().__init__(
+                discord.ui.Button(
+                    label="Show reasoning",
+                    emoji="💭",
+                    style=discord.ButtonStyle.secondary,
+                    custom_id=f"reply:why:{turn_id}",
+                )
+            )
+            self.turn_id = turn_id
+
+        @classmethod
+        async def from_custom_id(
+            cls,
+            interaction: discord.Interaction,
+            item: discord.ui.Item[Any],
+            match: re.Match[str],
+            /,
+        ) -> ShowReasoning:
+            return cls(int(match["turn"]))
+
+        async def callback(self, interaction: discord.Interaction) -> None:
+            if not await _refused(replies, interaction):
+                await replies.show_reasoning(interaction, self.turn_id)
+
+    class RetryWithoutThinking(
+        discord.ui.DynamicItem[discord.ui.Button[Any]], template=RETRY_TEMPLATE
+    ):
+        def __init__(self, turn_id: int) -> None:
+            super().__init__(
+                discord.ui.Button(
+                    label="Retry without thinking",
+                    emoji="⚡",
+                    style=discord.ButtonStyle.primary,
+                    custom_id=f"reply:nothink:{turn_id}",
+                )
+            )
+            self.turn_id = turn_id
+
+        @classmethod
+        async def from_custom_id(
+            cls,
+            interaction: discord.Interaction,
+            item: discord.ui.Item[Any],
+            match: re.Match[str],
+            /,
+        ) -> RetryWithoutThinking:
+            return cls(int(match["turn"]))
+
+        async def callback(self, interaction: discord.Interaction) -> None:
+            if not await _refused(replies, interaction):
+                await replies.regenerate(interaction, self.turn_id, without_thinking=True)
+
     return ReplyButtons(
         stop=Stop,
         regenerate=Regenerate,
         more=Continue,
-        items=(Stop, Regenerate, Continue),
+        reasoning=ShowReasoning,
+        retry=RetryWithoutThinking,
+        items=(Stop, Regenerate, Continue, ShowReasoning, RetryWithoutThinking),
     )
 
 

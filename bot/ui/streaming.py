@@ -172,6 +172,7 @@ class StreamingReply(Generic[T]):
         self._status_from = clock() + status_delay  # no waiting notice before then
         self._first_at = 0.0  # when the first text arrived
         self._status: str | None = None  # shown until then, e.g. the place in line
+        self._live = False  # the status changes like text (thinking), not like news
         self._final: list[str] | None = None  # the pieces to show once finished
         self._drawn: list[_Drawn[T]] = []
         self._stop_view = stop_view  # on the first message while streaming
@@ -286,11 +287,14 @@ class StreamingReply(Generic[T]):
             pieces.append(self._tail)
         return pieces
 
-    def set_status(self, status: str | None) -> None:
-        """Show `status` (after the prefix) until the first text arrives. Never waits."""
+    def set_status(self, status: str | None, *, live: bool = False) -> None:
+        """Show `status` (after the prefix) until the first text arrives. Never waits. A
+        `live` status (the model thinking) is edited at the pace of text; another (the place
+        in line) at most every STATUS_INTERVAL seconds."""
         if self._fed or self._final is not None:
             return
         self._status = status
+        self._live = live
         self._wake.set()
 
     def _wanted(self) -> list[str]:
@@ -380,7 +384,8 @@ class StreamingReply(Generic[T]):
     def _wait_before_edit(self, bucket: str, last_edit: bool) -> float:
         if last_edit:
             return self._budget.wait(bucket, last=True, spacing=self._spacing)
-        spacing = self._spacing if self._fed else max(self._spacing, STATUS_INTERVAL)
+        live = self._fed or self._live  # text, or a live status such as "thinking… 12 s"
+        spacing = self._spacing if live else max(self._spacing, STATUS_INTERVAL)
         own = self._budget.wait(bucket, last=False, spacing=spacing)
         if own > 0 or self._pacer is None or self._slot:
             return own

@@ -790,6 +790,11 @@ class FakeModel:
     for some architectures."""
     flushes_on_done: bool = False
     """The model's output parser holds text back and flushes it on the ``done: true`` chunk."""
+    think_tags: bool = False
+    """An older reasoning model whose template does not separate thinking (no ``thinking``
+    capability): a script's ``thinking`` arrives in the content, between ``<think>`` and
+    ``</think>``, whatever ``think`` says (only ``think: true`` is refused, as for any model
+    without the capability)."""
 
     def __post_init__(self) -> None:
         self.name = canonical_name(self.name)
@@ -1024,6 +1029,36 @@ def default_models() -> list[FakeModel]:
             flushes_on_done=True,
         ),
     ]
+
+
+def gpt_oss_model() -> FakeModel:
+    """gpt-oss: a thinking model that reasons in levels (low/medium/high); `think: true/false`
+    is accepted and ignored (it thinks anyway)."""
+    return FakeModel(
+        name="gpt-oss:20b",
+        family="gptoss",
+        parameter_size="20.9B",
+        quantization_level="MXFP4",
+        context_length=131072,
+        embedding_length=2880,
+        capabilities=["completion", "tools", "thinking"],
+        size=13780173839,
+    )
+
+
+def think_tags_model() -> FakeModel:
+    """An older reasoning model (deepseek-r1 before Ollama parsed its thinking): no `thinking`
+    capability, and its reasoning in the content between `<think>` tags."""
+    return FakeModel(
+        name="deepseek-r1:7b",
+        family="qwen2",
+        parameter_size="7.6B",
+        context_length=131072,
+        embedding_length=3584,
+        capabilities=["completion"],
+        size=4683075271,
+        think_tags=True,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1780,6 +1815,8 @@ class FakeOllama:
         """Think/tools/completion checks; returns whether thinking output is enabled."""
         if "thinking" in model.capabilities:
             thinking_on = think is not False  # Ollama defaults think to true on these models
+            if model.family == "gptoss":
+                thinking_on = True  # gpt-oss reasons in levels: true/false are ignored
         else:
             if think:
                 raise HTTPError(400, f"{_go_quote(name)} does not support thinking")
@@ -1914,6 +1951,10 @@ class FakeOllama:
         pieces: list[tuple[str, Any]] = [
             ("thinking", t) for t in (script.thinking_tokens() if thinking_on else [])
         ]
+        if model.think_tags and script.thinking is not None:
+            # The reasoning is plain content to Ollama: the template does not know the tags.
+            tagged = ["<think>", "\n", *script.thinking_tokens(), "\n", "</think>", "\n\n"]
+            pieces += [("content", t) for t in tagged]
         pieces += [("content", c) for c in content_tokens]
         done_reason = script.done_reason
         if num_predict > 0 and len(pieces) + bool(final_text) > num_predict:

@@ -21,7 +21,9 @@ from tests.doubles.fake_ollama import (
     Script,
     base64_error,
     count_tokens,
+    gpt_oss_model,
     parse_go_duration,
+    think_tags_model,
     tokenize,
 )
 
@@ -154,6 +156,72 @@ async def test_thinking_chunks_come_before_content(
     fake.script(Script(thinking="Hmm.", reply="Blue."))
     response = await client.chat("qwen3", USER, think="high")
     assert (response.message.thinking, response.message.content) == ("Hmm.", "Blue.")
+
+
+async def test_a_thinking_stream_has_the_shape_ollama_sends(
+    fake: FakeOllama, http: httpx.AsyncClient
+) -> None:
+    fake.script(Script(thinking=["Let", " me"], reply=["Blue", "."], final_text=""))
+    response = await http.post(
+        "/api/chat", json={"model": "qwen3", "messages": USER, "think": True}
+    )
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert [line["message"] for line in lines[:2]] == [
+        {"role": "assistant", "content": "", "thinking": "Let"},
+        {"role": "assistant", "content": "", "thinking": " me"},
+    ]
+    assert [line["message"] for line in lines[2:4]] == [
+        {"role": "assistant", "content": "Blue"},
+        {"role": "assistant", "content": "."},
+    ]
+    final = lines[-1]
+    assert final["done"] is True and final["message"] == {"role": "assistant", "content": ""}
+    assert final["eval_count"] == 4  # reasoning tokens count as generated tokens
+
+
+async def test_think_levels_and_their_errors_as_ollama_answers_them(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    for value in ("low", "medium", "high", "max"):  # any level on a non-thinking model: 400
+        with pytest.raises(ollama.ResponseError) as caught:
+            await client.chat("llama3.2", USER, think=value)
+        assert (caught.value.status_code, caught.value.error) == (
+            400,
+            '"llama3.2" does not support thinking',
+        )
+    with pytest.raises(ollama.ResponseError) as caught:
+        await client.chat("qwen3", USER, think="extreme")
+    assert (caught.value.status_code, caught.value.error) == (
+        400,
+        'invalid think value: "extreme" (must be "high", "medium", "low", "max", true, or false)',
+    )
+
+
+async def test_gpt_oss_thinks_whatever_a_boolean_think_says(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    fake.add_model(gpt_oss_model())
+    fake.script(Script(thinking="Reasoning.", reply="Blue."))
+    response = await client.chat("gpt-oss:20b", USER, think=False)
+    assert (response.message.thinking, response.message.content) == ("Reasoning.", "Blue.")
+    shown = await client.show("gpt-oss:20b")
+    assert "thinking" in (shown.capabilities or [])
+    assert shown.details is not None and shown.details.family == "gptoss"
+
+
+async def test_an_older_reasoning_model_writes_think_tags_into_its_content(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    fake.add_model(think_tags_model())
+    fake.script(Script(thinking="Hmm, blue.", reply="Blue."))
+    parts = await collect(await client.chat("deepseek-r1:7b", USER, stream=True))
+    assert all(not p.message.thinking for p in parts)
+    text = "".join(p.message.content for p in parts)
+    assert text == "<think>\nHmm, blue.\n</think>\n\nBlue."
+    assert "thinking" not in ((await client.show("deepseek-r1:7b")).capabilities or [])
+    with pytest.raises(ollama.ResponseError) as caught:
+        await client.chat("deepseek-r1:7b", USER, think=True)
+    assert caught.value.error == '"deepseek-r1:7b" does not support thinking'
 
 
 async def test_tool_calls_are_emitted_when_the_request_has_tools(

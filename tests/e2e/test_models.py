@@ -75,7 +75,7 @@ async def test_model_list_shows_each_model_on_one_line(
     assert lines[1] == "`llama3.2:latest` · 3.2B · Q4_K_M · llama · 2.0 GB · completion, tools"
     assert lines[2] == "`llava:latest` · 7B · Q4_0 · llama · 4.7 GB · completion, vision"
     assert lines[3] == (
-        "`qwen3:latest` · 8.2B · Q4_K_M · qwen3 · 5.2 GB · completion, tools, thinking"
+        "`qwen3:latest` · 8.2B · Q4_K_M · qwen3 · 5.2 GB · completion, tools, thinking (on/off)"
     )
     assert not message.components  # one page: no buttons
 
@@ -136,7 +136,7 @@ async def test_model_info_prints_what_ollama_show_prints(
         "    context length      40960",
         "    embedding length    4096",
         "    quantization        Q4_K_M",
-        "  Capabilities\n    completion\n    tools\n    thinking",
+        "  Capabilities\n    completion\n    tools\n    thinking (on/off)",
         "    temperature         0.3",
         "    num_ctx             8192",
         '    stop                "<|im_end|>"',

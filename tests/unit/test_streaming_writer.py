@@ -177,3 +177,29 @@ async def test_a_reply_and_a_progress_message_in_one_bucket_share_its_budget() -
     for start in stamps:
         assert sum(1 for t in stamps if start <= t < start + window) <= 5, stamps
     assert len(stamps) >= 6  # both displays were drawn
+
+
+async def status_changes_soon(*, live: bool) -> bool:
+    """Whether a changed status is drawn within 0.5 s (text pace: 0.1 s; a waiting notice
+    waits STATUS_INTERVAL, 5 s); the answer then replaces it either way."""
+    target = Recorder()
+    reply: StreamingReply[int] = StreamingReply(
+        target, interval=0.05, budget=EditBudget((5, 0.4)), status_delay=0.0, gather=0.0
+    )
+    reply.set_status("💭 Thinking… 0 s", live=live)
+    await until(lambda: target.shown == ["💭 Thinking… 0 s"], target, 2)
+    reply.set_status("💭 Thinking… 1 s", live=live)
+    try:
+        await until(lambda: target.shown == ["💭 Thinking… 1 s"], target, 0.5)
+        changed = True
+    except TimeoutError:
+        changed = False
+    reply.feed("Answer.")
+    await reply.finish()
+    assert target.shown == ["Answer."]
+    return changed
+
+
+async def test_a_live_status_is_edited_at_the_pace_of_text_a_waiting_notice_is_not() -> None:
+    assert await status_changes_soon(live=True)
+    assert not await status_changes_soon(live=False)
