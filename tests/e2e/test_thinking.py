@@ -12,6 +12,7 @@ from tests.conftest import BotRunner, eventually
 from tests.doubles.fake_discord import FakeDiscord, FakeInteraction, FakeMessage
 from tests.doubles.fake_ollama import FakeOllama, Script, gpt_oss_model, think_tags_model
 from tests.e2e.test_controls import button
+from tests.e2e.test_scaling import free_port
 
 THOUGHT_FOOTER = re.compile(r"\n-# (?P<model>\S+) · thought (?P<s>\d+) s · \d+\.\d tokens/s$")
 BUDGET_SPENT = "⚠️ The model spent its whole budget thinking and gave no answer."
@@ -401,8 +402,9 @@ async def test_sentiment_sends_think_false_unless_switched_on(
 
 
 async def test_metrics_time_the_first_answer_token_apart_and_count_thinking(
-    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
 ) -> None:
+    bot = await bots.start(metrics_port=free_port())  # metrics are counted with an endpoint
     fake_ollama.script(Script(thinking=["a ", "b ", "c "], reply="Answer."))
     await settled(fake_discord, await ask(fake_discord, "hi", model="qwen3"))
     text = bot.metrics.exposition().decode()
