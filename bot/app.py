@@ -26,6 +26,7 @@ from bot.cogs.privacy import PrivacyCog
 from bot.cogs.sentiment import SentimentCog
 from bot.cogs.status import StatusCog
 from bot.cogs.threads import ThreadsCog
+from bot.cogs.tools import ToolsCog
 from bot.cogs.vision import VisionCog
 from bot.conversation.fairness import Scheduler, UserRateLimit
 from bot.conversation.service import ChatLimits, ChatService
@@ -44,6 +45,10 @@ from bot.storage.engine import Database, create_engine, session_factory
 from bot.storage.guilds import GuildStore
 from bot.storage.history import Author, HistoryStore
 from bot.storage.personas import PersonaStore
+from bot.tools.builtin import CurrentTime, OpenMessage, ReadChannel
+from bot.tools.loop import ToolRunner
+from bot.tools.registry import ToolLimits, ToolRegistry
+from bot.ui.reading import DiscordReader
 from bot.vision.images import ImageLimits, ImagePreparer
 from bot.vision.routing import VisionRouter
 
@@ -193,6 +198,8 @@ def _build(
 ) -> OllamaBot:
     """The services, the reply pipeline and the client; the cogs join in `setup_hook`."""
     me: list[Author] = []  # who the bot is, known once it has logged in
+    clients: list[discord.Client] = []  # the bot, once built (the Discord reading tools)
+    tools = tool_registry(settings, DiscordReader(lambda: clients[0]))
 
     chat = ChatService(
         gateway=gateway,
@@ -220,6 +227,7 @@ def _build(
         ),
         metrics=metrics,
         personas=personas,
+        tools=ToolRunner(tools, gateway=gateway, default=settings.tools_default),
     )
     metrics.watch_queue(waiting=lambda: chat.waiting, active=lambda: chat.active)
     images = ImagePreparer(
@@ -275,6 +283,7 @@ def _build(
             await bot.add_cog(RetentionCog(bot, history, guilds))
         await bot.add_cog(StatusCog(bot))
         await bot.add_cog(PersonaCog(bot, personas))
+        await bot.add_cog(ToolsCog(bot, channels, tools.names))
         pin_guild_only(bot.tree)
         if settings.loop_lag_log_interval > 0:
             monitor = LoopLagMonitor(settings.loop_lag_log_interval)
@@ -287,7 +296,7 @@ def _build(
         await models.close()  # pulls in progress stop with the bot
         await chat.stop_background()  # summaries in progress
 
-    return OllamaBot(
+    bot = OllamaBot(
         settings=settings,
         history=history,
         engine=engine,
@@ -297,6 +306,23 @@ def _build(
         on_close=closing,
         **bot_options,
     )
+    clients.append(bot)
+    return bot
+
+
+def tool_registry(settings: Settings, reader: DiscordReader) -> ToolRegistry:
+    """The tools models may call where tools are on; a new tool is one `register` here."""
+    registry = ToolRegistry(
+        ToolLimits(
+            rounds=settings.tool_rounds_max,
+            timeout=settings.tool_timeout,
+            output_tokens=settings.tool_output_tokens,
+        )
+    )
+    registry.register(CurrentTime(settings.timezone))
+    registry.register(ReadChannel(reader))
+    registry.register(OpenMessage(reader))
+    return registry
 
 
 def pin_guild_only(tree: app_commands.CommandTree[Any]) -> None:

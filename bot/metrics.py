@@ -10,6 +10,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from typing import TypeVar
 
 from aiohttp import web
 from discord import app_commands
@@ -18,9 +19,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from bot.ollama.protocol import ChatDelta, ChatStats, OllamaHosts
+from bot.ollama.protocol import ChatStats, OllamaHosts
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 OUTCOMES = ("complete", "stopped", "failed", "incomplete")
 """How a generation can end (the reply turn's status)."""
@@ -85,9 +87,7 @@ class Metrics:
         """Per-host gauges and counters, read from the pool at each scrape."""
         self.registry.register(_PoolCollector(pool))
 
-    async def observe(
-        self, stream: AsyncGenerator[ChatDelta | ChatStats]
-    ) -> AsyncGenerator[ChatDelta | ChatStats]:
+    async def observe(self, stream: AsyncGenerator[T]) -> AsyncGenerator[T]:
         """Pass a model stream through, timing its first token and its end, counting tokens."""
         asked = time.monotonic()
         first = True

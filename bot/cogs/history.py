@@ -47,7 +47,12 @@ def _line(turn: StoredTurn) -> str:
     return f"**{who}**{mark}: {text}"
 
 
-def export_markdown(channel_name: str, turns: list[StoredTurn]) -> str:
+ToolCalls = dict[int, list[dict[str, Any]]]
+
+
+def export_markdown(
+    channel_name: str, turns: list[StoredTurn], tools: ToolCalls | None = None
+) -> str:
     out = [f"# Conversation in #{channel_name}", ""]
     for turn in turns:
         when = turn.created_at.strftime("%Y-%m-%d %H:%M:%S")
@@ -55,13 +60,18 @@ def export_markdown(channel_name: str, turns: list[StoredTurn]) -> str:
         if turn.role == Role.ASSISTANT:
             who += f" · {turn.model}"
         status = "" if turn.status == TurnStatus.COMPLETE else f" · {turn.status}"
-        out += [f"## {who} — {when}{status}", "", turn.content or "*(empty)*", ""]
+        out += [f"## {who} — {when}{status}", ""]
+        for used in (tools or {}).get(turn.id, []):  # what the model looked up first
+            arguments = json.dumps(used.get("arguments") or {}, ensure_ascii=False)
+            result = str(used.get("result", "")).replace("\n", "\n> ")
+            out += [f"> 🔧 {used.get('name')} {arguments}", f"> {result}", ""]
+        out += [turn.content or "*(empty)*", ""]
         if turn.error:
             out += [f"> {turn.error}", ""]
     return "\n".join(out)
 
 
-def export_json(channel_id: int, turns: list[StoredTurn]) -> str:
+def export_json(channel_id: int, turns: list[StoredTurn], tools: ToolCalls | None = None) -> str:
     rows = [
         {
             "id": turn.id,
@@ -78,6 +88,7 @@ def export_json(channel_id: int, turns: list[StoredTurn]) -> str:
             "total_duration_ns": turn.total_duration_ns,
             "eval_duration_ns": turn.eval_duration_ns,
             "created_at": turn.created_at.isoformat(),
+            **({"tool_calls": tools[turn.id]} if tools and turn.id in tools else {}),
         }
         for turn in turns
     ]
@@ -135,13 +146,12 @@ class HistoryCog(
             await answer_deferred(interaction, "This channel has no conversation to export.")
             return
         name = getattr(interaction.channel, "name", None) or str(channel_id)
+        tools = await self.history.tool_calls_of(channel_id)
+        markdown = export_markdown(name, turns, tools).encode()
+        data = export_json(channel_id, turns, tools).encode()
         files = [
-            discord.File(
-                io.BytesIO(export_markdown(name, turns).encode()), f"history-{channel_id}.md"
-            ),
-            discord.File(
-                io.BytesIO(export_json(channel_id, turns).encode()), f"history-{channel_id}.json"
-            ),
+            discord.File(io.BytesIO(markdown), f"history-{channel_id}.md"),
+            discord.File(io.BytesIO(data), f"history-{channel_id}.json"),
         ]
         await answer_deferred(interaction, f"{len(turns)} turns from this channel.", files=files)
 

@@ -10,7 +10,14 @@ import contextlib
 import itertools
 import logging
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -38,6 +45,8 @@ from bot.storage.history import (
     TurnResult,
 )
 from bot.storage.models import Role, TurnStatus
+from bot.tools.loop import ToolRunner, ToolStep, ToolTrace
+from bot.tools.registry import ToolContext, ToolUse
 from bot.vision.images import PreparedImage
 from bot.vision.routing import IMAGE_TOKENS, ImagePlan, VisionRouter
 
@@ -165,6 +174,10 @@ class ReplyFinished:
     """The context used a summary of this many earlier messages for the first time."""
     left_out: int = 0
     """Earlier messages that were neither sent nor summarised (they did not fit)."""
+    tools: tuple[ToolUse, ...] = ()
+    """The tools the model called for this reply."""
+    tools_note: str | None = None
+    """Why tools were not (all) used: the model can't, or it looped past the rounds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,8 +299,10 @@ class ChatService:
         vision: VisionRouter | None = None,
         personas: PersonaService | None = None,
         metrics: Metrics | None = None,
+        tools: ToolRunner | None = None,
     ) -> None:
         self._gateway = gateway
+        self._tools = tools
         self._personas = personas
         self._metrics = metrics
         self._history = history
@@ -372,7 +387,7 @@ class ChatService:
         ticket: Ticket,
         on_position: PositionCallback | None = None,
         abort: Abort | None = None,
-    ) -> AsyncIterator[ReplyStarted | TextDelta | ReplyFinished]:
+    ) -> AsyncIterator[ReplyStarted | TextDelta | ToolStep | ReplyFinished]:
         """Store the user's turn, stream the model's reply, store how it ended.
 
         `ticket` is the request's admission (`admit`). Waits for its turn first (`on_position`
@@ -483,7 +498,7 @@ class ChatService:
 
     async def _generate(
         self, request: ChatRequest, start: _Start, abort: Abort | None, ticket: Ticket
-    ) -> AsyncIterator[ReplyStarted | TextDelta | ReplyFinished | ContextPlan]:
+    ) -> AsyncIterator[ReplyStarted | TextDelta | ToolStep | ReplyFinished | ContextPlan]:
         """Stream the reply of `start` and store how it ended (see `respond`); ends with the
         context plan when the summariser should fold turns after the reply."""
         log.info(
@@ -512,21 +527,22 @@ class ChatService:
                 summarised = plan.summary.covered
                 await self._history.mark_announced(plan.summary.id)
             stats: ChatStats | None = None
-            stream = self._chat_stream(
-                start.model, plan.messages, start.persona, plan.window, ticket
-            )
+            trace = ToolTrace()
+            stream = await self._reply_stream(request, start, plan, ticket, trace)
             if self._metrics is not None:
                 stream = self._metrics.observe(stream)
             async for item in timed(stream, self._limits):
                 if isinstance(item, ChatStats):
                     stats = item
+                elif isinstance(item, ToolStep):
+                    yield item
                 elif item.content:
                     if not received and not item.content.strip():
                         continue  # leading blank lines are not worth a message
                     received.append(item.content)
                     yield TextDelta(item.content)
             assert stats is not None  # chat_stream ends with stats or raises
-            if stats.prompt_tokens:
+            if stats.prompt_tokens and not trace.uses:  # tool rounds add to the prompt
                 self.windows.calibration.observe(
                     start.model, plan.messages, stats.prompt_tokens, plan.window
                 )
@@ -559,6 +575,8 @@ class ChatService:
                     base_model=start.persona.base_model if start.persona else None,
                     summarised=summarised,
                     left_out=plan.left_out,
+                    tools=tuple(trace.uses),
+                    tools_note=trace.note,
                 )
             finally:
                 with contextlib.suppress(Exception):  # reported by the callback
@@ -829,13 +847,44 @@ class ChatService:
         except IndexError:  # not logged in yet
             return None
 
+    async def _reply_stream(
+        self,
+        request: ChatRequest,
+        start: _Start,
+        plan: ContextPlan,
+        ticket: Ticket,
+        trace: ToolTrace,
+    ) -> AsyncGenerator[ChatDelta | ChatStats | ToolStep]:
+        """The model's stream, through the tool loop where tools are on (not when an answer is
+        continued). The tool calls are stored with the reply as they are made."""
+
+        def chat(
+            messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, Any]] = ()
+        ) -> AsyncGenerator[ChatDelta | ChatStats]:
+            persona, window = start.persona, plan.window
+            return self._chat_stream(start.model, messages, persona, window, ticket, tools)
+
+        if self._tools is None or start.prior:
+            return chat(plan.messages)
+        if not self._tools.enabled((await self._channels.get(request.channel_id)).tools):
+            return chat(plan.messages)
+
+        async def store(uses: list[ToolUse]) -> None:
+            await self._history.set_tool_calls(start.reply_turn, [u.stored() for u in uses])
+
+        context = ToolContext(request.user.id, request.channel_id, request.guild_id)
+        return self._tools.stream(
+            chat, plan.messages, model=start.model, context=context, trace=trace, on_use=store
+        )
+
     async def _chat_stream(
         self,
         model: str,
-        messages: list[ChatMessage],
+        messages: Sequence[ChatMessage],
         persona: Persona | None,
         window: int,
         ticket: Ticket,
+        tools: Sequence[Mapping[str, Any]] = (),
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
         """The model's stream. A persona's model that went missing since it was last looked up
         (the answer of /api/show is cached) is created again from its Modelfile, once, with
@@ -845,7 +894,7 @@ class ChatService:
         if self._limits.reply_tokens:
             options["num_predict"] = self._limits.reply_tokens
         for attempt in (1, 2):
-            stream = self._gateway.chat_stream(model, messages, options=options)
+            stream = self._gateway.chat_stream(model, messages, options=options, tools=tools)
             yielded = False
             try:
                 async with contextlib.aclosing(stream):

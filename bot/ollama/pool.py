@@ -268,12 +268,13 @@ class OllamaPool:
         messages: Sequence[ChatMessage],
         *,
         options: Mapping[str, Any] | None = None,
+        tools: Sequence[Mapping[str, Any]] = (),
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
         """OllamaHost.chat_stream on the least busy host that has the model. A host that
         cannot be reached, or says it is busy, before the reply starts is left for the next."""
         stream = self._failover(
             await self._candidates(model),
-            lambda server: server.chat_stream(model, messages, options=options),
+            lambda server: server.chat_stream(model, messages, options=options, tools=tools),
             generation=True,
         )
         async with contextlib.aclosing(stream):

@@ -19,6 +19,8 @@ class ChannelConfig:
     autoreply: bool = False
     bot_thread: bool = False
     parent_id: int | None = None
+    tools: bool | None = None
+    """Whether models may call tools here; None: the bot's default."""
 
 
 CACHE_SIZE = 10_000
@@ -56,6 +58,7 @@ class ChannelStore:
                 autoreply=row.autoreply,
                 bot_thread=row.bot_thread,
                 parent_id=row.parent_id,
+                tools=row.tools,
             )
 
     def drop_cache(self) -> None:
@@ -88,7 +91,14 @@ class ChannelStore:
 
     async def update(self, channel_id: int, guild_id: int | None, **values: Any) -> ChannelConfig:
         """Change some of a channel's settings (creating its row if needed)."""
-        unknown = set(values) - {"model", "persona", "autoreply", "bot_thread", "parent_id"}
+        unknown = set(values) - {
+            "model",
+            "persona",
+            "autoreply",
+            "bot_thread",
+            "parent_id",
+            "tools",
+        }
         if unknown:
             raise TypeError(f"unknown channel settings: {sorted(unknown)}")
         async with self._sessions.begin() as session:
