@@ -48,6 +48,7 @@ from bot.storage.personas import PersonaStore
 from bot.tools.builtin import CurrentTime, OpenMessage, ReadChannel
 from bot.tools.loop import ToolRunner
 from bot.tools.registry import ToolLimits, ToolRegistry
+from bot.tools.web import AddressGuard, FetchUrl, WebClient, WebSearch
 from bot.ui.reading import DiscordReader
 from bot.vision.images import ImageLimits, ImagePreparer
 from bot.vision.routing import VisionRouter
@@ -88,8 +89,12 @@ async def prepare_database(engine: AsyncEngine, *, auto_migrate: bool) -> None:
 
 
 @asynccontextmanager
-async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[OllamaBot]:
-    """Build the bot and everything it uses; close them all on the way out."""
+async def assemble(
+    settings: Settings, *, address_guard: AddressGuard | None = None, **bot_options: Any
+) -> AsyncIterator[OllamaBot]:
+    """Build the bot and everything it uses; close them all on the way out. `address_guard`
+    decides which addresses fetch_url may reach: public ones (the default); tests pass one
+    that also serves their own loopback pages (see AddressGuard)."""
     engine = create_engine(settings.database_url)
     database = Database(engine)
     try:
@@ -117,11 +122,12 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
             stall_timeout=settings.pull_stall_timeout,
             max_per_guild=settings.max_personas_per_guild,
         )
+        web = WebClient(address_guard or AddressGuard())  # its sessions open on first use
         try:
             metrics = Metrics()
             metrics.watch_ollama(gateway)
             bot = _build(
-                settings, engine, history, channels, gateway, personas, metrics, bot_options
+                settings, engine, history, channels, gateway, personas, metrics, web, bot_options
             )
             async with contextlib.AsyncExitStack() as stack:
                 if settings.metrics_port is not None:
@@ -136,6 +142,7 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
                 await stack.enter_async_context(bot)
                 yield bot
         finally:
+            await web.close()
             await gateway.close()
     finally:
         await database.close()
@@ -194,12 +201,13 @@ def _build(
     gateway: OllamaPool,
     personas: PersonaService,
     metrics: Metrics,
+    web: WebClient,
     bot_options: dict[str, Any],
 ) -> OllamaBot:
     """The services, the reply pipeline and the client; the cogs join in `setup_hook`."""
     me: list[Author] = []  # who the bot is, known once it has logged in
     clients: list[discord.Client] = []  # the bot, once built (the Discord reading tools)
-    tools = tool_registry(settings, DiscordReader(lambda: clients[0]))
+    tools = tool_registry(settings, DiscordReader(lambda: clients[0]), web)
 
     chat = ChatService(
         gateway=gateway,
@@ -310,7 +318,7 @@ def _build(
     return bot
 
 
-def tool_registry(settings: Settings, reader: DiscordReader) -> ToolRegistry:
+def tool_registry(settings: Settings, reader: DiscordReader, web: WebClient) -> ToolRegistry:
     """The tools models may call where tools are on; a new tool is one `register` here."""
     registry = ToolRegistry(
         ToolLimits(
@@ -322,6 +330,12 @@ def tool_registry(settings: Settings, reader: DiscordReader) -> ToolRegistry:
     registry.register(CurrentTime(settings.timezone))
     registry.register(ReadChannel(reader))
     registry.register(OpenMessage(reader))
+    if settings.web_tools:
+        registry.register(FetchUrl(web, max_bytes=settings.fetch_max_bytes))
+        key = settings.ollama_web_search_key
+        if settings.search_backend_url or key:
+            searxng, secret = settings.search_backend_url, key.get_secret_value() if key else None
+            registry.register(WebSearch(web, searxng_url=searxng, ollama_key=secret))
     return registry
 
 
