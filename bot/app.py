@@ -47,6 +47,7 @@ from bot.storage.history import Author, HistoryStore
 from bot.storage.personas import PersonaStore
 from bot.tools.builtin import CurrentTime, OpenMessage, ReadChannel
 from bot.tools.loop import ToolRunner
+from bot.tools.mcp import McpServer, McpTools
 from bot.tools.registry import ToolLimits, ToolRegistry
 from bot.tools.web import AddressGuard, FetchUrl, WebClient, WebSearch
 from bot.ui.reading import DiscordReader
@@ -207,7 +208,11 @@ def _build(
     """The services, the reply pipeline and the client; the cogs join in `setup_hook`."""
     me: list[Author] = []  # who the bot is, known once it has logged in
     clients: list[discord.Client] = []  # the bot, once built (the Discord reading tools)
+    mcp_tools = McpTools(
+        [McpServer(s, timeout=settings.tool_timeout) for s in settings.mcp_servers]
+    )
     tools = tool_registry(settings, DiscordReader(lambda: clients[0]), web)
+    tools.add_source(mcp_tools)
 
     chat = ChatService(
         gateway=gateway,
@@ -303,6 +308,7 @@ def _build(
             await monitor.stop()
         await models.close()  # pulls in progress stop with the bot
         await chat.stop_background()  # summaries in progress
+        await mcp_tools.close()  # MCP servers the bot started stop with it
 
     bot = OllamaBot(
         settings=settings,

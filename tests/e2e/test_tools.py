@@ -4,6 +4,8 @@ and the Ollama double (which streams tool calls as Ollama does)."""
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 from bot.app import OllamaBot
@@ -265,3 +267,39 @@ async def test_history_export_shows_the_tool_calls(
     assert reply["content"] == "Noon."
     assert reply["tool_calls"][0]["name"] == "current_time"
     assert reply["tool_calls"][0]["arguments"] == {}
+
+
+ECHO_SERVER = str(Path(__file__).resolve().parents[1] / "mcp" / "echo_server.py")
+
+
+async def test_an_mcp_server_started_over_stdio_answers_a_tool_call(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    guild = int(fake_discord.guild_id)
+    server = {"command": sys.executable, "args": [ECHO_SERVER]}
+    await bots.start(
+        mcp_servers=[
+            {"name": "echo", **server, "guild_ids": [guild]},
+            {"name": "elsewhere", **server, "guild_ids": [guild + 1]},
+        ]
+    )
+    await tools_on(fake_discord)
+    fake_ollama.script(asks(call("echo__shout", text="hello")), Script(reply="They said HELLO."))
+    message = await chat(fake_discord, "shout hello")
+    first, second = fake_ollama.chat_requests()
+    names = offered(first)
+    assert {"echo__shout", "echo__wait", "current_time"} <= set(names)
+    assert not any(name.startswith("elsewhere__") for name in names)  # another guild's server
+    shout = next(t for t in first["tools"] if t["function"]["name"] == "echo__shout")
+    assert shout["function"]["parameters"]["required"] == ["text"]
+    (result,) = tool_messages(second)
+    assert result["tool_name"] == "echo__shout"
+    assert result["content"] == "HELLO (cc <@\u200b123> @\u200beveryone)"  # nothing pings
+    assert "🔧 echo__shout" in message.content.splitlines()[-1]
+
+    # The server is kept running: the next reply calls it again without starting it anew.
+    fake_ollama.script(asks(call("echo__shout", text="again")), Script(reply="AGAIN."))
+    await chat(fake_discord, "again")
+    (result,) = tool_messages(fake_ollama.chat_requests()[-1])
+    assert result["content"].startswith("AGAIN")
+    assert_pings_no_one(fake_discord)
