@@ -324,12 +324,18 @@ def _build(
     return bot
 
 
+def tool_timeout(settings: Settings) -> float:
+    """A tool call's time limit, within the wait between tokens: the reply's watchdog counts a
+    tool call as a wait for the model, and would fail the whole reply first."""
+    return min(settings.tool_timeout, 0.9 * settings.between_tokens_timeout)
+
+
 def tool_registry(settings: Settings, reader: DiscordReader, web: WebClient) -> ToolRegistry:
     """The tools models may call where tools are on; a new tool is one `register` here."""
     registry = ToolRegistry(
         ToolLimits(
             rounds=settings.tool_rounds_max,
-            timeout=settings.tool_timeout,
+            timeout=tool_timeout(settings),
             output_tokens=settings.tool_output_tokens,
         )
     )

@@ -3,7 +3,9 @@ and the Ollama double (which streams tool calls as Ollama does)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -303,3 +305,39 @@ async def test_an_mcp_server_started_over_stdio_answers_a_tool_call(
     (result,) = tool_messages(fake_ollama.chat_requests()[-1])
     assert result["content"].startswith("AGAIN")
     assert_pings_no_one(fake_discord)
+
+
+async def test_an_mcp_server_over_streamable_http_answers_a_tool_call(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        ECHO_SERVER,
+        "--http",
+        str(port),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with asyncio.timeout(15):
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    await asyncio.sleep(0.1)
+                    continue
+                writer.close()
+                break
+        url = f"http://127.0.0.1:{port}/mcp"
+        await bots.start(mcp_servers=[{"name": "web", "url": url}])  # every guild
+        await tools_on(fake_discord)
+        fake_ollama.script(asks(call("web__shout", text="over http")), Script(reply="Done."))
+        await chat(fake_discord, "shout over http")
+        (result,) = tool_messages(fake_ollama.chat_requests()[-1])
+        assert result["content"].startswith("OVER HTTP")
+    finally:
+        process.terminate()
+        await process.wait()

@@ -1,7 +1,10 @@
-"""A tiny MCP server for the tests, written with the same SDK the bot's client uses; run over
-stdio by the bot itself (`python -m tests.mcp.echo_server`)."""
+"""A tiny MCP server for the tests, written with the same SDK the bot's client uses: over stdio
+when the bot starts it (`python tests/mcp/echo_server.py`), or over streamable HTTP on
+127.0.0.1 with `--http PORT`."""
 
 from __future__ import annotations
+
+import sys
 
 import anyio
 from mcp.server.mcpserver import MCPServer
@@ -29,4 +32,7 @@ def fail() -> str:
 
 
 if __name__ == "__main__":
-    server.run()
+    if sys.argv[1:2] == ["--http"]:
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        server.run()
