@@ -122,7 +122,7 @@ class ToolRunner:
             history.append(ChatMessage("assistant", "".join(said), tool_calls=tuple(calls)))
             for call in calls:
                 tool = tools.get(call.name)
-                status = quiet(tool.status(call.arguments)) if tool else f"asking for {call.name}"
+                status = quiet(tool.status(call.arguments) if tool else f"asking for {call.name}")
                 yield ToolStep(status)
                 use = await run_tool(tools, call.name, call.arguments, context, limits)
                 trace.uses.append(use)
