@@ -27,6 +27,7 @@ from bot.cogs.sentiment import SentimentCog
 from bot.cogs.status import StatusCog
 from bot.cogs.thinking import ThinkCog
 from bot.cogs.threads import ThreadsCog
+from bot.cogs.tools import ToolsCog
 from bot.cogs.vision import VisionCog
 from bot.conversation.fairness import Scheduler, UserRateLimit
 from bot.conversation.service import ChatLimits, ChatService
@@ -46,6 +47,12 @@ from bot.storage.guilds import GuildStore
 from bot.storage.history import Author, HistoryStore
 from bot.storage.personas import PersonaStore
 from bot.storage.sqlite_thread import open_database
+from bot.tools.builtin import CurrentTime, OpenMessage, ReadChannel
+from bot.tools.loop import ToolRunner
+from bot.tools.mcp import McpServer, McpTools
+from bot.tools.registry import ToolLimits, ToolRegistry
+from bot.tools.web import AddressGuard, FetchUrl, WebClient, WebSearch
+from bot.ui.reading import DiscordReader
 from bot.vision.images import ImageLimits, ImagePreparer
 from bot.vision.routing import VisionRouter
 
@@ -85,8 +92,12 @@ async def prepare_database(engine: AsyncEngine, *, auto_migrate: bool) -> None:
 
 
 @asynccontextmanager
-async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[OllamaBot]:
-    """Build the bot and everything it uses; close them all on the way out."""
+async def assemble(
+    settings: Settings, *, address_guard: AddressGuard | None = None, **bot_options: Any
+) -> AsyncIterator[OllamaBot]:
+    """Build the bot and everything it uses; close them all on the way out. `address_guard`
+    decides which addresses fetch_url may reach: public ones (the default); tests pass one
+    that also serves their own loopback pages (see AddressGuard)."""
     engine = create_engine(settings.database_url)
     database = open_database(engine)
     try:
@@ -114,12 +125,13 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
             stall_timeout=settings.pull_stall_timeout,
             max_per_guild=settings.max_personas_per_guild,
         )
+        web = WebClient(address_guard or AddressGuard())  # its sessions open on first use
         try:
             # Counted only when served: nothing else reads the counts.
             metrics = Metrics(enabled=settings.metrics_port is not None)
             metrics.watch_ollama(gateway)
             bot = _build(
-                settings, engine, history, channels, gateway, personas, metrics, bot_options
+                settings, engine, history, channels, gateway, personas, metrics, web, bot_options
             )
             async with contextlib.AsyncExitStack() as stack:
                 if settings.metrics_port is not None:
@@ -134,6 +146,7 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
                 await stack.enter_async_context(bot)
                 yield bot
         finally:
+            await web.close()
             await gateway.close()
     finally:
         await database.close()
@@ -192,10 +205,17 @@ def _build(
     gateway: OllamaPool,
     personas: PersonaService,
     metrics: Metrics,
+    web: WebClient,
     bot_options: dict[str, Any],
 ) -> OllamaBot:
     """The services, the reply pipeline and the client; the cogs join in `setup_hook`."""
     me: list[Author] = []  # who the bot is, known once it has logged in
+    clients: list[discord.Client] = []  # the bot, once built (the Discord reading tools)
+    mcp_tools = McpTools(
+        [McpServer(s, timeout=settings.tool_timeout) for s in settings.mcp_servers]
+    )
+    tools = tool_registry(settings, DiscordReader(lambda: clients[0]), web)
+    tools.add_source(mcp_tools)
 
     chat = ChatService(
         gateway=gateway,
@@ -224,6 +244,7 @@ def _build(
         ),
         metrics=metrics,
         personas=personas,
+        tools=ToolRunner(tools, gateway=gateway, default=settings.tools_default),
     )
     metrics.watch_queue(waiting=lambda: chat.waiting, active=lambda: chat.active)
     images = ImagePreparer(
@@ -281,6 +302,7 @@ def _build(
             await bot.add_cog(RetentionCog(bot, history, guilds))
         await bot.add_cog(StatusCog(bot))
         await bot.add_cog(PersonaCog(bot, personas))
+        await bot.add_cog(ToolsCog(bot, channels, tools.names))
         pin_guild_only(bot.tree)
         if settings.loop_lag_log_interval > 0:
             monitor = LoopLagMonitor(settings.loop_lag_log_interval)
@@ -292,8 +314,9 @@ def _build(
             await monitor.stop()
         await models.close()  # pulls in progress stop with the bot
         await chat.stop_background()  # summaries in progress
+        await mcp_tools.close()  # MCP servers the bot started stop with it
 
-    return OllamaBot(
+    bot = OllamaBot(
         settings=settings,
         history=history,
         engine=engine,
@@ -303,6 +326,35 @@ def _build(
         on_close=closing,
         **bot_options,
     )
+    clients.append(bot)
+    return bot
+
+
+def tool_timeout(settings: Settings) -> float:
+    """A tool call's time limit, within the wait between tokens: the reply's watchdog counts a
+    tool call as a wait for the model, and would fail the whole reply first."""
+    return min(settings.tool_timeout, 0.9 * settings.between_tokens_timeout)
+
+
+def tool_registry(settings: Settings, reader: DiscordReader, web: WebClient) -> ToolRegistry:
+    """The tools models may call where tools are on; a new tool is one `register` here."""
+    registry = ToolRegistry(
+        ToolLimits(
+            rounds=settings.tool_rounds_max,
+            timeout=tool_timeout(settings),
+            output_tokens=settings.tool_output_tokens,
+        )
+    )
+    registry.register(CurrentTime(settings.timezone))
+    registry.register(ReadChannel(reader))
+    registry.register(OpenMessage(reader))
+    if settings.web_tools:
+        registry.register(FetchUrl(web, max_bytes=settings.fetch_max_bytes))
+        key = settings.ollama_web_search_key
+        if settings.search_backend_url or key:
+            searxng, secret = settings.search_backend_url, key.get_secret_value() if key else None
+            registry.register(WebSearch(web, searxng_url=searxng, ollama_key=secret))
+    return registry
 
 
 def pin_guild_only(tree: app_commands.CommandTree[Any]) -> None:

@@ -69,6 +69,15 @@ class BadRequest(OllamaError):
         super().__init__(f"Ollama refused the request: {safe_detail(detail)}")
 
 
+class ToolsUnsupported(OllamaError):
+    """The model cannot use tools (Ollama: `... does not support tools`); the reply is then
+    asked again without them."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        super().__init__(f"The model `{model}` can't use tools.")
+
+
 class CreateFailed(OllamaError):
     """Ollama could not create a model (its base model is unknown, a template is broken, ...)."""
 

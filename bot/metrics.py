@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 from discord import app_commands
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 OUTCOMES = ("complete", "stopped", "failed", "incomplete")
 """How a generation can end (the reply turn's status)."""
@@ -108,16 +109,13 @@ class Metrics:
         if self.enabled:
             self.registry.register(_PoolCollector(pool))
 
-    def observe(
-        self, stream: AsyncGenerator[ChatDelta | ChatStats]
-    ) -> AsyncGenerator[ChatDelta | ChatStats]:
+    def observe(self, stream: AsyncGenerator[T]) -> AsyncGenerator[T]:
         """Pass a model stream through, timing its first token, its first answer token and its
-        end, counting tokens (reasoning ones apart)."""
+        end, counting tokens (reasoning ones apart); other events (tool steps) pass as they
+        are."""
         return self._observed(stream) if self.enabled else stream
 
-    async def _observed(
-        self, stream: AsyncGenerator[ChatDelta | ChatStats]
-    ) -> AsyncGenerator[ChatDelta | ChatStats]:
+    async def _observed(self, stream: AsyncGenerator[T]) -> AsyncGenerator[T]:
         asked = time.monotonic()
         first = True
         answered = False

@@ -39,6 +39,8 @@ from bot.errors import BotError, PermissionDenied
 from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.storage.history import Author, HistoryStore
+from bot.tools.loop import ToolStep
+from bot.tools.registry import ToolUse
 from bot.ui.answers import tell_privately
 from bot.ui.checks import is_admin, refusal_for
 from bot.ui.controls import ReplyButtons, controls, reply_buttons
@@ -77,7 +79,28 @@ def footer(finished: ReplyFinished, *, cut_at: int | None = None) -> str:
         parts.append(f"cut at {cut_at} messages")
     elif finished.stats.done_reason == "length":
         parts.append("cut off at the length limit: press Continue for more")
+    if finished.tools:
+        parts.append("🔧 " + ", ".join(_tool_label(use) for use in _distinct(finished.tools)))
+    if finished.tools_note:
+        parts.append(finished.tools_note)
     return "-# " + " · ".join(parts)
+
+
+def _distinct(uses: Sequence[ToolUse]) -> list[ToolUse]:
+    """Each tool once per thing it read (a model may read the same channel twice)."""
+    seen: dict[tuple[str, str | None], ToolUse] = {}
+    for use in uses:
+        seen.setdefault((use.name, use.label if use.ok else None), use)
+    return list(seen.values())
+
+
+def _tool_label(use: ToolUse) -> str:
+    """`name`, or `name label` with the label linked (`<...>`: no embed) when there is a link."""
+    if not use.ok or not use.label:
+        return use.name
+    if use.link:
+        return f"{use.name} [{use.label}](<{use.link}>)"
+    return f"{use.name} {use.label}"
 
 
 def _messages(count: int) -> str:
@@ -413,6 +436,9 @@ class ReplyPipeline:
                 _show_thinking(drawing, running)
             elif isinstance(event, ReplyStarted):
                 running.turn_id = event.turn_id
+            elif isinstance(event, ToolStep):
+                if event.use is None:
+                    drawing.set_status(f"-# 🔧 {event.status}")  # shown until the text comes
             else:
                 finished = event
                 # Shown at once; the service stores the reply meanwhile.

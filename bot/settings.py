@@ -9,10 +9,19 @@ every other setting can be given as `BOT_<NAME>` (for example `BOT_CHAT_MODEL=qw
 from __future__ import annotations
 
 import os
+import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +32,28 @@ from pydantic_settings import (
 DEFAULT_CONFIG_FILE = "bot.toml"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/bot.db"
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+
+
+class McpServerSettings(BaseModel):
+    """One MCP server whose tools the models may call (`[[mcp_servers]]` in the TOML)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,23}$")
+    """Its tools are offered to the model as `<name>__<tool>`."""
+    command: str | None = None
+    """Start the server as this program and speak to it over stdin/stdout (stdio)..."""
+    args: list[str] = Field(default_factory=list)
+    url: str | None = None
+    """...or reach it at this streamable HTTP URL."""
+    guild_ids: list[int] = Field(default_factory=list)
+    """The guilds whose channels may use it; empty: every guild (never DMs)."""
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSettings:
+        if (self.command is None) == (self.url is None):
+            raise ValueError(f"MCP server {self.name!r}: give either `command` or `url`")
+        return self
 
 
 class Settings(BaseSettings):
@@ -209,6 +240,52 @@ class Settings(BaseSettings):
     """Seconds between INFO log lines with the event loop's lag (p50/p99/max); 0: off. For
     benchmarks and for finding what slows a busy bot down."""
 
+    # --- Tools (issue 16) ---------------------------------------------------------------------
+    tools_default: bool = False
+    """Whether models may call tools in channels that have not chosen (`/tools enabled:`)."""
+    tool_rounds_max: int = Field(default=6, ge=1, le=20)
+    """Rounds of tool calls one reply may make; a model still asking after that is stopped."""
+    tool_timeout: float = Field(default=20.0, gt=0)
+    """Seconds one tool call may take (a web page, an MCP server); then the model is told it
+    timed out."""
+    tool_output_tokens: int = Field(default=1000, ge=50)
+    """The most tokens of one tool's result sent to the model (the rest is cut)."""
+    timezone: str = "UTC"
+    """The time zone `current_time` answers in (an IANA name, e.g. Europe/Paris)."""
+    web_tools: bool = False
+    """Offer `fetch_url` and `web_search`: the bot then fetches public web pages the model
+    asks for, and sends search queries to the search backend. Off by default."""
+    search_backend_url: str | None = None
+    """A SearxNG instance for `web_search` (its JSON format must be enabled)."""
+    ollama_web_search_key: SecretStr | None = None
+    """Or an ollama.com API key, for Ollama's web search API (used when no SearxNG is set)."""
+    fetch_max_bytes: int = Field(default=1_000_000, ge=1024)
+    """The most bytes `fetch_url` reads of one page."""
+    mcp_servers: list[McpServerSettings] = Field(default_factory=list)
+    """MCP servers whose tools the models may call, each limited to some guilds."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
+        return value
+
+    @field_validator("search_backend_url")
+    @classmethod
+    def _empty_url_is_none(cls, value: str | None) -> str | None:
+        return (value or "").strip().rstrip("/") or None
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _unique_servers(cls, value: list[McpServerSettings]) -> list[McpServerSettings]:
+        names = [server.name for server in value]
+        if len(set(names)) != len(names):
+            raise ValueError("mcp_servers names a server twice")
+        return value
+
     @field_validator("vision_model", "sentiment_model")
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
@@ -299,6 +376,11 @@ class Settings(BaseSettings):
         for key in ("database_url", "ollama_host"):
             shown[key] = mask_secrets(shown[key])
         shown["ollama_hosts"] = [mask_secrets(url) for url in self.ollama_hosts]
+        if self.search_backend_url:
+            shown["search_backend_url"] = mask_secrets(self.search_backend_url)
+        for server in shown["mcp_servers"]:
+            if server.get("url"):
+                server["url"] = mask_secrets(server["url"])
         return shown
 
 

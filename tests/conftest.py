@@ -17,6 +17,7 @@ import yarl
 
 from bot.app import OllamaBot, assemble
 from bot.settings import Settings
+from bot.tools.web import AddressGuard
 from tests.doubles.fake_discord import FakeDiscord
 from tests.doubles.fake_ollama import FakeOllama
 from tests.postgres import find_bin, postgres_server
@@ -102,9 +103,14 @@ class BotRunner:
         values.update(overrides)
         return Settings(**values)
 
-    async def start(self, **overrides: Any) -> OllamaBot:
+    async def start(
+        self, *, address_guard: AddressGuard | None = None, **overrides: Any
+    ) -> OllamaBot:
         manager = assemble(
-            self.settings(**overrides), guild_ready_timeout=0.05, chunk_guilds_at_startup=False
+            self.settings(**overrides),
+            address_guard=address_guard,
+            guild_ready_timeout=0.05,
+            chunk_guilds_at_startup=False,
         )
         bot = await manager.__aenter__()
         task = asyncio.create_task(bot.start(self.discord.token))

@@ -47,10 +47,17 @@ def _line(turn: StoredTurn) -> str:
     return f"**{who}**{mark}: {text}"
 
 
+ToolCalls = dict[int, list[dict[str, Any]]]
+
+
 def export_markdown(
-    channel_name: str, turns: list[StoredTurn], reasonings: dict[int, str] | None = None
+    channel_name: str,
+    turns: list[StoredTurn],
+    reasonings: dict[int, str] | None = None,
+    tools: ToolCalls | None = None,
 ) -> str:
-    """The conversation as Markdown; a reply's reasoning (if it thought) folded under it."""
+    """The conversation as Markdown; a reply's reasoning (if it thought) folded under it, and
+    the tools it called before its answer."""
     reasonings = reasonings or {}
     out = [f"# Conversation in #{channel_name}", ""]
     for turn in turns:
@@ -62,6 +69,10 @@ def export_markdown(
         out += [f"## {who} — {when}{status}", ""]
         if reasoning := reasonings.get(turn.id):
             out += ["<details><summary>Reasoning</summary>", "", reasoning, "", "</details>", ""]
+        for used in (tools or {}).get(turn.id, []):  # what the model looked up first
+            arguments = json.dumps(used.get("arguments") or {}, ensure_ascii=False)
+            result = str(used.get("result", "")).replace("\n", "\n> ")
+            out += [f"> 🔧 {used.get('name')} {arguments}", f"> {result}", ""]
         out += [turn.content or "*(empty)*", ""]
         if turn.error:
             out += [f"> {turn.error}", ""]
@@ -69,7 +80,10 @@ def export_markdown(
 
 
 def export_json(
-    channel_id: int, turns: list[StoredTurn], reasonings: dict[int, str] | None = None
+    channel_id: int,
+    turns: list[StoredTurn],
+    reasonings: dict[int, str] | None = None,
+    tools: ToolCalls | None = None,
 ) -> str:
     reasonings = reasonings or {}
     rows = [
@@ -89,6 +103,7 @@ def export_json(
             "total_duration_ns": turn.total_duration_ns,
             "eval_duration_ns": turn.eval_duration_ns,
             "created_at": turn.created_at.isoformat(),
+            **({"tool_calls": tools[turn.id]} if tools and turn.id in tools else {}),
         }
         for turn in turns
     ]
@@ -147,13 +162,12 @@ class HistoryCog(
             return
         name = getattr(interaction.channel, "name", None) or str(channel_id)
         reasonings = await self.history.reasonings(channel_id)
-        markdown = export_markdown(name, turns, reasonings)
+        tools = await self.history.tool_calls_of(channel_id)
+        markdown = export_markdown(name, turns, reasonings, tools).encode()
+        data = export_json(channel_id, turns, reasonings, tools).encode()
         files = [
-            discord.File(io.BytesIO(markdown.encode()), f"history-{channel_id}.md"),
-            discord.File(
-                io.BytesIO(export_json(channel_id, turns, reasonings).encode()),
-                f"history-{channel_id}.json",
-            ),
+            discord.File(io.BytesIO(markdown), f"history-{channel_id}.md"),
+            discord.File(io.BytesIO(data), f"history-{channel_id}.json"),
         ]
         await answer_deferred(interaction, f"{len(turns)} turns from this channel.", files=files)
 

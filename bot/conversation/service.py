@@ -11,7 +11,14 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -40,6 +47,8 @@ from bot.storage.history import (
     TurnResult,
 )
 from bot.storage.models import Role, TurnStatus
+from bot.tools.loop import ToolRunner, ToolStep, ToolTrace
+from bot.tools.registry import ToolContext, ToolUse
 from bot.vision.images import PreparedImage
 from bot.vision.routing import IMAGE_TOKENS, ImagePlan, VisionRouter
 
@@ -183,6 +192,10 @@ class ReplyFinished:
     """What the model thought before answering (stored with the turn, not in `text`)."""
     thought_seconds: float | None = None
     """From the first reasoning to the first answer text; None: the model did not think."""
+    tools: tuple[ToolUse, ...] = ()
+    """The tools the model called for this reply."""
+    tools_note: str | None = None
+    """Why tools were not (all) used: the model can't, or it looped past the rounds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,8 +319,10 @@ class ChatService:
         vision: VisionRouter | None = None,
         personas: PersonaService | None = None,
         metrics: Metrics | None = None,
+        tools: ToolRunner | None = None,
     ) -> None:
         self._gateway = gateway
+        self._tools = tools
         self._personas = personas
         self._metrics = metrics
         self._history = history
@@ -392,7 +407,7 @@ class ChatService:
         ticket: Ticket,
         on_position: PositionCallback | None = None,
         abort: Abort | None = None,
-    ) -> AsyncIterator[ReplyStarted | TextDelta | ThinkingDelta | ReplyFinished]:
+    ) -> AsyncIterator[ReplyStarted | TextDelta | ThinkingDelta | ToolStep | ReplyFinished]:
         """Store the user's turn, stream the model's reply, store how it ended.
 
         `ticket` is the request's admission (`admit`). Waits for its turn first (`on_position`
@@ -506,7 +521,9 @@ class ChatService:
 
     async def _generate(
         self, request: ChatRequest, start: _Start, abort: Abort | None, ticket: Ticket
-    ) -> AsyncIterator[ReplyStarted | TextDelta | ThinkingDelta | ReplyFinished | ContextPlan]:
+    ) -> AsyncIterator[
+        ReplyStarted | TextDelta | ThinkingDelta | ToolStep | ReplyFinished | ContextPlan
+    ]:
         """Stream the reply of `start` and store how it ended (see `respond`); ends with the
         context plan when the summariser should fold turns after the reply."""
         log.info(
@@ -541,16 +558,16 @@ class ChatService:
                 summarised = plan.summary.covered
                 await self._history.mark_announced(plan.summary.id)
             stats: ChatStats | None = None
-            stream = split_think_tags(
-                self._chat_stream(
-                    start.model, plan.messages, start.persona, plan.window, ticket, start.think
-                )
-            )
+            trace = ToolTrace()
+            stream = await self._reply_stream(request, start, plan, ticket, trace)
             if self._metrics is not None:
                 stream = self._metrics.observe(stream)
             async for item in timed(stream, self._limits):
                 if isinstance(item, ChatStats):
                     stats = item
+                    continue
+                if isinstance(item, ToolStep):
+                    yield item
                     continue
                 if item.thinking:
                     thoughts.append(item.thinking)
@@ -565,7 +582,7 @@ class ChatService:
             assert stats is not None  # chat_stream ends with stats or raises
             if not so_far() and reasoning():
                 raise ThoughtWithoutAnswer()
-            if stats.prompt_tokens:
+            if stats.prompt_tokens and not trace.uses:  # tool rounds add to the prompt
                 self.windows.calibration.observe(
                     start.model, plan.messages, stats.prompt_tokens, plan.window
                 )
@@ -601,6 +618,8 @@ class ChatService:
                     left_out=plan.left_out,
                     reasoning=reasoning() or "",
                     thought_seconds=_thought(thinking_from, answer_from),
+                    tools=tuple(trace.uses),
+                    tools_note=trace.note,
                 )
             finally:
                 with contextlib.suppress(Exception):  # reported by the callback
@@ -915,14 +934,51 @@ class ChatService:
         except IndexError:  # not logged in yet
             return None
 
+    async def _reply_stream(
+        self,
+        request: ChatRequest,
+        start: _Start,
+        plan: ContextPlan,
+        ticket: Ticket,
+        trace: ToolTrace,
+    ) -> AsyncGenerator[ChatDelta | ChatStats | ToolStep]:
+        """The model's stream, through the tool loop where tools are on (not when an answer is
+        continued). The tool calls are stored with the reply as they are made."""
+
+        def chat(
+            messages: Sequence[ChatMessage], tools: Sequence[Mapping[str, Any]] = ()
+        ) -> AsyncGenerator[ChatDelta | ChatStats]:
+            persona, window = start.persona, plan.window
+            # `<think>` tags are taken out of each model call's text before the tool loop
+            # reads it.
+            return split_think_tags(
+                self._chat_stream(
+                    start.model, messages, persona, window, ticket, start.think, tools
+                )
+            )
+
+        if self._tools is None or start.prior:
+            return chat(plan.messages)
+        if not self._tools.enabled((await self._channels.get(request.channel_id)).tools):
+            return chat(plan.messages)
+
+        async def store(uses: list[ToolUse]) -> None:
+            await self._history.set_tool_calls(start.reply_turn, [u.stored() for u in uses])
+
+        context = ToolContext(request.user.id, request.channel_id, request.guild_id)
+        return self._tools.stream(
+            chat, plan.messages, model=start.model, context=context, trace=trace, on_use=store
+        )
+
     async def _chat_stream(
         self,
         model: str,
-        messages: list[ChatMessage],
+        messages: Sequence[ChatMessage],
         persona: Persona | None,
         window: int,
         ticket: Ticket,
         think: bool | str | None = None,
+        tools: Sequence[Mapping[str, Any]] = (),
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
         """The model's stream. A persona's model that went missing since it was last looked up
         (the answer of /api/show is cached) is created again from its Modelfile, once, with
@@ -932,7 +988,9 @@ class ChatService:
         if self._limits.reply_tokens:
             options["num_predict"] = self._limits.reply_tokens
         for attempt in (1, 2):
-            stream = self._gateway.chat_stream(model, messages, options=options, think=think)
+            stream = self._gateway.chat_stream(
+                model, messages, options=options, think=think, tools=tools
+            )
             yielded = False
             try:
                 async with contextlib.aclosing(stream):

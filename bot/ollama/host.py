@@ -30,6 +30,7 @@ from bot.errors import (
     OllamaUnavailable,
     PullFailed,
     StreamFailed,
+    ToolsUnsupported,
     VisionUnavailable,
 )
 from bot.models.names import canonical_name
@@ -44,6 +45,7 @@ from bot.ollama.protocol import (
     ModelSpec,
     PullProgress,
     StructuredReply,
+    ToolCall,
 )
 
 log = logging.getLogger(__name__)
@@ -311,6 +313,7 @@ class OllamaHost:
         *,
         options: Mapping[str, Any] | None = None,
         think: bool | str | None = None,
+        tools: Sequence[Mapping[str, Any]] = (),
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
         """Stream a chat reply: deltas, then one ChatStats. Errors come out translated.
 
@@ -324,14 +327,19 @@ class OllamaHost:
                 stream=True,
                 options=dict(options) if options else None,
                 think=think,
+                tools=[dict(tool) for tool in tools] or None,
             )
             async for chunk in stream:
                 started = True
                 message = chunk.message
                 # The final chunk is not always empty: Ollama's output parsers flush the text
-                # they held back there, with the statistics.
-                delta = ChatDelta(content=message.content or "", thinking=message.thinking or "")
-                if delta.content or delta.thinking:
+                # they held back there, with the statistics (and, for some parsers, the calls).
+                delta = ChatDelta(
+                    content=message.content or "",
+                    thinking=message.thinking or "",
+                    tool_calls=_tool_calls(message),
+                )
+                if delta.content or delta.thinking or delta.tool_calls:
                     yield delta
                 if chunk.done:
                     # Read on to the end of the response (nothing follows the last line but
@@ -387,6 +395,8 @@ class OllamaHost:
                 return ModelNotFound(model)
             if status == 503:
                 return OllamaBusy()
+            if status == 400 and text.endswith("does not support tools"):
+                return ToolsUnsupported(model)
             if any(sign in text for sign in NO_VISION_ERRORS):
                 # Only if a model's capabilities said "vision" but its runner disagrees.
                 return VisionUnavailable(
@@ -414,14 +424,29 @@ def _transport() -> AiohttpTransport:
 
 
 def _wire(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """Messages as the client sends them; `images` only where there are some."""
+    """Messages as the client sends them; `images`, `tool_calls` and `tool_name` only where
+    there are some."""
     wire: list[dict[str, Any]] = []
     for message in messages:
         item: dict[str, Any] = {"role": message.role, "content": message.content}
         if message.images:
             item["images"] = list(message.images)
+        if message.tool_calls:
+            item["tool_calls"] = [
+                {"function": {"name": c.name, "arguments": dict(c.arguments)}}
+                for c in message.tool_calls
+            ]
+        if message.tool_name:
+            item["tool_name"] = message.tool_name
         wire.append(item)
     return wire
+
+
+def _tool_calls(message: ollama.Message) -> tuple[ToolCall, ...]:
+    return tuple(
+        ToolCall(name=call.function.name, arguments=dict(call.function.arguments or {}))
+        for call in message.tool_calls or ()
+    )
 
 
 def _stats(model: str, chunk: ollama.ChatResponse) -> ChatStats:

@@ -269,12 +269,15 @@ class OllamaPool:
         *,
         options: Mapping[str, Any] | None = None,
         think: bool | str | None = None,
+        tools: Sequence[Mapping[str, Any]] = (),
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
         """OllamaHost.chat_stream on the least busy host that has the model. A host that
         cannot be reached, or says it is busy, before the reply starts is left for the next."""
         stream = self._failover(
             await self._candidates(model),
-            lambda server: server.chat_stream(model, messages, options=options, think=think),
+            lambda server: server.chat_stream(
+                model, messages, options=options, think=think, tools=tools
+            ),
             generation=True,
         )
         async with contextlib.aclosing(stream):

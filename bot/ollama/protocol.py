@@ -55,11 +55,22 @@ class ChatStats:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool the model asks for (`message.tool_calls`), with its arguments as the model wrote
+    them: any JSON object, to be checked by the tool."""
+
+    name: str
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class ChatDelta:
-    """A piece of the reply; `thinking` is reasoning text, never part of the answer."""
+    """A piece of the reply; `thinking` is reasoning text, never part of the answer;
+    `tool_calls` are the tools the model asks for (only when it was offered some)."""
 
     content: str = ""
     thinking: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +79,10 @@ class ChatMessage:
     content: str
     images: tuple[str, ...] = ()
     """Plain base64 images (no `data:` prefix), for models with the `vision` capability."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """An assistant message's tool calls, sent back with the results that follow it."""
+    tool_name: str | None = None
+    """A `tool` message: the tool whose result it holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,9 +237,11 @@ class Ollama(Protocol):
         *,
         options: Mapping[str, Any] | None = None,
         think: bool | str | None = None,
+        tools: Sequence[Mapping[str, Any]] = (),
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
         """Stream a reply: deltas, then one ChatStats. Closing it early stops the generation.
-        `think`: Ollama's `think` (None: left out, the model's default)."""
+        `think`: Ollama's `think` (None: left out, the model's default). `tools`: Ollama's tool
+        definitions offered to the model; ToolsUnsupported when the model cannot use them."""
         ...
 
     async def chat_structured(

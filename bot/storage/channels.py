@@ -21,6 +21,8 @@ class ChannelConfig:
     parent_id: int | None = None
     think: str | None = None
     """The channel's thinking level (`/think`); None: not set here."""
+    tools: bool | None = None
+    """Whether models may call tools here; None: the bot's default."""
 
 
 CACHE_SIZE = 10_000
@@ -59,6 +61,7 @@ class ChannelStore:
                 bot_thread=row.bot_thread,
                 parent_id=row.parent_id,
                 think=row.think,
+                tools=row.tools,
             )
 
     def drop_cache(self) -> None:
@@ -98,6 +101,7 @@ class ChannelStore:
             "bot_thread",
             "parent_id",
             "think",
+            "tools",
         }
         if unknown:
             raise TypeError(f"unknown channel settings: {sorted(unknown)}")

@@ -436,6 +436,28 @@ class HistoryStore:
 
         return await self._db.read(work)
 
+    async def set_tool_calls(self, turn_id: int, calls: list[dict[str, Any]]) -> None:
+        """Store the tool calls of an assistant turn so far (written after each call, so that
+        a reply stopped during a tool keeps the calls made before)."""
+
+        def work(conn: Connection) -> None:
+            conn.execute(update(Turn).where(Turn.id == turn_id).values(tool_calls=calls))
+
+        await self._db.write(work)
+
+    async def tool_calls_of(self, channel_id: int) -> dict[int, list[dict[str, Any]]]:
+        """The channel's assistant turns that called tools: turn id -> its calls (exports)."""
+
+        def work(conn: Connection) -> dict[int, list[dict[str, Any]]]:
+            rows = conn.execute(
+                select(Turn.id, Turn.tool_calls).where(
+                    Turn.channel_id == channel_id, Turn.tool_calls.is_not(None)
+                )
+            )
+            return {int(turn_id): list(calls) for turn_id, calls in rows if calls}
+
+        return await self._db.read(work)
+
     async def count(self, channel_id: int) -> int:
         def work(conn: Connection) -> int:
             return int(conn.execute(_COUNT, {"channel_id": channel_id}).scalar_one())

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     DateTime,
@@ -95,6 +97,9 @@ class Turn(Base):
         Boolean, nullable=False, default=False, server_default=false()
     )
     """For a summary turn: a reply's footer has said that it summarised them."""
+    tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    """For an assistant turn: the tools the model called, in order (name, arguments, result);
+    shown in exports, never sent to a model again."""
 
 
 class TurnImage(Base):
@@ -143,6 +148,8 @@ class Channel(Base):
     """For a thread: the channel it belongs to."""
     think: Mapped[str | None] = mapped_column(String(16), nullable=True)
     """The channel's thinking level (`/think`); None: the persona's, or the setting's."""
+    tools: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    """Whether models may call tools here (`/tools`); None: the `tools_default` setting."""
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True),
         nullable=False,

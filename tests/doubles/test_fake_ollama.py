@@ -502,6 +502,77 @@ async def test_raw_ndjson_framing(http: httpx.AsyncClient) -> None:
     assert all(isinstance(objects[-1][k], int) for k in ("total_duration", "eval_duration"))
 
 
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+async def test_tool_calls_stream_as_one_chunk_with_empty_content(
+    fake: FakeOllama, http: httpx.AsyncClient
+) -> None:
+    """As Ollama streams them: the calls in one done:false chunk with content "", an id and an
+    index on each, then the final chunk without them."""
+    call = {"function": {"name": "get_weather", "arguments": {"city": "Tokyo"}}}
+    fake.script(Script(reply="", tool_calls=[call, call]))
+    body = {"model": "llama3.2", "messages": USER, "tools": [TOOL]}
+    async with http.stream("POST", "/api/chat", json=body) as r:
+        lines = [json.loads(line) async for line in r.aiter_lines() if line]
+    calls_chunk, final = lines
+    assert calls_chunk["done"] is False
+    message = calls_chunk["message"]
+    assert message["role"] == "assistant" and message["content"] == ""
+    assert [c["function"]["index"] for c in message["tool_calls"]] == [0, 1]
+    assert message["tool_calls"][0]["function"]["arguments"] == {"city": "Tokyo"}
+    assert message["tool_calls"][0]["id"].startswith("call_")
+    assert final["done"] is True and "tool_calls" not in final["message"]
+
+
+async def test_scripted_tool_calls_need_tools_in_the_request(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    call = {"function": {"name": "get_weather", "arguments": {}}}
+    fake.script(Script(reply="No tools offered.", tool_calls=[call]))
+    response = await client.chat("llama3.2", USER)
+    assert response.message.tool_calls is None
+    assert response.message.content == "No tools offered."
+
+
+async def test_tool_results_come_back_with_the_tool_role_and_tool_name(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    call = {"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}
+    fake.script(Script(reply="", tool_calls=[call]), Script(reply="Sunny in Oslo."))
+    first = [c async for c in await client.chat("llama3.2", USER, tools=[TOOL], stream=True)]
+    (asked,) = [c for c in first if c.message.tool_calls]
+    history = [
+        *USER,
+        {"role": "assistant", "content": "", "tool_calls": asked.message.tool_calls},
+        {"role": "tool", "content": "sunny", "tool_name": "get_weather"},
+    ]
+    second = [c async for c in await client.chat("llama3.2", history, tools=[TOOL], stream=True)]
+    assert "".join(c.message.content or "" for c in second) == "Sunny in Oslo."
+    sent = fake.chat_requests()[-1]["messages"]
+    assert sent[2] == {"role": "tool", "content": "sunny", "tool_name": "get_weather"}
+    seen = fake.requests[-1].prompt_messages
+    assert seen is not None and seen[-1]["role"] == "tool"
+
+
+async def test_a_streamed_request_with_tools_to_a_model_without_them_is_refused(
+    http: httpx.AsyncClient,
+) -> None:
+    body = {"model": "llava", "messages": USER, "tools": [TOOL]}
+    response = await http.post("/api/chat", json=body)
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "registry.ollama.ai/library/llava:latest does not support tools"
+    }
+
+
 async def test_go_style_json_escapes_html(fake: FakeOllama, http: httpx.AsyncClient) -> None:
     fake.script(Script(reply=["<b>", "&"]))
     response = await http.post(
