@@ -25,9 +25,11 @@ from bot.cogs.privacy import PrivacyCog
 from bot.cogs.sentiment import SentimentCog
 from bot.cogs.status import StatusCog
 from bot.cogs.threads import ThreadsCog
+from bot.cogs.usage import UsageCog
 from bot.cogs.vision import VisionCog
 from bot.conversation.fairness import Scheduler, UserRateLimit
 from bot.conversation.service import ChatLimits, ChatService
+from bot.conversation.usage import UsageService
 from bot.diagnostics import LoopLagMonitor
 from bot.errors import BotError
 from bot.metrics import Metrics, serve_metrics
@@ -36,13 +38,14 @@ from bot.ollama.pool import OllamaPool
 from bot.personas.service import PersonaService
 from bot.replies import ReplyPipeline
 from bot.sentiment.service import SentimentService
-from bot.settings import Settings
+from bot.settings import Settings, keep_alive_value
 from bot.storage import migrate
 from bot.storage.channels import ChannelStore
 from bot.storage.engine import Database, create_engine, session_factory
 from bot.storage.guilds import GuildStore
 from bot.storage.history import Author, HistoryStore
 from bot.storage.personas import PersonaStore
+from bot.storage.usage import UsageStore
 from bot.vision.images import ImageLimits, ImagePreparer
 from bot.vision.routing import VisionRouter
 
@@ -103,6 +106,13 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
             show_ttl=settings.model_info_ttl,
             tags_ttl=settings.ollama_tags_ttl,
             retry_after=settings.ollama_host_retry,
+            ps_ttl=settings.ollama_ps_ttl,
+            slots_per_host=settings.ollama_num_parallel,
+            keep_alive=keep_alive_value(settings.keep_alive) if settings.keep_alive else None,
+            keep_alive_per_model={
+                model: keep_alive_value(value)
+                for model, value in settings.keep_alive_per_model.items()
+            },
         )
         personas = PersonaService(
             store=PersonaStore(sessions),
@@ -111,11 +121,17 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
             stall_timeout=settings.pull_stall_timeout,
             max_per_guild=settings.max_personas_per_guild,
         )
+        usage = UsageService(
+            UsageStore(database),
+            daily_quota=settings.daily_token_quota,
+            role_quotas=settings.role_token_quotas,
+        )
+        await usage.start()
         try:
             metrics = Metrics()
             metrics.watch_ollama(gateway)
             bot = _build(
-                settings, engine, history, channels, gateway, personas, metrics, bot_options
+                settings, engine, history, channels, gateway, personas, metrics, usage, bot_options
             )
             async with contextlib.AsyncExitStack() as stack:
                 if settings.metrics_port is not None:
@@ -130,6 +146,7 @@ async def assemble(settings: Settings, **bot_options: Any) -> AsyncIterator[Olla
                 await stack.enter_async_context(bot)
                 yield bot
         finally:
+            await usage.close()
             await gateway.close()
     finally:
         await database.close()
@@ -188,6 +205,7 @@ def _build(
     gateway: OllamaPool,
     personas: PersonaService,
     metrics: Metrics,
+    usage: UsageService,
     bot_options: dict[str, Any],
 ) -> OllamaBot:
     """The services, the reply pipeline and the client; the cogs join in `setup_hook`."""
@@ -205,6 +223,8 @@ def _build(
             between_tokens_timeout=settings.between_tokens_timeout,
             total_timeout=settings.total_timeout,
             reply_tokens=settings.max_reply_tokens,
+            fallback_models=tuple(settings.fallback_models),
+            fallback_after_queue=settings.fallback_after_queue,
         ),
         assistant=lambda: me[0],
         scheduler=Scheduler(parallel=settings.parallel_generations, queue_size=settings.max_queue),
@@ -217,6 +237,7 @@ def _build(
         ),
         metrics=metrics,
         personas=personas,
+        usage=usage,
     )
     metrics.watch_queue(waiting=lambda: chat.waiting, active=lambda: chat.active)
     images = ImagePreparer(
@@ -251,6 +272,7 @@ def _build(
         models=models,
         chat=chat,
         replies=replies,
+        usage=usage,
     )
     loop_lag: list[LoopLagMonitor] = []
 
@@ -270,6 +292,7 @@ def _build(
             await bot.add_cog(RetentionCog(bot, history, guilds))
         await bot.add_cog(StatusCog(bot))
         await bot.add_cog(PersonaCog(bot, personas))
+        await bot.add_cog(UsageCog(bot, usage))
         pin_guild_only(bot.tree)
         if settings.loop_lag_log_interval > 0:
             monitor = LoopLagMonitor(settings.loop_lag_log_interval)

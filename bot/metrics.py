@@ -23,6 +23,8 @@ from bot.ollama.protocol import ChatDelta, ChatStats, OllamaHosts
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("complete", "stopped", "failed", "incomplete")
+OTHER_MODEL = "other"
+"""The `model` label of a generation whose model has not answered yet since the bot started."""
 """How a generation can end (the reply turn's status)."""
 FIRST_TOKEN_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
 GENERATION_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
@@ -34,23 +36,24 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
+        # `model` is a model that has answered since the bot started, else "other": a name
+        # typed into /chat that is not installed never becomes a label. No user or guild label.
         self.generations = Counter(
             "ollama_bot_generations",
-            "Chat generations by how they ended",
-            ["outcome"],
+            "Chat generations by how they ended, and model",
+            ["outcome", "model"],
             registry=registry,
         )
         for outcome in OUTCOMES:
-            self.generations.labels(outcome)
+            self.generations.labels(outcome, OTHER_MODEL)
         self.tokens = Counter(
             "ollama_bot_tokens",
             "Tokens of chat generations as Ollama counted them: prompt (read) or completion "
-            "(written)",
-            ["kind"],
+            "(written), by model",
+            ["kind", "model"],
             registry=registry,
         )
-        for kind in ("prompt", "completion"):
-            self.tokens.labels(kind)
+        self._answered: set[str] = set()
         self.queue_depth = Gauge(
             "ollama_bot_queue_depth", "Requests waiting for a generation slot", registry=registry
         )
@@ -98,12 +101,14 @@ class Metrics:
                     first = False
                 if isinstance(item, ChatStats):
                     self.generation_time.observe(time.monotonic() - asked)
-                    self.tokens.labels("prompt").inc(item.prompt_tokens or 0)
-                    self.tokens.labels("completion").inc(item.completion_tokens or 0)
+                    self._answered.add(item.model)
+                    self.tokens.labels("prompt", item.model).inc(item.prompt_tokens or 0)
+                    self.tokens.labels("completion", item.model).inc(item.completion_tokens or 0)
                 yield item
 
-    def generation_ended(self, outcome: str) -> None:
-        self.generations.labels(outcome).inc()
+    def generation_ended(self, outcome: str, model: str) -> None:
+        label = model if model in self._answered else OTHER_MODEL
+        self.generations.labels(outcome, label).inc()
 
     def error(self, error: BaseException) -> None:
         if isinstance(error, app_commands.CommandInvokeError):

@@ -19,6 +19,7 @@ from bot.personas.service import (
     NAME_RULES,
     Persona,
     PersonaService,
+    check_keep_alive,
     decode_modelfile,
 )
 from bot.storage.history import Author
@@ -91,14 +92,15 @@ class ModelfileModal(discord.ui.Modal):
         max_length=MODAL_TEXT_MAX,
     )
 
-    def __init__(self, cog: PersonaCog, name: str) -> None:
+    def __init__(self, cog: PersonaCog, name: str, keep_alive: str | None = None) -> None:
         super().__init__(title=f"New persona: {name}"[:45], timeout=30 * 60)
         self.cog = cog
         self.name = name
+        self.keep_alive = keep_alive
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.cog.create_persona(interaction, self.name, self.text.value)
+        await self.cog.create_persona(interaction, self.name, self.text.value, self.keep_alive)
 
     # discord.py's Modal itself overrides BaseView.on_error with this narrower signature.
     async def on_error(  # type: ignore[override]
@@ -122,6 +124,7 @@ class PersonaCog(
     @app_commands.describe(
         name=f"The persona's name: {NAME_RULES}",
         modelfile="The Modelfile as a file; without it a form opens",
+        keep_alive="How long its model stays loaded after a reply: 10m, 1h, -1 (always), 0",
     )
     @permitted("persona_create_permission")
     async def create(
@@ -129,13 +132,15 @@ class PersonaCog(
         interaction: discord.Interaction,
         name: app_commands.Range[str, 1, 32],
         modelfile: discord.Attachment | None = None,
+        keep_alive: app_commands.Range[str, 1, 32] | None = None,
     ) -> None:
         _guild_id(interaction)
+        keep_alive = check_keep_alive(keep_alive)
         if modelfile is None:
             # The form must be the first answer: only what needs no I/O is checked before it
             # (the name's rules); a name already taken is told when the form comes back.
             checked = self.personas.check_name_rules(name)
-            await interaction.response.send_modal(ModelfileModal(self, checked))
+            await interaction.response.send_modal(ModelfileModal(self, checked, keep_alive))
             return
         if modelfile.size > MODELFILE_MAX_BYTES:
             raise InputError(
@@ -154,9 +159,15 @@ class PersonaCog(
                 interaction, InputError("I couldn't download that file from Discord. Try again.")
             )
             return
-        await self.create_persona(interaction, name, text)
+        await self.create_persona(interaction, name, text, keep_alive)
 
-    async def create_persona(self, interaction: discord.Interaction, name: str, text: str) -> None:
+    async def create_persona(
+        self,
+        interaction: discord.Interaction,
+        name: str,
+        text: str,
+        keep_alive: str | None = None,
+    ) -> None:
         """Create from Modelfile text, showing Ollama's progress in the (deferred, ephemeral)
         response; the outcome, good or bad, replaces it."""
         header = f"⏳ Creating the persona `{name}` on Ollama…"
@@ -169,6 +180,7 @@ class PersonaCog(
                 Author(interaction.user.id, interaction.user.display_name),
                 on_progress=lambda progress: display.show(f"{header}\n-# {describe(progress)}"),
                 owner=await is_owner(interaction),
+                keep_alive=keep_alive,
             )
         except BotError as exc:
             await display.finish(f"⚠️ {exc.user_message}")

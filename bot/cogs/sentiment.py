@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import InputError
-from bot.replies import ReplyPipeline
+from bot.replies import ReplyPipeline, role_ids
 from bot.sentiment.service import Sentiment, SentimentService
 from bot.ui.targets import NO_PINGS
 from bot.ui.text import one_line
@@ -64,7 +64,7 @@ class SentimentCog(commands.Cog):
 
     async def _answer(self, interaction: discord.Interaction, text: str) -> None:
         # A generation like any other: the rate limit, the parallel cap and the waiting line.
-        ticket = self.replies.admit_task(interaction.user.id)
+        ticket = self.replies.admit_task(interaction.user.id, role_ids(interaction.user))
         try:
             await interaction.response.defer(ephemeral=True, thinking=True)
             async with self.replies.chat.slot(ticket):

@@ -10,7 +10,7 @@ import contextlib
 import itertools
 import logging
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -18,16 +18,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.conversation import context
 from bot.conversation.fairness import PositionCallback, Scheduler, Ticket, UserRateLimit
+from bot.conversation.usage import UsageService
 from bot.errors import (
     BotError,
     GenerationTimeout,
     InputError,
     ModelNotFound,
+    OllamaUnavailable,
     PermissionDenied,
     VisionUnavailable,
 )
 from bot.metrics import Metrics
 from bot.ollama.protocol import ChatDelta, ChatMessage, ChatStats, Ollama
+from bot.settings import keep_alive_value
 from bot.storage.channels import ChannelStore
 from bot.storage.history import Author, HistoryStore, ImageRecord, StoredTurn, TurnResult
 from bot.storage.models import Role, TurnStatus
@@ -43,6 +46,11 @@ HISTORY_SCAN_TURNS = 400
 """How many of the newest turns are read at most to fill a context window."""
 HISTORY_FIRST_PAGE = 64
 """How many are read first; most windows are full before that."""
+DURATION_WEIGHT = 0.3
+"""Weight of the newest generation in a model's moving average of generation times."""
+
+WaitCallback = Callable[[int, float | None], None]
+"""Told the place in line (1 = next) and the expected wait in seconds (None: not known yet)."""
 
 
 async def recent_turns(
@@ -91,6 +99,10 @@ class ChatLimits:
     total_timeout: float
     reply_tokens: int = 0
     """The most tokens a reply may have (Ollama's num_predict); 0: no limit of the bot's."""
+    fallback_models: tuple[str, ...] = ()
+    """Models that answer when the asked one's hosts are down or the line is long."""
+    fallback_after_queue: int = 0
+    """Requests waiting ahead that send a request to a fallback (0: never for the line)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +119,8 @@ class ChatRequest:
     source_message_id: int | None = None
     """The Discord message the question came from (a mention, a reply, an auto-reply or thread
     message); deleting that message deletes the stored question."""
+    roles: tuple[int, ...] = ()
+    """The member's role ids (their token quota may depend on them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +143,22 @@ class ReplyFinished:
     """The persona that answered; `stats.model` is then its Ollama model."""
     base_model: str | None = None
     """The persona's FROM."""
+    loaded_model: bool = False
+    """The model had to be loaded before it answered (the stats' load_duration says how long)."""
+    fallback_from: str | None = None
+    """The model that was asked, when a fallback (`stats.model`) answered instead."""
+    fallback_reason: str | None = None
+    """Why: "busy" (a long line) or "unavailable" (its hosts are down)."""
+
+
+@dataclass(slots=True)
+class _Run:
+    """What happened to one generation on its way: the model that answers, and why."""
+
+    model: str
+    loaded: bool = False
+    fallback_from: str | None = None
+    fallback_reason: str | None = None
 
 
 class ChatService:
@@ -148,8 +178,10 @@ class ChatService:
         vision: VisionRouter | None = None,
         personas: PersonaService | None = None,
         metrics: Metrics | None = None,
+        usage: UsageService | None = None,
     ) -> None:
         self._gateway = gateway
+        self._usage = usage
         self._personas = personas
         self._metrics = metrics
         self._history = history
@@ -160,6 +192,7 @@ class ChatService:
         self._scheduler = scheduler
         self._rate_limit = rate_limit
         self._task_lines = itertools.count(1)
+        self._durations: dict[str, float] = {}  # model -> moving average of generation seconds
         self.closing = False
 
     @property
@@ -188,13 +221,23 @@ class ChatService:
             return None
         return await self._personas.for_channel(request.guild_id, request.channel_id)
 
-    def admit(self, user_id: int, channel_id: int, ticket: Ticket | None = None) -> Ticket:
+    def admit(
+        self,
+        user_id: int,
+        channel_id: int,
+        ticket: Ticket | None = None,
+        *,
+        roles: Collection[int] = (),
+    ) -> Ticket:
         """Admit a generation, the moment its request arrives (before any await): the user's
-        rate limit, then a place in the channel's line (see Ticket; or the place `ticket`
-        holds already) unless the waiting line is full or the bot is stopping. Raises
-        RateLimited, QueueFull or ShuttingDown, with nothing counted and the place given back.
-        Pass the ticket to `respond`, or give it back with `release`."""
+        daily token quota (`roles`: theirs), the rate limit, then a place in the channel's line
+        (see Ticket; or the place `ticket` holds already) unless the waiting line is full or
+        the bot is stopping. Raises QuotaExceeded, RateLimited, QueueFull or ShuttingDown, with
+        nothing counted and the place given back. Pass the ticket to `respond`, or give it back
+        with `release`."""
         try:
+            if self._usage is not None:
+                self._usage.check(user_id, roles)
             ticket = self._scheduler.admit(channel_id, ticket)
             self._rate_limit.hit(user_id)
         except BaseException:
@@ -208,10 +251,10 @@ class ChatService:
         taken before any await (keeping Discord's order); `admit` it or `release` it."""
         return self._scheduler.reserve(channel_id)
 
-    def admit_task(self, user_id: int) -> Ticket:
+    def admit_task(self, user_id: int, roles: Collection[int] = ()) -> Ticket:
         """`admit` for a generation outside any conversation (/sentiment): counted in the
         user's rate limit, the parallel cap and the waiting line, but in a line of its own."""
-        return self.admit(user_id, -next(self._task_lines))
+        return self.admit(user_id, -next(self._task_lines), roles=roles)
 
     @contextlib.asynccontextmanager
     async def slot(self, ticket: Ticket) -> AsyncIterator[None]:
@@ -227,7 +270,8 @@ class ChatService:
         request: ChatRequest,
         *,
         ticket: Ticket,
-        on_position: PositionCallback | None = None,
+        on_position: WaitCallback | None = None,
+        on_loading: Callable[[str], None] | None = None,
         abort: Abort | None = None,
     ) -> AsyncIterator[ReplyStarted | TextDelta | ReplyFinished]:
         """Store the user's turn, stream the model's reply, store how it ended.
@@ -236,7 +280,13 @@ class ChatService:
         hears the place in line while waiting). Raises a BotError (after storing the reply as
         failed) when Ollama fails. If the reader stops early (the task is cancelled, or the
         iterator closed), the reply is stored as stopped with the text received so far
-        (incomplete when the bot is shutting down; failed when `abort` holds a reason)."""
+        (incomplete when the bot is shutting down; failed when `abort` holds a reason).
+        `on_position` hears the expected wait too; `on_loading` hears the model's name when it
+        must be loaded before it answers.
+
+        A fallback model (ChatLimits.fallback_models) answers a request without a persona when
+        `fallback_after_queue` or more requests wait ahead of it, or when every host with the
+        asked model is down."""
         text = request.text.strip()
         if not text:
             raise InputError("Your message is empty. Write something for the model to answer.")
@@ -245,8 +295,21 @@ class ChatService:
         persona = await self.persona_for(request)
         if persona is not None and self._personas is not None:
             await self._ensure(persona, fresh=False)
-        async with self._scheduler.turn(request.channel_id, on_position, ticket):
-            model = persona.ollama_model if persona else await self.model_for(request)
+        asked = persona.ollama_model if persona else await self.model_for(request)
+        busy_fallback: str | None = None
+        if persona is None and self._line_is_long():
+            busy_fallback = await self._fallback(asked)
+            ticket.fallback = busy_fallback is not None
+        told: PositionCallback | None = None
+        if on_position is not None:
+            tell = on_position
+            waits_for = busy_fallback or asked
+            told = lambda place: tell(place, self.expected_wait(waits_for, place))  # noqa: E731
+        async with self._scheduler.turn(request.channel_id, told, ticket):
+            if busy_fallback is not None:
+                model = busy_fallback
+            else:
+                model = persona.ollama_model if persona else await self.model_for(request)
             plan, first_page = await self._plan_images(request, model)
             if plan is not None and persona is not None and plan.model != model:
                 persona = None  # the vision model answers this turn, not the persona
@@ -272,11 +335,15 @@ class ChatService:
             )
             received: list[str] = []
             result: TurnResult | None = None
+            run = _Run(model)
+            if busy_fallback is not None:
+                run.fallback_from, run.fallback_reason = asked, "busy"
             try:
                 yield ReplyStarted(reply_turn)
                 messages = await self._context(request, user_turn, first_page, model, plan, persona)
                 stats: ChatStats | None = None
-                stream = self._chat_stream(model, messages, persona, ticket)
+                asked_at = asyncio.get_running_loop().time()
+                stream = self._chat_stream(run, messages, persona, ticket, on_loading)
                 if self._metrics is not None:
                     stream = self._metrics.observe(stream)
                 async for item in timed(stream, self._limits):
@@ -288,6 +355,9 @@ class ChatService:
                         received.append(item.content)
                         yield TextDelta(item.content)
                 assert stats is not None  # chat_stream ends with stats or raises
+                self._note_duration(run.model, asyncio.get_running_loop().time() - asked_at)
+                if self._usage is not None:
+                    self._usage.record(request.guild_id, request.user.id, stats)
                 reply = "".join(received).strip()
                 result = TurnResult(
                     status=TurnStatus.COMPLETE,
@@ -315,6 +385,9 @@ class ChatService:
                         stats=stats,
                         persona=persona.name if persona else None,
                         base_model=persona.base_model if persona else None,
+                        loaded_model=run.loaded,
+                        fallback_from=run.fallback_from,
+                        fallback_reason=run.fallback_reason,
                     )
                 finally:
                     with contextlib.suppress(Exception):  # reported by the callback
@@ -351,7 +424,7 @@ class ChatService:
                         await asyncio.shield(self._history.finish_turn(reply_turn, result))
                     log.info("generation stopped request=%s", request.request_id)
                 if self._metrics is not None:
-                    self._metrics.generation_ended(result.status)
+                    self._metrics.generation_ended(result.status, run.model)
 
     async def regenerate(
         self, *, channel_id: int, guild_id: int | None, turn_id: int, requester: Author, admin: bool
@@ -486,20 +559,33 @@ class ChatService:
 
     async def _chat_stream(
         self,
-        model: str,
+        run: _Run,
         messages: list[ChatMessage],
         persona: Persona | None,
         ticket: Ticket,
+        on_loading: Callable[[str], None] | None = None,
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
         """The model's stream. A persona's model that went missing since it was last looked up
         (the answer of /api/show is cached) is created again from its Modelfile, once, with
         the generation slot given back meanwhile (others generate; the channel keeps its
-        place)."""
+        place). When every host with the model is down, a fallback model answers (no persona
+        then). `run` says which model answered, and whether it had to be loaded."""
+
+        def loading(name: str) -> None:
+            run.loaded = True
+            if on_loading is not None:
+                on_loading(name)
+
+        keep_alive = (
+            keep_alive_value(persona.keep_alive) if persona and persona.keep_alive else None
+        )
         for attempt in (1, 2):
             options = (
                 {"num_predict": self._limits.reply_tokens} if self._limits.reply_tokens else None
             )
-            stream = self._gateway.chat_stream(model, messages, options=options)
+            stream = self._gateway.chat_stream(
+                run.model, messages, options=options, keep_alive=keep_alive, on_load=loading
+            )
             yielded = False
             try:
                 async with contextlib.aclosing(stream):
@@ -507,11 +593,56 @@ class ChatService:
                         yielded = True
                         yield item
                 return
+            except OllamaUnavailable:
+                if persona is not None or yielded or attempt == 2 or run.fallback_from:
+                    raise
+                fallback = await self._fallback(run.model)
+                if fallback is None:
+                    raise
+                log.info("model %s unavailable; %s answers instead", run.model, fallback)
+                run.fallback_from, run.fallback_reason = run.model, "unavailable"
+                run.model, run.loaded = fallback, False
+                continue
             except ModelNotFound:
                 if persona is None or self._personas is None or yielded or attempt == 2:
                     raise
             async with self._scheduler.aside(ticket):
                 await self._ensure(persona, fresh=True)
+
+    def _line_is_long(self) -> bool:
+        limits = self._limits
+        return (
+            bool(limits.fallback_models)
+            and limits.fallback_after_queue > 0
+            and self._scheduler.waiting >= limits.fallback_after_queue
+        )
+
+    async def _fallback(self, model: str) -> str | None:
+        """The first fallback model, other than `model`, that a host that answers has."""
+        for candidate in self._limits.fallback_models:
+            if candidate != model and await self._gateway.serves(candidate):
+                return candidate
+        return None
+
+    def _note_duration(self, model: str, seconds: float) -> None:
+        before = self._durations.get(model)
+        if before is None:
+            self._durations[model] = seconds
+        else:
+            self._durations[model] = before + DURATION_WEIGHT * (seconds - before)
+        if len(self._durations) > 1000:  # bounded: models come and go
+            self._durations.pop(next(iter(self._durations)))
+
+    def expected_wait(self, model: str, place: int) -> float | None:
+        """Seconds until a request at `place` in line starts: the model's recent generation
+        time (else the average over the models seen) times the place, over the generations
+        that run at once. None before any generation has finished."""
+        seconds = self._durations.get(model)
+        if seconds is None:
+            if not self._durations:
+                return None
+            seconds = sum(self._durations.values()) / len(self._durations)
+        return seconds * place / max(self._scheduler.parallel, 1)
 
     async def _ensure(self, persona: Persona, *, fresh: bool) -> None:
         """The persona's model, created again if Ollama lost it, within the first-token

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -151,11 +152,37 @@ class Persona(Base):
     """The Modelfile as its author wrote it; the persona is re-created from it when needed."""
     system: Mapped[str | None] = mapped_column(Text, nullable=True)
     num_ctx: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    keep_alive: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """How long Ollama keeps the persona's model loaded (`/persona create keep_alive:`)."""
     author_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     author_name: Mapped[str] = mapped_column(String(100), nullable=False)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=_utcnow, server_default=func.now()
     )
+
+
+class Usage(Base):
+    """What one member used of one model on one UTC day in one guild (0: direct messages): one
+    row a day, added to after each generation, so that /usage and the quotas read a few rows
+    per member and day rather than every generation."""
+
+    __tablename__ = "usage"
+    __table_args__ = (
+        Index("ix_usage_guild_id_day", "guild_id", "day"),
+        Index("ix_usage_user_id_day", "user_id", "day"),
+    )
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    generations: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    """Ollama's prompt_eval_count, summed."""
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    """Ollama's eval_count, summed."""
+    total_ns: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    """Ollama's total_duration, summed: the GPU (or CPU) time the generations took."""
 
 
 class GuildRemoval(Base):

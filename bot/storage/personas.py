@@ -28,6 +28,7 @@ class StoredPersona:
     author_id: int
     author_name: str
     created_at: datetime
+    keep_alive: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ class NewPersona:
     num_ctx: int | None
     author_id: int
     author_name: str
+    keep_alive: str | None = None
 
 
 def _stored(row: Persona) -> StoredPersona:
@@ -55,6 +57,7 @@ def _stored(row: Persona) -> StoredPersona:
         author_id=row.author_id,
         author_name=row.author_name,
         created_at=row.created_at,
+        keep_alive=row.keep_alive,
     )
 
 
@@ -72,6 +75,7 @@ class PersonaStore:
             modelfile=persona.modelfile,
             system=persona.system,
             num_ctx=persona.num_ctx,
+            keep_alive=persona.keep_alive,
             author_id=persona.author_id,
             author_name=persona.author_name,
         )

@@ -921,6 +921,8 @@ class RecordedRequest:
     """Generations: the prompt tokens evaluated (at most ``num_ctx``)."""
     reloaded: bool = False
     """The model was (re)loaded for this request: not loaded, or loaded with another num_ctx."""
+    metrics: dict[str, int] | None = None
+    """Generations: the final chunk's metrics as sent (total_duration, eval_count, ...)."""
 
     @functools.cached_property
     def json(self) -> Any:
@@ -2042,9 +2044,10 @@ class FakeOllama:
             )
             if not chat and with_context:
                 final["context"] = list(range(1, prompt_tokens + eval_count + 1))
-            final |= self._metrics(
+            record.metrics = self._metrics(
                 script, started, first_token_at, prompt_tokens, eval_count, load_ns
             )
+            final |= record.metrics
             if not stream:
                 return json_response(final)
             await out.send(final)
