@@ -86,9 +86,11 @@ def waiting_text(place: int, wait: float | None = None) -> str:
 
 
 def about(seconds: float) -> str:
-    """A wait, roughly: "5 s", "40 s", "3 min"."""
+    """A wait, roughly: "3 s", "40 s", "3 min"."""
+    if seconds < 10:
+        return f"{max(1, round(seconds))} s"
     if seconds < 60:
-        return f"{max(5, round(seconds / 5) * 5)} s"
+        return f"{round(seconds / 5) * 5} s"
     return f"{round(seconds / 60)} min"
 
 
