@@ -1,17 +1,25 @@
 """OllamaPool: one or several Ollama servers (`OllamaHost`s) used as one `Ollama`.
 
 Each generation goes to a host that has the model (its `/api/tags`, cached for `tags_ttl`
-seconds), chosen by what the hosts have loaded (`/api/ps`, cached for `ps_ttl` seconds and read
-again after each generation). Among the hosts with a free generation slot (fewer of this bot's
-generations in flight than `slots_per_host`, Ollama's OLLAMA_NUM_PARALLEL): first those that
-have the model loaded (or are running it for this bot now), those with all of it in GPU memory
-(`size_vram` = `size`) before those that spill to the CPU, the least busy first; then those
-that do not have it loaded, the one with the most free room first, approximated as the fewest
-bytes of loaded models (Ollama reports no free memory), so that a load evicts as little as
-possible. Hosts whose slots are all taken come last, the least busy first: a request waits
-inside Ollama there, so a busy model still spreads over the hosts rather than queueing on the
-one that has it loaded. With `load_aware=False` (for the benchmark) the least busy host is
-chosen, as before.
+seconds), the one where it is expected to start soonest, judged by what the hosts have loaded
+(`/api/ps`, cached for `ps_ttl` seconds and read again after each generation):
+
+- a host that has the model loaded (or is running it for this bot now) and a free generation
+  slot (fewer of this bot's generations in flight than `slots_per_host`, Ollama's
+  OLLAMA_NUM_PARALLEL) starts it at once;
+- a host that does not have it loaded first loads it: as long as the model's recent loads
+  took (Ollama's `load_duration`, learnt from the generations that loaded it; nothing before
+  the first load is seen);
+- a host whose slots are all taken first finishes a generation: as long as the model's recent
+  generations took, for each one in flight beyond its slots.
+
+On equal expectations (in whole seconds) the least busy host goes first, then one that has the model loaded, all
+of it in GPU memory (`size_vram` = `size`) before one that spills to the CPU, then (for a load)
+the one with the most free room, approximated as the fewest bytes of loaded models (Ollama
+reports no free memory), so that a load evicts as little as possible. So a model stays on the
+host that has it loaded while loads are slow, and a busy model still spreads over the hosts
+when loads are quick or the line on its host is long. With `load_aware=False` (for the
+benchmark) the least busy host is chosen, as before.
 
 The configured `keep_alive` (per model, else for all) is sent with every generation unless the
 caller gives its own (a persona's). A host that cannot
@@ -32,6 +40,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -65,6 +74,8 @@ TAGS_TIMEOUT = 5.0
 """Seconds for a routing look at a host's models: a host this slow is treated as down."""
 MAX_RETRY = 60.0
 """The longest wait between two probes of a host that stays down."""
+LEARNING_WEIGHT = 0.3
+"""Weight of the newest load or generation in the moving averages of their durations."""
 
 
 class _Host:
@@ -122,6 +133,8 @@ class OllamaPool:
         self._ps_ttl = ps_ttl
         self._slots_per_host = slots_per_host
         self._load_aware = load_aware
+        self._load_seconds: dict[str, float] = {}  # canonical model -> moving average
+        self._run_seconds: dict[str, float] = {}
         self._keep_alive = keep_alive
         self._keep_alive_per_model = {
             canonical_name(name): value for name, value in (keep_alive_per_model or {}).items()
@@ -265,20 +278,34 @@ class OllamaPool:
         if not self._load_aware or len(having) == 1:
             return sorted(having, key=lambda h: (h.in_flight, h.last_chosen)) + down
         loaded = await asyncio.gather(*(self._loaded(h) for h in having))
-        ranks: dict[int, tuple[int, ...]] = {}
+        load_cost = _expected(self._load_seconds, wanted)
+        run_cost = _expected(self._run_seconds, wanted)
+        ranks: dict[int, tuple[float, ...]] = {}
         for host, models in zip(having, loaded, strict=True):
             entry = models.get(wanted)
             warm = bool(host.running.get(wanted)) or entry is not None
             spills = entry is not None and entry.size_vram < entry.size
-            if host.in_flight >= self._slots_per_host:
-                rank = (2, host.in_flight, int(not warm), int(spills), 0)
-            elif warm:
-                rank = (0, int(spills), host.in_flight, 0, 0)
-            else:
-                used = sum(m.size for m in models.values())
-                rank = (1, used, host.in_flight, 0, 0)
-            ranks[id(host)] = (*rank, host.last_chosen)
+            beyond = host.in_flight - self._slots_per_host + 1
+            cost = (0.0 if warm else load_cost) + max(beyond, 0) * run_cost
+            used = 0 if warm else sum(m.size for m in models.values())
+            ranks[id(host)] = (
+                math.floor(cost),  # in whole seconds: milliseconds are noise, not a reason
+                host.in_flight,
+                int(not warm),
+                int(spills),
+                used,
+                host.last_chosen,
+            )
         return sorted(having, key=lambda h: ranks[id(h)]) + down
+
+    def _learn(self, model: str, stats: ChatStats, loaded: bool) -> None:
+        """Learn how long `model`'s loads (when this generation loaded it) and generations
+        take, for choosing hosts."""
+        load = (stats.load_duration_ns or 0) / 1e9
+        if loaded and load:
+            _average(self._load_seconds, model, load)
+        if stats.total_duration_ns:
+            _average(self._run_seconds, model, max(stats.total_duration_ns / 1e9 - load, 0.0))
 
     def keep_alive_for(self, model: str, given: KeepAlive | None = None) -> KeepAlive | None:
         """What a generation of `model` sends as keep_alive: `given` (a persona's), else the
@@ -290,17 +317,21 @@ class OllamaPool:
     @contextlib.asynccontextmanager
     async def _generating(
         self, server: OllamaHost, model: str, on_load: LoadCallback | None
-    ) -> AsyncGenerator[None]:
+    ) -> AsyncGenerator[Callable[[ChatStats], None]]:
         """Around one generation on `server`: tell `on_load` when the model is not loaded
         there, count the generation as the model's on that host, and read its /api/ps again
-        afterwards (the generation loaded the model, or kept it, or unloaded it)."""
+        afterwards (the generation loaded the model, or kept it, or unloaded it). Yields what
+        to tell the generation's stats, to learn from."""
         host = self._by_server[id(server)]
         key = canonical_name(model)
-        if on_load is not None and not await self._warm(host, key):
+        warm = True
+        if on_load is not None or (self.several and self._load_aware):
+            warm = await self._warm(host, key)
+        if on_load is not None and not warm:
             on_load(model)
         host.running[key] = host.running.get(key, 0) + 1
         try:
-            yield
+            yield lambda stats: self._learn(key, stats, not warm)
         finally:
             host.running[key] -= 1
             if not host.running[key]:
@@ -389,12 +420,14 @@ class OllamaPool:
 
         async def start(server: OllamaHost) -> AsyncGenerator[ChatDelta | ChatStats]:
             async with (
-                self._generating(server, model, on_load),
+                self._generating(server, model, on_load) as learn,
                 contextlib.aclosing(
                     server.chat_stream(model, messages, options=options, keep_alive=keep)
                 ) as items,
             ):
                 async for item in items:
+                    if isinstance(item, ChatStats):
+                        learn(item)
                     yield item
 
         stream = self._failover(await self._candidates(model), start, generation=True)
@@ -414,10 +447,12 @@ class OllamaPool:
         keep = self.keep_alive_for(model, keep_alive)
 
         async def call(server: OllamaHost) -> StructuredReply:
-            async with self._generating(server, model, None):
-                return await server.chat_structured(
+            async with self._generating(server, model, None) as learn:
+                reply = await server.chat_structured(
                     model, messages, schema=schema, options=options, keep_alive=keep
                 )
+                learn(reply.stats)
+                return reply
 
         return await self._first(await self._candidates(model), call, generation=True)
 
@@ -574,6 +609,20 @@ class OllamaPool:
             self.forget(model)
         if not any(done for _, done in deleted):
             raise ModelNotFound(model)
+
+
+def _expected(seconds: Mapping[str, float], model: str) -> float:
+    """The model's moving average, else the average over the models seen, else 0."""
+    if model in seconds:
+        return seconds[model]
+    return sum(seconds.values()) / len(seconds) if seconds else 0.0
+
+
+def _average(seconds: dict[str, float], model: str, value: float) -> None:
+    before = seconds.get(model)
+    seconds[model] = value if before is None else before + LEARNING_WEIGHT * (value - before)
+    if len(seconds) > 1000:  # bounded: models come and go
+        seconds.pop(next(iter(seconds)))
 
 
 async def _merged(
