@@ -175,6 +175,7 @@ class OllamaPool:
         """`host` could not be reached: skip it, and probe it again later."""
         host.failures += 1
         host.names = None
+        host.loaded = None
         if not host.down:
             log.warning(
                 "ollama host %s is down (%r)%s",
@@ -230,9 +231,9 @@ class OllamaPool:
         host.known = host.names[1]
         return host.names[1]
 
-    async def _loaded(self, host: _Host) -> dict[str, LoadedModel]:
-        """The host's loaded models by canonical name, from a recent /api/ps; empty when it
-        does not answer (it is then treated as down)."""
+    async def _loaded(self, host: _Host) -> dict[str, LoadedModel] | None:
+        """The host's loaded models by canonical name, from a recent /api/ps; None when it
+        does not say (one that does not answer is then treated as down)."""
         now = self._clock()
         if host.loaded is not None and now - host.loaded[0] < self._ps_ttl:
             return host.loaded[1]
@@ -241,11 +242,11 @@ class OllamaPool:
                 models = await host.server.ps()
         except TimeoutError:
             self._failed(host, OllamaUnavailable(host.url))
-            return {}
+            return None
         except BotError as exc:
             if isinstance(exc, OllamaUnavailable):
                 self._failed(host, exc)
-            return {}
+            return None
         self._answered(host)
         host.loaded = (now, {canonical_name(m.name): m for m in models})
         return host.loaded[1]
@@ -254,7 +255,8 @@ class OllamaPool:
         """Whether `model` (canonical) is loaded on `host`, or being run there by this bot."""
         if host.running.get(model):
             return True
-        return model in await self._loaded(host)
+        loaded = await self._loaded(host)
+        return loaded is None or model in loaded  # a host that does not say: no notice
 
     async def _candidates(self, model: str) -> list[_Host]:
         """Hosts to try for `model`, best first: the up hosts that have it, by what they have
@@ -281,7 +283,8 @@ class OllamaPool:
         load_cost = _expected(self._load_seconds, wanted)
         run_cost = _expected(self._run_seconds, wanted)
         ranks: dict[int, tuple[float, ...]] = {}
-        for host, models in zip(having, loaded, strict=True):
+        for host, said in zip(having, loaded, strict=True):
+            models: dict[str, LoadedModel] = said or {}
             entry = models.get(wanted)
             warm = bool(host.running.get(wanted)) or entry is not None
             spills = entry is not None and entry.size_vram < entry.size
