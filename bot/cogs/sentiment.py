@@ -68,7 +68,12 @@ class SentimentCog(commands.Cog):
         try:
             await interaction.response.defer(ephemeral=True, thinking=True)
             async with self.replies.chat.slot(ticket):
-                result = await self.sentiment.analyse(text)
+                result = await self.sentiment.analyse(
+                    text,
+                    on_stats=lambda stats: self.replies.chat.count_usage(
+                        interaction.guild_id, interaction.user.id, stats
+                    ),
+                )
         finally:
             self.replies.chat.release(ticket)
         await interaction.edit_original_response(

@@ -265,6 +265,11 @@ class ChatService:
     def release(self, ticket: Ticket) -> None:
         self._scheduler.release(ticket)
 
+    def count_usage(self, guild_id: int | None, user_id: int, stats: ChatStats) -> None:
+        """Count a generation made outside `respond` (/sentiment) in the member's usage."""
+        if self._usage is not None:
+            self._usage.record(guild_id, user_id, stats)
+
     async def respond(
         self,
         request: ChatRequest,

@@ -10,10 +10,11 @@ from bot.storage.engine import Database, create_engine
 from bot.storage.usage import Spent, UsageStore
 from tests.conftest import BotRunner
 from tests.doubles.fake_discord import FakeDiscord, FakeInteraction
-from tests.doubles.fake_ollama import FakeOllama
+from tests.doubles.fake_ollama import FakeOllama, Script
 from tests.e2e.test_capacity import reply
 from tests.e2e.test_fairness import refused_privately
 from tests.e2e.test_models import answer
+from tests.e2e.test_sentiment import GOOD, private_answer
 
 
 def figures(fake: FakeOllama, indexes: list[int]) -> tuple[int, int, int]:
@@ -159,3 +160,17 @@ async def test_quotas_count_today_from_before_a_restart_and_start_again_each_day
     await reply(fake_discord, fine)
     refused = await chat_as(fake_discord, "bob", "still today")
     assert "You've used your 100 tokens for today" in (refused_privately(refused) or "")
+
+
+async def test_a_sentiment_analysis_counts_in_the_usage_and_the_quota(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    await bots.start(daily_token_quota=1)
+    fake_ollama.script(Script(reply=GOOD))
+    rated = await fake_discord.slash_command("sentiment", {"text": "Thanks, this is great!"})
+    await private_answer(fake_discord, rated)
+    over = await chat_as(fake_discord, "alice", "and now a chat")
+    assert "You've used your 1 tokens for today" in (refused_privately(over) or "")
+    mine = await fake_discord.slash_command("usage", subcommand="me", user="alice")
+    text = (await answer(fake_discord, mine)).content
+    assert f"Today: {line(*figures(fake_ollama, [0]), 1)}" in text
