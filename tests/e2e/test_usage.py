@@ -3,6 +3,7 @@ counts the Ollama double sent, who may see a server's use, and the daily token q
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from bot.storage import migrate
@@ -11,7 +12,9 @@ from bot.storage.usage import Spent, UsageStore
 from tests.conftest import BotRunner
 from tests.doubles.fake_discord import FakeDiscord, FakeInteraction
 from tests.doubles.fake_ollama import FakeOllama, Script
+from tests.e2e.test_admission import bot_replies
 from tests.e2e.test_capacity import reply
+from tests.e2e.test_chat import final
 from tests.e2e.test_fairness import refused_privately
 from tests.e2e.test_models import answer
 from tests.e2e.test_sentiment import GOOD, private_answer
@@ -174,3 +177,23 @@ async def test_a_sentiment_analysis_counts_in_the_usage_and_the_quota(
     mine = await fake_discord.slash_command("usage", subcommand="me", user="alice")
     text = (await answer(fake_discord, mine)).content
     assert f"Today: {line(*figures(fake_ollama, [0]), 1)}" in text
+
+
+async def test_a_mention_over_the_quota_is_told_once_in_the_channel_with_the_reset(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    await bots.start(daily_token_quota=1)
+    channel = fake_discord.channel_ids[0]
+    await fake_discord.user_message("first", mention_bot=True)
+    await fake_discord.wait_until(
+        lambda: any(final(m) for m in bot_replies(fake_discord, channel)), timeout=10
+    )
+    for n in range(2):
+        await fake_discord.user_message(f"again {n}", mention_bot=True)
+    notice = f"⚠️ You've used your 1 tokens for today. Your quota resets <t:{next_midnight()}:R>."
+    await fake_discord.wait_until(
+        lambda: any(m.content == notice for m in bot_replies(fake_discord, channel))
+    )
+    await asyncio.sleep(0.3)  # time for a second notice to (wrongly) appear
+    assert sum(m.content == notice for m in bot_replies(fake_discord, channel)) == 1
+    assert len(fake_ollama.chat_requests()) == 1

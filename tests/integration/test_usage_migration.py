@@ -9,7 +9,8 @@ from alembic import command
 from sqlalchemy import inspect
 
 from bot.storage import migrate
-from bot.storage.engine import Database, create_engine
+from bot.storage.engine import Database, create_engine, session_factory
+from bot.storage.guilds import GuildStore
 from bot.storage.usage import Spent, UsageStore
 from tests.conftest import both_databases
 
@@ -72,6 +73,10 @@ async def test_usage_adds_up_in_one_row_per_member_model_and_day(database_url: s
         users = await store.by_user_for_guild(10, yesterday)
         assert [(t.key, t.tokens) for t in users] == [(1, 203), (2, 2)]
         assert await store.tokens_on(today) == {1: 1185, 2: 2}
+
+        await GuildStore(session_factory(engine)).forget(10)  # the bot left guild 10
+        assert await store.by_user_for_guild(10, yesterday) == []
+        assert await store.tokens_on(today) == {1: 1000}  # the direct message stays
     finally:
         await database.close()
         await engine.dispose()
