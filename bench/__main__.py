@@ -8,7 +8,8 @@ The doubles (FakeDiscord, FakeOllama) run in this process, the bot in a child pr
 own (`python -m tests.launcher`, the real `python -m bot run`). Scenarios: turns (overhead per
 chat turn, turns per second), streaming (wall time through the bot against a raw read), crowd
 (many conversations streaming at once: event-loop lag, memory), history (reading the context
-from a large SQLite history), startup. bench/README.md explains each figure."""
+from a large SQLite history), startup, capacity (requests that wait for a model to load, with
+and without load-aware host choice). bench/README.md explains each figure."""
 
 from __future__ import annotations
 
@@ -23,12 +24,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import crowd, history, startup, streams, thinking, turns
+from bench import capacity, crowd, history, startup, streams, thinking, turns
 from bench.harness import ROOT
 from bench.profiles import summary
 from bench.report import Figure, machine, table
 
-SCENARIOS = ("turns", "streaming", "crowd", "history", "startup")
+SCENARIOS = ("turns", "streaming", "crowd", "history", "startup", "capacity")
 EXTRA = ("thinking",)
 """Scenarios run only when named in --only (a thinking reply takes real time: 30 s + answer)."""
 
@@ -82,6 +83,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--answer-tokens", type=int, default=500, help="tokens of answer (500)")
     g = p.add_argument_group("startup")
     g.add_argument("--startup-rounds", type=int, help="rounds (3; quick 1)")
+    g = p.add_argument_group("capacity")
+    g.add_argument("--capacity-requests", type=int, help="requests (30; quick 15)")
+    g.add_argument("--load-delay", type=float, default=5.0, help="seconds a load takes (5)")
     return p
 
 
@@ -144,6 +148,11 @@ async def measure(args: argparse.Namespace, chosen: Sequence[str]) -> list[Figur
             figures += await thinking.run(
                 thinking.ThinkingOptions(seconds, args.answer_tokens),  # type: ignore[arg-type]
                 args.profile,
+            )
+        elif name == "capacity":
+            requests = pick(args.capacity_requests, 30, 15, q)
+            figures += await capacity.run(
+                capacity.CapacityOptions(requests=requests, load_delay=args.load_delay)  # type: ignore[arg-type]
             )
         print(f"  {name}: {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
     return figures

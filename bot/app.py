@@ -28,9 +28,11 @@ from bot.cogs.status import StatusCog
 from bot.cogs.thinking import ThinkCog
 from bot.cogs.threads import ThreadsCog
 from bot.cogs.tools import ToolsCog
+from bot.cogs.usage import UsageCog
 from bot.cogs.vision import VisionCog
 from bot.conversation.fairness import Scheduler, UserRateLimit
 from bot.conversation.service import ChatLimits, ChatService
+from bot.conversation.usage import UsageService
 from bot.diagnostics import LoopLagMonitor
 from bot.errors import BotError
 from bot.metrics import Metrics, serve_metrics
@@ -39,7 +41,7 @@ from bot.ollama.pool import OllamaPool
 from bot.personas.service import PersonaService
 from bot.replies import ReplyPipeline
 from bot.sentiment.service import SentimentService
-from bot.settings import Settings
+from bot.settings import Settings, keep_alive_value
 from bot.storage import migrate
 from bot.storage.channels import ChannelStore
 from bot.storage.engine import create_engine, session_factory
@@ -47,6 +49,7 @@ from bot.storage.guilds import GuildStore
 from bot.storage.history import Author, HistoryStore
 from bot.storage.personas import PersonaStore
 from bot.storage.sqlite_thread import open_database
+from bot.storage.usage import UsageStore
 from bot.tools.builtin import CurrentTime, OpenMessage, ReadChannel
 from bot.tools.loop import ToolRunner
 from bot.tools.mcp import McpServer, McpTools
@@ -117,6 +120,13 @@ async def assemble(
             show_ttl=settings.model_info_ttl,
             tags_ttl=settings.ollama_tags_ttl,
             retry_after=settings.ollama_host_retry,
+            ps_ttl=settings.ollama_ps_ttl,
+            slots_per_host=settings.ollama_num_parallel,
+            keep_alive=keep_alive_value(settings.keep_alive) if settings.keep_alive else None,
+            keep_alive_per_model={
+                model: keep_alive_value(value)
+                for model, value in settings.keep_alive_per_model.items()
+            },
         )
         personas = PersonaService(
             store=PersonaStore(sessions),
@@ -126,12 +136,27 @@ async def assemble(
             max_per_guild=settings.max_personas_per_guild,
         )
         web = WebClient(address_guard or AddressGuard())  # its sessions open on first use
+        usage = UsageService(
+            UsageStore(database),
+            daily_quota=settings.daily_token_quota,
+            role_quotas=settings.role_token_quotas,
+        )
+        await usage.start()
         try:
             # Counted only when served: nothing else reads the counts.
             metrics = Metrics(enabled=settings.metrics_port is not None)
             metrics.watch_ollama(gateway)
             bot = _build(
-                settings, engine, history, channels, gateway, personas, metrics, web, bot_options
+                settings,
+                engine,
+                history,
+                channels,
+                gateway,
+                personas,
+                metrics,
+                web,
+                usage,
+                bot_options,
             )
             async with contextlib.AsyncExitStack() as stack:
                 if settings.metrics_port is not None:
@@ -147,6 +172,7 @@ async def assemble(
                 yield bot
         finally:
             await web.close()
+            await usage.close()
             await gateway.close()
     finally:
         await database.close()
@@ -206,6 +232,7 @@ def _build(
     personas: PersonaService,
     metrics: Metrics,
     web: WebClient,
+    usage: UsageService,
     bot_options: dict[str, Any],
 ) -> OllamaBot:
     """The services, the reply pipeline and the client; the cogs join in `setup_hook`."""
@@ -232,6 +259,8 @@ def _build(
             summarise=settings.summarise_history,
             speaker_names=settings.speaker_names,
             default_think=settings.default_think,
+            fallback_models=tuple(settings.fallback_models),
+            fallback_after_queue=settings.fallback_after_queue,
         ),
         assistant=lambda: me[0],
         scheduler=Scheduler(parallel=settings.parallel_generations, queue_size=settings.max_queue),
@@ -245,6 +274,7 @@ def _build(
         metrics=metrics,
         personas=personas,
         tools=ToolRunner(tools, gateway=gateway, default=settings.tools_default),
+        usage=usage,
     )
     metrics.watch_queue(waiting=lambda: chat.waiting, active=lambda: chat.active)
     images = ImagePreparer(
@@ -281,6 +311,7 @@ def _build(
         models=models,
         chat=chat,
         replies=replies,
+        usage=usage,
     )
     loop_lag: list[LoopLagMonitor] = []
 
@@ -303,6 +334,7 @@ def _build(
         await bot.add_cog(StatusCog(bot))
         await bot.add_cog(PersonaCog(bot, personas))
         await bot.add_cog(ToolsCog(bot, channels, tools.names))
+        await bot.add_cog(UsageCog(bot, usage))
         pin_guild_only(bot.tree)
         if settings.loop_lag_log_interval > 0:
             monitor = LoopLagMonitor(settings.loop_lag_log_interval)

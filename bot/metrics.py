@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 OUTCOMES = ("complete", "stopped", "failed", "incomplete")
+OTHER_MODEL = "other"
+"""The `model` label of a generation whose model has not answered yet since the bot started."""
 """How a generation can end (the reply turn's status)."""
 FIRST_TOKEN_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
 GENERATION_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
@@ -43,29 +45,30 @@ class Metrics:
 
         self.registry: CollectorRegistry = CollectorRegistry()
         registry = self.registry
+        # `model` is a model that has answered since the bot started, else "other": a name
+        # typed into /chat that is not installed never becomes a label. No user or guild label.
         self.generations = Counter(
             "ollama_bot_generations",
-            "Chat generations by how they ended",
-            ["outcome"],
+            "Chat generations by how they ended, and model",
+            ["outcome", "model"],
             registry=registry,
         )
         for outcome in OUTCOMES:
-            self.generations.labels(outcome)
+            self.generations.labels(outcome, OTHER_MODEL)
         self.tokens = Counter(
             "ollama_bot_tokens",
             "Tokens of chat generations as Ollama counted them: prompt (read) or completion "
-            "(written)",
-            ["kind"],
+            "(written), by model",
+            ["kind", "model"],
             registry=registry,
         )
-        for kind in ("prompt", "completion"):
-            self.tokens.labels(kind)
         self.thinking_tokens = Counter(
             "ollama_bot_thinking_tokens",
             "Reasoning tokens of chat generations (one per streamed piece; Ollama counts them "
             "in the completion tokens too)",
             registry=registry,
         )
+        self._answered: set[str] = set()
         self.queue_depth = Gauge(
             "ollama_bot_queue_depth", "Requests waiting for a generation slot", registry=registry
         )
@@ -132,14 +135,16 @@ class Metrics:
                         answered = True
                 if isinstance(item, ChatStats):
                     self.generation_time.observe(time.monotonic() - asked)
-                    self.tokens.labels("prompt").inc(item.prompt_tokens or 0)
-                    self.tokens.labels("completion").inc(item.completion_tokens or 0)
+                    self._answered.add(item.model)
+                    self.tokens.labels("prompt", item.model).inc(item.prompt_tokens or 0)
+                    self.tokens.labels("completion", item.model).inc(item.completion_tokens or 0)
                 yield item
 
-    def generation_ended(self, outcome: str) -> None:
+    def generation_ended(self, outcome: str, model: str) -> None:
         if not self.enabled:
             return
-        self.generations.labels(outcome).inc()
+        label = model if model in self._answered else OTHER_MODEL
+        self.generations.labels(outcome, label).inc()
 
     def error(self, error: BaseException) -> None:
         if not self.enabled:

@@ -35,6 +35,7 @@ from bot.conversation.service import (
     ThinkingDelta,
 )
 from bot.conversation.thinking import LEAST, ThinkRefused, ThoughtWithoutAnswer
+from bot.conversation.usage import QuotaExceeded
 from bot.errors import BotError, PermissionDenied
 from bot.metrics import Metrics
 from bot.settings import Settings
@@ -61,11 +62,21 @@ THINK_CHECK_TIMEOUT = 1.0
 acknowledged (Discord allows 3 s); past that the reply itself says so."""
 
 
+LOAD_WORTH_SAYING = 0.5
+"""Seconds of loading a footer mentions: Ollama reports a few milliseconds for a model that
+was still in memory but had to be set up again, which no one waited for."""
+
+
 def footer(finished: ReplyFinished, *, cut_at: int | None = None) -> str:
     model = finished.stats.model
     if finished.persona:
         model = f"{finished.persona} ({finished.base_model or model})"
+    if finished.fallback_from:
+        model = f"answered by {model} ({finished.fallback_from} {finished.fallback_reason})"
     parts = [model]
+    load_ns = finished.stats.load_duration_ns
+    if finished.loaded_model and load_ns and load_ns >= LOAD_WORTH_SAYING * 1e9:
+        parts.append(f"loaded in {load_ns / 1e9:.1f} s")
     if finished.thought_seconds is not None:
         parts.append(f"thought {finished.thought_seconds:.0f} s")
     speed = finished.stats.tokens_per_second
@@ -107,8 +118,23 @@ def _messages(count: int) -> str:
     return f"{count} earlier message" + ("" if count == 1 else "s")
 
 
-def waiting_text(place: int) -> str:
-    return f"⏳ Waiting for the model: you are number {place} in line."
+def waiting_text(place: int, wait: float | None = None) -> str:
+    if wait is None:
+        return f"⏳ Waiting for the model: you are number {place} in line."
+    return f"⏳ Waiting for the model: you are number {place} in line (about {about(wait)})."
+
+
+def about(seconds: float) -> str:
+    """A wait, roughly: "3 s", "40 s", "3 min"."""
+    if seconds < 10:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 60:
+        return f"{round(seconds / 5) * 5} s"
+    return f"{round(seconds / 60)} min"
+
+
+def loading_text(model: str) -> str:
+    return f"-# ⏳ loading {model} (first use in a while)…"
 
 
 def request_from(
@@ -132,7 +158,13 @@ def request_from(
         caption=caption,
         source_message_id=source_message_id,
         think=think,
+        roles=role_ids(user),
     )
+
+
+def role_ids(user: discord.abc.User) -> tuple[int, ...]:
+    """A member's role ids (none for a user outside a guild)."""
+    return tuple(role.id for role in getattr(user, "roles", ()))
 
 
 def request_for_interaction(
@@ -225,14 +257,14 @@ class ReplyPipeline:
         """Admit `request` (see ChatService.admit). Call it before any await, or pass the
         `place` held since then (`hold_place`), so that a channel's requests keep the order
         Discord delivered them in. Refused: the place is given back."""
-        return self.chat.admit(request.user.id, request.channel_id, place)
+        return self.chat.admit(request.user.id, request.channel_id, place, roles=request.roles)
 
     def hold_place(self, channel_id: int) -> Ticket:
         return self.chat.hold_place(channel_id)
 
-    def admit_task(self, user_id: int) -> Ticket:
+    def admit_task(self, user_id: int, roles: tuple[int, ...] = ()) -> Ticket:
         """Admission for a generation outside any conversation (/sentiment)."""
-        return self.chat.admit_task(user_id)
+        return self.chat.admit_task(user_id, roles)
 
     def may_tell_publicly(self, user_id: int) -> bool:
         """Whether a member may be told of a refusal in public now: once a minute at most
@@ -425,7 +457,8 @@ class ReplyPipeline:
         async for event in self.chat.respond(
             request,
             ticket=ticket,
-            on_position=lambda place: drawing.set_status(waiting_text(place)),
+            on_position=lambda place, wait: drawing.set_status(waiting_text(place, wait)),
+            on_loading=lambda model: drawing.set_status(loading_text(model)),
             abort=running.abort,
         ):
             if isinstance(event, TextDelta):
@@ -544,8 +577,10 @@ class ReplyPipeline:
             await tell_privately(interaction, refusal)
             return
         try:
-            ticket = self.chat.admit(interaction.user.id, channel_id)
-        except (RateLimited, QueueFull, ShuttingDown) as exc:
+            ticket = self.chat.admit(
+                interaction.user.id, channel_id, roles=role_ids(interaction.user)
+            )
+        except (QuotaExceeded, RateLimited, QueueFull, ShuttingDown) as exc:
             await tell_privately(interaction, exc.user_message)
             return
         self._regenerating.add(turn_id)

@@ -9,6 +9,7 @@ every other setting can be given as `BOT_<NAME>` (for example `BOT_CHAT_MODEL=qw
 from __future__ import annotations
 
 import os
+import re
 import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,23 @@ from pydantic_settings import (
 DEFAULT_CONFIG_FILE = "bot.toml"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/bot.db"
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+_GO_DURATION = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|ms|s|m|h))+")
+
+
+def keep_alive_value(text: str) -> str | float:
+    """Ollama's keep_alive from what a person wrote: a number is seconds (negative: forever),
+    anything else must be a Go duration ("10m", "1h30m", "-1m"). Ollama refuses a unitless
+    string such as "10" with a 400, so numbers are sent as numbers. ValueError otherwise."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if not _GO_DURATION.fullmatch(text):
+        raise ValueError(
+            f"keep_alive {text[:40]!r} is neither seconds nor a duration like 10m, 1h or 1h30m"
+        )
+    return text
 
 
 class McpServerSettings(BaseModel):
@@ -228,6 +246,48 @@ class Settings(BaseSettings):
     a minute)."""
     ollama_tags_ttl: float = Field(default=10.0, ge=0)
     """Seconds that each host's list of models (/api/tags) is cached for routing."""
+    ollama_ps_ttl: float = Field(default=2.0, ge=0)
+    """Seconds that each host's loaded models (/api/ps) are cached for routing and the
+    loading notice (read again after each generation)."""
+
+    # --- Capacity (issue 19) -----------------------------------------------------------------
+    keep_alive: str | None = None
+    """How long Ollama keeps a model loaded after a request, sent with every generation: a
+    duration ("10m", "1h"), seconds, -1 (forever) or 0 (unload at once). Unset: Ollama's own
+    (OLLAMA_KEEP_ALIVE, 5 minutes)."""
+    keep_alive_per_model: dict[str, str] = Field(default_factory=dict)
+    """keep_alive for particular models (model name -> value), over `keep_alive`; a persona's
+    own keep_alive comes first."""
+    fallback_models: list[str] = Field(default_factory=list)
+    """Models that answer instead when every host with the asked model is down, or when
+    `fallback_after_queue` requests wait ahead: the first one a host that answers has."""
+    fallback_after_queue: int = Field(default=0, ge=0)
+    """With fallback_models: a request that finds this many or more waiting ahead of it goes to
+    a fallback (0: never because of the line)."""
+    daily_token_quota: int = Field(default=0, ge=0)
+    """Tokens (read and written) one member may use a day, counted per UTC day (0: no quota)."""
+    role_token_quotas: dict[int, int] = Field(default_factory=dict)
+    """Role id -> daily token quota, over daily_token_quota for members with the role (the
+    highest of their roles applies; 0: no quota)."""
+
+    @field_validator("keep_alive", mode="before")
+    @classmethod
+    def _check_keep_alive(cls, value: Any) -> str | None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        text = str(value).strip()
+        keep_alive_value(text)
+        return text
+
+    @field_validator("keep_alive_per_model", mode="before")
+    @classmethod
+    def _check_keep_alive_per_model(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            value = {str(k): str(v).strip() for k, v in value.items()}
+            for text in value.values():
+                keep_alive_value(text)
+        return value
+
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """Serve Prometheus metrics at http://metrics_host:metrics_port/metrics; unset: off."""
     metrics_host: str = "127.0.0.1"

@@ -19,6 +19,7 @@ from bot.personas.service import (
     NAME_RULES,
     Persona,
     PersonaService,
+    check_keep_alive,
     decode_modelfile,
 )
 from bot.storage.history import Author
@@ -91,15 +92,24 @@ class ModelfileModal(discord.ui.Modal):
         max_length=MODAL_TEXT_MAX,
     )
 
-    def __init__(self, cog: PersonaCog, name: str, think: str | None = None) -> None:
+    def __init__(
+        self,
+        cog: PersonaCog,
+        name: str,
+        think: str | None = None,
+        keep_alive: str | None = None,
+    ) -> None:
         super().__init__(title=f"New persona: {name}"[:45], timeout=30 * 60)
         self.cog = cog
         self.name = name
         self.think = think
+        self.keep_alive = keep_alive
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.cog.create_persona(interaction, self.name, self.text.value, think=self.think)
+        await self.cog.create_persona(
+            interaction, self.name, self.text.value, think=self.think, keep_alive=self.keep_alive
+        )
 
     # discord.py's Modal itself overrides BaseView.on_error with this narrower signature.
     async def on_error(  # type: ignore[override]
@@ -124,6 +134,7 @@ class PersonaCog(
         name=f"The persona's name: {NAME_RULES}",
         modelfile="The Modelfile as a file; without it a form opens",
         think="How much the persona thinks first, on a thinking model (Modelfiles can't say)",
+        keep_alive="How long its model stays loaded after a reply: 10m, 1h, -1 (always), 0",
     )
     @permitted("persona_create_permission")
     async def create(
@@ -132,13 +143,15 @@ class PersonaCog(
         name: app_commands.Range[str, 1, 32],
         modelfile: discord.Attachment | None = None,
         think: Literal["default", "off", "on", "low", "medium", "high"] | None = None,
+        keep_alive: app_commands.Range[str, 1, 32] | None = None,
     ) -> None:
         _guild_id(interaction)
+        keep_alive = check_keep_alive(keep_alive)
         if modelfile is None:
             # The form must be the first answer: only what needs no I/O is checked before it
             # (the name's rules); a name already taken is told when the form comes back.
             checked = self.personas.check_name_rules(name)
-            await interaction.response.send_modal(ModelfileModal(self, checked, think))
+            await interaction.response.send_modal(ModelfileModal(self, checked, think, keep_alive))
             return
         if modelfile.size > MODELFILE_MAX_BYTES:
             raise InputError(
@@ -157,10 +170,16 @@ class PersonaCog(
                 interaction, InputError("I couldn't download that file from Discord. Try again.")
             )
             return
-        await self.create_persona(interaction, name, text, think=think)
+        await self.create_persona(interaction, name, text, think=think, keep_alive=keep_alive)
 
     async def create_persona(
-        self, interaction: discord.Interaction, name: str, text: str, *, think: str | None = None
+        self,
+        interaction: discord.Interaction,
+        name: str,
+        text: str,
+        *,
+        think: str | None = None,
+        keep_alive: str | None = None,
     ) -> None:
         """Create from Modelfile text, showing Ollama's progress in the (deferred, ephemeral)
         response; the outcome, good or bad, replaces it."""
@@ -175,6 +194,7 @@ class PersonaCog(
                 on_progress=lambda progress: display.show(f"{header}\n-# {describe(progress)}"),
                 owner=await is_owner(interaction),
                 think=think,
+                keep_alive=keep_alive,
             )
         except BotError as exc:
             await display.finish(f"⚠️ {exc.user_message}")

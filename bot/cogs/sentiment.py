@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import InputError
-from bot.replies import ReplyPipeline
+from bot.replies import ReplyPipeline, role_ids
 from bot.sentiment.service import Sentiment, SentimentService
 from bot.ui.targets import NO_PINGS
 from bot.ui.text import one_line
@@ -64,11 +64,16 @@ class SentimentCog(commands.Cog):
 
     async def _answer(self, interaction: discord.Interaction, text: str) -> None:
         # A generation like any other: the rate limit, the parallel cap and the waiting line.
-        ticket = self.replies.admit_task(interaction.user.id)
+        ticket = self.replies.admit_task(interaction.user.id, role_ids(interaction.user))
         try:
             await interaction.response.defer(ephemeral=True, thinking=True)
             async with self.replies.chat.slot(ticket):
-                result = await self.sentiment.analyse(text)
+                result = await self.sentiment.analyse(
+                    text,
+                    on_stats=lambda stats: self.replies.chat.count_usage(
+                        interaction.guild_id, interaction.user.id, stats
+                    ),
+                )
         finally:
             self.replies.chat.release(ticket)
         await interaction.edit_original_response(

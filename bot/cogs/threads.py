@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot.conversation.service import HISTORY_SCAN_TURNS
 from bot.errors import InputError, PermissionDenied
-from bot.replies import ReplyPipeline, posting_refusal, request_from
+from bot.replies import ReplyPipeline, posting_refusal, request_from, role_ids
 from bot.storage.channels import ChannelStore
 from bot.storage.history import HistoryStore, StoredTurn
 from bot.ui.checks import channel_managers
@@ -117,7 +117,9 @@ class ThreadsCog(commands.Cog):
             raise PermissionDenied(refusal)
         # Admitted before the thread exists (a refused request leaves nothing behind), in the
         # parent's line until the thread has a line of its own.
-        admitted = self.replies.chat.admit(interaction.user.id, parent.id)
+        admitted = self.replies.chat.admit(
+            interaction.user.id, parent.id, roles=role_ids(interaction.user)
+        )
         try:
             thread = await self._open(interaction, parent, topic, private)
             place = self.replies.hold_place(thread.id)

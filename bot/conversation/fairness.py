@@ -77,6 +77,9 @@ class Ticket:
     done: bool = False
     active: bool = False
     holds_slot: bool = False  # a generation slot is this request's right now
+    fallback: bool = False
+    """Answered by a fallback model because the line was long: it waits for a slot of the
+    fallbacks' own (Ollama runs another model's requests beside the busy one's)."""
 
 
 class Scheduler:
@@ -92,6 +95,7 @@ class Scheduler:
     def __init__(self, *, parallel: int, queue_size: int) -> None:
         self._parallel = parallel
         self._slots = asyncio.Semaphore(parallel)
+        self._fallback_slots = asyncio.Semaphore(parallel)
         self._queue_size = queue_size
         self._channels: dict[int, deque[Ticket]] = {}
         self._waiting: dict[int, _Waiter] = {}  # in arrival order
@@ -108,6 +112,13 @@ class Scheduler:
         """A slot is free and no one waits: a low-priority task may run without delaying
         anyone."""
         return not self.closed and self.active < self._parallel and not self._waiting
+
+    @property
+    def parallel(self) -> int:
+        return self._parallel
+
+    def _slots_of(self, ticket: Ticket) -> asyncio.Semaphore:
+        return self._fallback_slots if ticket.fallback else self._slots
 
     def admit(self, channel_id: int, ticket: Ticket | None = None) -> Ticket:
         """`reserve` (or take the place `ticket` reserved already), unless the request would
@@ -166,11 +177,12 @@ class Scheduler:
                 raise ShuttingDown()
             number = next(self._ids)
             self._waiting[number] = _Waiter(on_position)
+            slots = self._slots_of(ticket)
             try:
-                if not ticket.ready.is_set() or self._slots.locked() or len(self._waiting) > 1:
+                if not ticket.ready.is_set() or slots.locked() or len(self._waiting) > 1:
                     self._tell_positions()  # only those who really wait are told their place
                 await ticket.ready.wait()
-                await self._slots.acquire()
+                await slots.acquire()
                 ticket.holds_slot = True
                 del self._waiting[number]
                 self._tell_positions()
@@ -183,7 +195,7 @@ class Scheduler:
                 if ticket.holds_slot:
                     ticket.holds_slot = False
                     self.active -= 1
-                    self._slots.release()
+                    slots.release()
         finally:
             self.release(ticket)
 
@@ -195,13 +207,14 @@ class Scheduler:
         if not ticket.holds_slot:
             yield
             return
+        slots = self._slots_of(ticket)
         ticket.holds_slot = False
         self.active -= 1
-        self._slots.release()
+        slots.release()
         try:
             yield
         finally:
-            await self._slots.acquire()  # cancelled here: the turn has no slot to give back
+            await slots.acquire()  # cancelled here: the turn has no slot to give back
             ticket.holds_slot = True
             self.active += 1
 

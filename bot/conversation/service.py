@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import time
@@ -16,6 +17,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Collection,
     Mapping,
     Sequence,
 )
@@ -27,16 +29,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from bot.conversation import context
 from bot.conversation.fairness import PositionCallback, Scheduler, Ticket, UserRateLimit
 from bot.conversation.thinking import ThoughtWithoutAnswer, split_think_tags, think_value
+from bot.conversation.usage import UsageService
 from bot.errors import (
     BotError,
     GenerationTimeout,
     InputError,
     ModelNotFound,
+    OllamaUnavailable,
     PermissionDenied,
     VisionUnavailable,
 )
 from bot.metrics import Metrics
 from bot.ollama.protocol import ChatDelta, ChatMessage, ChatStats, LoadedModel, Ollama
+from bot.settings import keep_alive_value
 from bot.storage.channels import ChannelStore
 from bot.storage.history import (
     Author,
@@ -61,6 +66,11 @@ HISTORY_SCAN_TURNS = 400
 """How many of the newest turns are read at most to fill a context window."""
 HISTORY_FIRST_PAGE = 64
 """How many are read first; most windows are full before that."""
+DURATION_WEIGHT = 0.3
+"""Weight of the newest generation in a model's moving average of generation times."""
+
+WaitCallback = Callable[[int, float | None], None]
+"""Told the place in line (1 = next) and the expected wait in seconds (None: not known yet)."""
 
 SUMMARY_INTRO = "Summary of the earlier conversation (its messages are not shown):\n"
 SUMMARY_INSTRUCTIONS = (
@@ -134,6 +144,10 @@ class ChatLimits:
     """The longest summary (num_predict of a summary)."""
     default_think: str = "default"
     """The thinking level at the top of the chain (the `default_think` setting)."""
+    fallback_models: tuple[str, ...] = ()
+    """Models that answer when the asked one's hosts are down or the line is long."""
+    fallback_after_queue: int = 0
+    """Requests waiting ahead that send a request to a fallback (0: never for the line)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +169,8 @@ class ChatRequest:
     think: str | None = None
     """This message's thinking level (`/chat think:`; LEAST for Retry without thinking);
     None: the channel's, the persona's or the setting's."""
+    roles: tuple[int, ...] = ()
+    """The member's role ids (their token quota may depend on them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +212,22 @@ class ReplyFinished:
     """The tools the model called for this reply."""
     tools_note: str | None = None
     """Why tools were not (all) used: the model can't, or it looped past the rounds."""
+    loaded_model: bool = False
+    """The model had to be loaded before it answered (the stats' load_duration says how long)."""
+    fallback_from: str | None = None
+    """The model that was asked, when a fallback (`stats.model`) answered instead."""
+    fallback_reason: str | None = None
+    """Why: "busy" (a long line) or "unavailable" (its hosts are down)."""
+
+
+@dataclass(slots=True)
+class _Run:
+    """What happened to one generation on its way: the model that answers, and why."""
+
+    model: str
+    loaded: bool = False
+    fallback_from: str | None = None
+    fallback_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +284,8 @@ class _Start:
     message_id: int | None = None
     think: bool | str | None = None
     """Ollama's `think` for this reply (None: not sent)."""
+    busy_from: str | None = None
+    """The model asked for, when a fallback answers because the line is long."""
 
 
 def _question(request: ChatRequest, turn_id: int, text: str) -> StoredTurn:
@@ -320,9 +354,12 @@ class ChatService:
         personas: PersonaService | None = None,
         metrics: Metrics | None = None,
         tools: ToolRunner | None = None,
+        usage: UsageService | None = None,
     ) -> None:
         self._gateway = gateway
         self._tools = tools
+        self._usage = usage
+        self._durations: dict[str, float] = {}  # model -> moving average of generation seconds
         self._personas = personas
         self._metrics = metrics
         self._history = history
@@ -366,13 +403,23 @@ class ChatService:
             return None
         return await self._personas.for_channel(request.guild_id, request.channel_id)
 
-    def admit(self, user_id: int, channel_id: int, ticket: Ticket | None = None) -> Ticket:
+    def admit(
+        self,
+        user_id: int,
+        channel_id: int,
+        ticket: Ticket | None = None,
+        *,
+        roles: Collection[int] = (),
+    ) -> Ticket:
         """Admit a generation, the moment its request arrives (before any await): the user's
-        rate limit, then a place in the channel's line (see Ticket; or the place `ticket`
-        holds already) unless the waiting line is full or the bot is stopping. Raises
-        RateLimited, QueueFull or ShuttingDown, with nothing counted and the place given back.
-        Pass the ticket to `respond`, or give it back with `release`."""
+        daily token quota (`roles`: theirs), the rate limit, then a place in the channel's line
+        (see Ticket; or the place `ticket` holds already) unless the waiting line is full or
+        the bot is stopping. Raises QuotaExceeded, RateLimited, QueueFull or ShuttingDown, with
+        nothing counted and the place given back. Pass the ticket to `respond`, or give it back
+        with `release`."""
         try:
+            if self._usage is not None:
+                self._usage.check(user_id, roles)
             ticket = self._scheduler.admit(channel_id, ticket)
             self._rate_limit.hit(user_id)
         except BaseException:
@@ -386,10 +433,10 @@ class ChatService:
         taken before any await (keeping Discord's order); `admit` it or `release` it."""
         return self._scheduler.reserve(channel_id)
 
-    def admit_task(self, user_id: int) -> Ticket:
+    def admit_task(self, user_id: int, roles: Collection[int] = ()) -> Ticket:
         """`admit` for a generation outside any conversation (/sentiment): counted in the
         user's rate limit, the parallel cap and the waiting line, but in a line of its own."""
-        return self.admit(user_id, -next(self._task_lines))
+        return self.admit(user_id, -next(self._task_lines), roles=roles)
 
     @contextlib.asynccontextmanager
     async def slot(self, ticket: Ticket) -> AsyncIterator[None]:
@@ -400,12 +447,18 @@ class ChatService:
     def release(self, ticket: Ticket) -> None:
         self._scheduler.release(ticket)
 
+    def count_usage(self, guild_id: int | None, user_id: int, stats: ChatStats) -> None:
+        """Count a generation made outside `respond` (/sentiment) in the member's usage."""
+        if self._usage is not None:
+            self._usage.record(guild_id, user_id, stats)
+
     async def respond(
         self,
         request: ChatRequest,
         *,
         ticket: Ticket,
-        on_position: PositionCallback | None = None,
+        on_position: WaitCallback | None = None,
+        on_loading: Callable[[str], None] | None = None,
         abort: Abort | None = None,
     ) -> AsyncIterator[ReplyStarted | TextDelta | ThinkingDelta | ToolStep | ReplyFinished]:
         """Store the user's turn, stream the model's reply, store how it ended.
@@ -416,8 +469,15 @@ class ChatService:
         iterator closed), the reply is stored as stopped with the text received so far
         (incomplete when the bot is shutting down; failed when `abort` holds a reason).
 
+        `on_position` hears the expected wait too; `on_loading` hears the model's name when it
+        must be loaded before it answers.
+
         A request that `continues` an answer cut at the length limit asks the model to go on
-        from where it stopped, and extends the stored answer instead of adding turns."""
+        from where it stopped, and extends the stored answer instead of adding turns.
+
+        A fallback model (ChatLimits.fallback_models) answers a request without a persona when
+        `fallback_after_queue` or more requests wait ahead of it, or when every host with the
+        asked model is down."""
         text = request.text.strip()
         if not text and request.continues is None:
             raise InputError("Your message is empty. Write something for the model to answer.")
@@ -426,13 +486,25 @@ class ChatService:
         persona = await self.persona_for(request)
         if persona is not None and self._personas is not None:
             await self._ensure(persona, fresh=False)
+        asked = persona.ollama_model if persona else await self.model_for(request)
+        busy_fallback: str | None = None
+        if persona is None and request.continues is None and self._line_is_long():
+            busy_fallback = await self._fallback(asked)
+            ticket.fallback = busy_fallback is not None
+        told: PositionCallback | None = None
+        if on_position is not None:
+            tell = on_position
+            waits_for = busy_fallback or asked
+            told = lambda place: tell(place, self.expected_wait(waits_for, place))  # noqa: E731
         folding: tuple[str, ContextPlan] | None = None
-        async with self._scheduler.turn(request.channel_id, on_position, ticket):
+        async with self._scheduler.turn(request.channel_id, told, ticket):
             if request.continues is not None:
                 start = await self._continuation(request, persona)
             else:
-                start = await self._exchange(request, text, persona)
-            async for event in self._generate(request, start, abort, ticket):
+                start = await self._exchange(request, text, persona, busy_fallback)
+                if busy_fallback is not None:
+                    start = dataclasses.replace(start, busy_from=asked)
+            async for event in self._generate(request, start, abort, ticket, on_loading):
                 if isinstance(event, ContextPlan):
                     folding = (start.model, event)
                 else:
@@ -442,9 +514,19 @@ class ChatService:
         if folding is not None and self._limits.summarise:
             self._summarise_soon(request, *folding)
 
-    async def _exchange(self, request: ChatRequest, text: str, persona: Persona | None) -> _Start:
-        """A new question: stored with a `streaming` answer to fill."""
-        model = persona.ollama_model if persona else await self.model_for(request)
+    async def _exchange(
+        self,
+        request: ChatRequest,
+        text: str,
+        persona: Persona | None,
+        busy_fallback: str | None = None,
+    ) -> _Start:
+        """A new question: stored with a `streaming` answer to fill (by `busy_fallback` when
+        the line is long: see `respond`)."""
+        if busy_fallback is not None:
+            model = busy_fallback
+        else:
+            model = persona.ollama_model if persona else await self.model_for(request)
         plan, first_page = await self._plan_images(request, model)
         if plan is not None and persona is not None and plan.model != model:
             persona = None  # the vision model answers this turn, not the persona
@@ -520,7 +602,12 @@ class ChatService:
         )
 
     async def _generate(
-        self, request: ChatRequest, start: _Start, abort: Abort | None, ticket: Ticket
+        self,
+        request: ChatRequest,
+        start: _Start,
+        abort: Abort | None,
+        ticket: Ticket,
+        on_loading: Callable[[str], None] | None = None,
     ) -> AsyncIterator[
         ReplyStarted | TextDelta | ThinkingDelta | ToolStep | ReplyFinished | ContextPlan
     ]:
@@ -533,6 +620,9 @@ class ChatService:
             request.channel_id,
             start.model,
         )
+        run = _Run(start.model)
+        if start.busy_from is not None:
+            run.fallback_from, run.fallback_reason = start.busy_from, "busy"
         received: list[str] = []
         thoughts: list[str] = []
         thinking_from: float | None = None
@@ -559,7 +649,8 @@ class ChatService:
                 await self._history.mark_announced(plan.summary.id)
             stats: ChatStats | None = None
             trace = ToolTrace()
-            stream = await self._reply_stream(request, start, plan, ticket, trace)
+            asked_at = asyncio.get_running_loop().time()
+            stream = await self._reply_stream(request, start, plan, ticket, trace, run, on_loading)
             if self._metrics is not None:
                 stream = self._metrics.observe(stream)
             async for item in timed(stream, self._limits):
@@ -580,11 +671,15 @@ class ChatService:
                     received.append(item.content)
                     yield TextDelta(item.content)
             assert stats is not None  # chat_stream ends with stats or raises
+            self._note_duration(run.model, asyncio.get_running_loop().time() - asked_at)
+            if self._usage is not None:
+                self._usage.record(request.guild_id, request.user.id, stats)
             if not so_far() and reasoning():
                 raise ThoughtWithoutAnswer()
-            if stats.prompt_tokens and not trace.uses:  # tool rounds add to the prompt
+            if stats.prompt_tokens and not trace.uses and not run.fallback_from:
+                # (tool rounds add to the prompt; a fallback model counts its own way)
                 self.windows.calibration.observe(
-                    start.model, plan.messages, stats.prompt_tokens, plan.window
+                    run.model, plan.messages, stats.prompt_tokens, plan.window
                 )
             reply = so_far()
             result = TurnResult(
@@ -620,6 +715,9 @@ class ChatService:
                     thought_seconds=_thought(thinking_from, answer_from),
                     tools=tuple(trace.uses),
                     tools_note=trace.note,
+                    loaded_model=run.loaded,
+                    fallback_from=run.fallback_from,
+                    fallback_reason=run.fallback_reason,
                 )
             finally:
                 with contextlib.suppress(Exception):  # reported by the callback
@@ -672,7 +770,7 @@ class ChatService:
                     await asyncio.shield(self._history.finish_turn(start.reply_turn, result))
                 log.info("generation stopped request=%s", request.request_id)
             if self._metrics is not None:
-                self._metrics.generation_ended(result.status)
+                self._metrics.generation_ended(result.status, run.model)
 
     async def regenerate(
         self, *, channel_id: int, guild_id: int | None, turn_id: int, requester: Author, admin: bool
@@ -941,6 +1039,8 @@ class ChatService:
         plan: ContextPlan,
         ticket: Ticket,
         trace: ToolTrace,
+        run: _Run,
+        on_loading: Callable[[str], None] | None = None,
     ) -> AsyncGenerator[ChatDelta | ChatStats | ToolStep]:
         """The model's stream, through the tool loop where tools are on (not when an answer is
         continued). The tool calls are stored with the reply as they are made."""
@@ -953,7 +1053,7 @@ class ChatService:
             # reads it.
             return split_think_tags(
                 self._chat_stream(
-                    start.model, messages, persona, window, ticket, start.think, tools
+                    run, messages, persona, window, ticket, start.think, tools, on_loading
                 )
             )
 
@@ -972,24 +1072,41 @@ class ChatService:
 
     async def _chat_stream(
         self,
-        model: str,
+        run: _Run,
         messages: Sequence[ChatMessage],
         persona: Persona | None,
         window: int,
         ticket: Ticket,
         think: bool | str | None = None,
         tools: Sequence[Mapping[str, Any]] = (),
+        on_loading: Callable[[str], None] | None = None,
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
         """The model's stream. A persona's model that went missing since it was last looked up
         (the answer of /api/show is cached) is created again from its Modelfile, once, with
         the generation slot given back meanwhile (others generate; the channel keeps its
-        place)."""
+        place). When every host with the model is down, a fallback model answers (no persona
+        then). `run` says which model answered, and whether it had to be loaded."""
+
+        def loading(name: str) -> None:
+            run.loaded = True
+            if on_loading is not None:
+                on_loading(name)
+
+        keep_alive = (
+            keep_alive_value(persona.keep_alive) if persona and persona.keep_alive else None
+        )
         options: dict[str, Any] = {"num_ctx": window}
         if self._limits.reply_tokens:
             options["num_predict"] = self._limits.reply_tokens
         for attempt in (1, 2):
             stream = self._gateway.chat_stream(
-                model, messages, options=options, think=think, tools=tools
+                run.model,
+                messages,
+                options=options,
+                think=think,
+                tools=tools,
+                keep_alive=keep_alive,
+                on_load=loading,
             )
             yielded = False
             try:
@@ -998,11 +1115,56 @@ class ChatService:
                         yielded = True
                         yield item
                 return
+            except OllamaUnavailable:
+                if persona is not None or yielded or attempt == 2 or run.fallback_from:
+                    raise
+                fallback = await self._fallback(run.model)
+                if fallback is None:
+                    raise
+                log.info("model %s unavailable; %s answers instead", run.model, fallback)
+                run.fallback_from, run.fallback_reason = run.model, "unavailable"
+                run.model, run.loaded = fallback, False
+                continue
             except ModelNotFound:
                 if persona is None or self._personas is None or yielded or attempt == 2:
                     raise
             async with self._scheduler.aside(ticket):
                 await self._ensure(persona, fresh=True)
+
+    def _line_is_long(self) -> bool:
+        limits = self._limits
+        return (
+            bool(limits.fallback_models)
+            and limits.fallback_after_queue > 0
+            and self._scheduler.waiting >= limits.fallback_after_queue
+        )
+
+    async def _fallback(self, model: str) -> str | None:
+        """The first fallback model, other than `model`, that a host that answers has."""
+        for candidate in self._limits.fallback_models:
+            if candidate != model and await self._gateway.serves(candidate):
+                return candidate
+        return None
+
+    def _note_duration(self, model: str, seconds: float) -> None:
+        before = self._durations.get(model)
+        if before is None:
+            self._durations[model] = seconds
+        else:
+            self._durations[model] = before + DURATION_WEIGHT * (seconds - before)
+        if len(self._durations) > 1000:  # bounded: models come and go
+            self._durations.pop(next(iter(self._durations)))
+
+    def expected_wait(self, model: str, place: int) -> float | None:
+        """Seconds until a request at `place` in line starts: the model's recent generation
+        time (else the average over the models seen) times the place, over the generations
+        that run at once. None before any generation has finished."""
+        seconds = self._durations.get(model)
+        if seconds is None:
+            if not self._durations:
+                return None
+            seconds = sum(self._durations.values()) / len(self._durations)
+        return seconds * place / max(self._scheduler.parallel, 1)
 
     # --- summaries --------------------------------------------------------------------------
 

@@ -39,6 +39,8 @@ from bot.ollama.protocol import (
     ChatMessage,
     ChatStats,
     InstalledModel,
+    KeepAlive,
+    LoadCallback,
     LoadedModel,
     ModelCard,
     ModelInfo,
@@ -163,6 +165,22 @@ class OllamaHost:
         except (httpx.TransportError, httpx.HTTPStatusError, ValueError, AttributeError) as exc:
             raise OllamaUnavailable(self.host) from exc
         return [str(e.get("name") or e.get("model")) for e in entries if isinstance(e, dict)]
+
+    async def is_loaded(self, model: str) -> bool:
+        """Whether `model` is in memory (`/api/ps`); True when the server cannot tell."""
+        try:
+            loaded = await self.ps()
+        except BotError:
+            return True
+        return canonical_name(model) in {canonical_name(m.name) for m in loaded}
+
+    async def serves(self, model: str) -> bool:
+        """Whether the server answers and has `model` (`/api/tags`)."""
+        try:
+            names = await self.model_names()
+        except OllamaUnavailable:
+            return False
+        return canonical_name(model) in {canonical_name(n) for n in names}
 
     async def ps(self) -> list[LoadedModel]:
         """The models in memory (`/api/ps`)."""
@@ -314,11 +332,16 @@ class OllamaHost:
         options: Mapping[str, Any] | None = None,
         think: bool | str | None = None,
         tools: Sequence[Mapping[str, Any]] = (),
+        keep_alive: KeepAlive | None = None,
+        on_load: LoadCallback | None = None,
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
         """Stream a chat reply: deltas, then one ChatStats. Errors come out translated.
 
         Closing the iterator early (or cancelling the task reading it) closes the HTTP stream,
-        which is how Ollama learns that the request was abandoned."""
+        which is how Ollama learns that the request was abandoned. `on_load` is asked here
+        from a fresh /api/ps (the pool asks its cached one instead)."""
+        if on_load is not None and not await self.is_loaded(model):
+            on_load(model)
         started = False
         try:
             stream = await self._client.chat(
@@ -328,6 +351,7 @@ class OllamaHost:
                 options=dict(options) if options else None,
                 think=think,
                 tools=[dict(tool) for tool in tools] or None,
+                keep_alive=keep_alive,
             )
             async for chunk in stream:
                 started = True
@@ -361,6 +385,7 @@ class OllamaHost:
         schema: Mapping[str, Any],
         options: Mapping[str, Any] | None = None,
         think: bool | str | None = None,
+        keep_alive: KeepAlive | None = None,
     ) -> StructuredReply:
         """One reply, not streamed, with Ollama's `format` set to the JSON `schema`. The text
         comes back as written: the caller validates it, since a model can still stray."""
@@ -372,6 +397,7 @@ class OllamaHost:
                 format=dict(schema),
                 options=dict(options) if options else None,
                 think=think,
+                keep_alive=keep_alive,
             )
         except Exception as exc:
             raise self._translate(exc, model) from exc

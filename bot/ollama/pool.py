@@ -1,7 +1,28 @@
 """OllamaPool: one or several Ollama servers (`OllamaHost`s) used as one `Ollama`.
 
-Each generation goes to the least busy host (fewest generations in flight from this bot) among
-those that have the model (their `/api/tags`, cached for `tags_ttl` seconds). A host that cannot
+Each generation goes to a host that has the model (its `/api/tags`, cached for `tags_ttl`
+seconds), the one where it is expected to start soonest, judged by what the hosts have loaded
+(`/api/ps`, cached for `ps_ttl` seconds and read again after each generation):
+
+- a host that has the model loaded (or is running it for this bot now) and a free generation
+  slot (fewer of this bot's generations in flight than `slots_per_host`, Ollama's
+  OLLAMA_NUM_PARALLEL) starts it at once;
+- a host that does not have it loaded first loads it: as long as the model's recent loads
+  took (Ollama's `load_duration`, learnt from the generations that loaded it; nothing before
+  the first load is seen);
+- a host whose slots are all taken first finishes a generation: as long as the model's recent
+  generations took, for each one in flight beyond its slots.
+
+On equal expectations (in whole seconds) the least busy host goes first, then one that has the model loaded, all
+of it in GPU memory (`size_vram` = `size`) before one that spills to the CPU, then (for a load)
+the one with the most free room, approximated as the fewest bytes of loaded models (Ollama
+reports no free memory), so that a load evicts as little as possible. So a model stays on the
+host that has it loaded while loads are slow, and a busy model still spreads over the hosts
+when loads are quick or the line on its host is long. With `load_aware=False` (for the
+benchmark) the least busy host is chosen, as before.
+
+The configured `keep_alive` (per model, else for all) is sent with every generation unless the
+caller gives its own (a persona's). A host that cannot
 be reached is skipped and probed again in the background after a short wait, doubling while it
 stays down; when no host is up, requests still try the down ones (in case one came back).
 
@@ -19,6 +40,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,6 +54,8 @@ from bot.ollama.protocol import (
     ChatStats,
     HostState,
     InstalledModel,
+    KeepAlive,
+    LoadCallback,
     LoadedModel,
     ModelCard,
     ModelInfo,
@@ -50,6 +74,8 @@ TAGS_TIMEOUT = 5.0
 """Seconds for a routing look at a host's models: a host this slow is treated as down."""
 MAX_RETRY = 60.0
 """The longest wait between two probes of a host that stays down."""
+LEARNING_WEIGHT = 0.3
+"""Weight of the newest load or generation in the moving averages of their durations."""
 
 
 class _Host:
@@ -64,6 +90,12 @@ class _Host:
         self.last_chosen = 0
         self.names: tuple[float, frozenset[str]] | None = None
         """(when read, canonical names) from /api/tags."""
+        self.known: frozenset[str] = frozenset()
+        """The names of its latest /api/tags, kept while it is down: its models are not lost."""
+        self.loaded: tuple[float, dict[str, LoadedModel]] | None = None
+        """(when read, canonical name -> entry) from /api/ps."""
+        self.running: dict[str, int] = {}
+        """Canonical model name -> this bot's generations of it on this host now."""
         self.probe: asyncio.Task[None] | None = None
 
     @property
@@ -86,12 +118,27 @@ class OllamaPool:
         show_ttl: float = 300.0,
         tags_ttl: float = 10.0,
         retry_after: float = 5.0,
+        ps_ttl: float = 2.0,
+        slots_per_host: int = 1,
+        load_aware: bool = True,
+        keep_alive: KeepAlive | None = None,
+        keep_alive_per_model: Mapping[str, KeepAlive] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not hosts:
             raise ValueError("an Ollama pool needs at least one host")
         self._hosts = [_Host(OllamaHost(host, show_ttl=show_ttl)) for host in hosts]
+        self._by_server = {id(h.server): h for h in self._hosts}
         self._tags_ttl = tags_ttl
+        self._ps_ttl = ps_ttl
+        self._slots_per_host = slots_per_host
+        self._load_aware = load_aware
+        self._load_seconds: dict[str, float] = {}  # canonical model -> moving average
+        self._run_seconds: dict[str, float] = {}
+        self._keep_alive = keep_alive
+        self._keep_alive_per_model = {
+            canonical_name(name): value for name, value in (keep_alive_per_model or {}).items()
+        }
         self._retry_after = retry_after
         self._clock = clock
         self._choices = 0
@@ -128,6 +175,7 @@ class OllamaPool:
         """`host` could not be reached: skip it, and probe it again later."""
         host.failures += 1
         host.names = None
+        host.loaded = None
         if not host.down:
             log.warning(
                 "ollama host %s is down (%r)%s",
@@ -180,11 +228,41 @@ class OllamaPool:
             return None
         self._answered(host)
         host.names = (now, frozenset(canonical_name(n) for n in names))
+        host.known = host.names[1]
         return host.names[1]
 
+    async def _loaded(self, host: _Host) -> dict[str, LoadedModel] | None:
+        """The host's loaded models by canonical name, from a recent /api/ps; None when it
+        does not say (one that does not answer is then treated as down)."""
+        now = self._clock()
+        if host.loaded is not None and now - host.loaded[0] < self._ps_ttl:
+            return host.loaded[1]
+        try:
+            async with asyncio.timeout(TAGS_TIMEOUT):
+                models = await host.server.ps()
+        except TimeoutError:
+            self._failed(host, OllamaUnavailable(host.url))
+            return None
+        except BotError as exc:
+            if isinstance(exc, OllamaUnavailable):
+                self._failed(host, exc)
+            return None
+        self._answered(host)
+        host.loaded = (now, {canonical_name(m.name): m for m in models})
+        return host.loaded[1]
+
+    async def _warm(self, host: _Host, model: str) -> bool:
+        """Whether `model` (canonical) is loaded on `host`, or being run there by this bot."""
+        if host.running.get(model):
+            return True
+        loaded = await self._loaded(host)
+        return loaded is None or model in loaded  # a host that does not say: no notice
+
     async def _candidates(self, model: str) -> list[_Host]:
-        """Hosts to try for `model`, best first: the up hosts that have it, least busy first;
-        else every up host (one of them will say the model is missing); down hosts last."""
+        """Hosts to try for `model`, best first: the up hosts that have it, by what they have
+        loaded (see the module's text); else, when only hosts that are down had it, those
+        (a generation there raises OllamaUnavailable, not ModelNotFound); else every up host
+        (one of them will say the model is missing); down hosts last."""
         if not self.several:
             return list(self._hosts)
         up = [h for h in self._hosts if not h.down]
@@ -194,7 +272,74 @@ class OllamaPool:
         up = [h for h, names in checked if names is not None]
         having = [h for h, names in checked if names is not None and wanted in names]
         down = sorted((h for h in self._hosts if h.down), key=lambda h: h.retry_at)
-        return sorted(having or up, key=lambda h: (h.in_flight, h.last_chosen)) + down
+        if not having:
+            lost = [h for h in down if wanted in h.known]
+            if lost:
+                return lost
+            return sorted(up, key=lambda h: (h.in_flight, h.last_chosen)) + down
+        if not self._load_aware or len(having) == 1:
+            return sorted(having, key=lambda h: (h.in_flight, h.last_chosen)) + down
+        loaded = await asyncio.gather(*(self._loaded(h) for h in having))
+        load_cost = _expected(self._load_seconds, wanted)
+        run_cost = _expected(self._run_seconds, wanted)
+        ranks: dict[int, tuple[float, ...]] = {}
+        for host, said in zip(having, loaded, strict=True):
+            models: dict[str, LoadedModel] = said or {}
+            entry = models.get(wanted)
+            warm = bool(host.running.get(wanted)) or entry is not None
+            spills = entry is not None and entry.size_vram < entry.size
+            beyond = host.in_flight - self._slots_per_host + 1
+            cost = (0.0 if warm else load_cost) + max(beyond, 0) * run_cost
+            used = 0 if warm else sum(m.size for m in models.values())
+            ranks[id(host)] = (
+                math.floor(cost),  # in whole seconds: milliseconds are noise, not a reason
+                host.in_flight,
+                int(not warm),
+                int(spills),
+                used,
+                host.last_chosen,
+            )
+        return sorted(having, key=lambda h: ranks[id(h)]) + down
+
+    def _learn(self, model: str, stats: ChatStats, loaded: bool) -> None:
+        """Learn how long `model`'s loads (when this generation loaded it) and generations
+        take, for choosing hosts."""
+        load = (stats.load_duration_ns or 0) / 1e9
+        if loaded and load:
+            _average(self._load_seconds, model, load)
+        if stats.total_duration_ns:
+            _average(self._run_seconds, model, max(stats.total_duration_ns / 1e9 - load, 0.0))
+
+    def keep_alive_for(self, model: str, given: KeepAlive | None = None) -> KeepAlive | None:
+        """What a generation of `model` sends as keep_alive: `given` (a persona's), else the
+        model's own setting, else the general one (None: Ollama's default)."""
+        if given is not None:
+            return given
+        return self._keep_alive_per_model.get(canonical_name(model), self._keep_alive)
+
+    @contextlib.asynccontextmanager
+    async def _generating(
+        self, server: OllamaHost, model: str, on_load: LoadCallback | None
+    ) -> AsyncGenerator[Callable[[ChatStats], None]]:
+        """Around one generation on `server`: tell `on_load` when the model is not loaded
+        there, count the generation as the model's on that host, and read its /api/ps again
+        afterwards (the generation loaded the model, or kept it, or unloaded it). Yields what
+        to tell the generation's stats, to learn from."""
+        host = self._by_server[id(server)]
+        key = canonical_name(model)
+        warm = True
+        if on_load is not None or (self.several and self._load_aware):
+            warm = await self._warm(host, key)
+        if on_load is not None and not warm:
+            on_load(model)
+        host.running[key] = host.running.get(key, 0) + 1
+        try:
+            yield lambda stats: self._learn(key, stats, not warm)
+        finally:
+            host.running[key] -= 1
+            if not host.running[key]:
+                del host.running[key]
+            host.loaded = None
 
     def _chosen(self, host: _Host) -> None:
         self._choices += 1
@@ -270,16 +415,34 @@ class OllamaPool:
         options: Mapping[str, Any] | None = None,
         think: bool | str | None = None,
         tools: Sequence[Mapping[str, Any]] = (),
+        keep_alive: KeepAlive | None = None,
+        on_load: LoadCallback | None = None,
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
-        """OllamaHost.chat_stream on the least busy host that has the model. A host that
-        cannot be reached, or says it is busy, before the reply starts is left for the next."""
-        stream = self._failover(
-            await self._candidates(model),
-            lambda server: server.chat_stream(
-                model, messages, options=options, think=think, tools=tools
-            ),
-            generation=True,
-        )
+        """OllamaHost.chat_stream on the best host that has the model (see the module's text).
+        A host that cannot be reached, or says it is busy, before the reply starts is left for
+        the next."""
+        keep = self.keep_alive_for(model, keep_alive)
+
+        async def start(server: OllamaHost) -> AsyncGenerator[ChatDelta | ChatStats]:
+            async with (
+                self._generating(server, model, on_load) as learn,
+                contextlib.aclosing(
+                    server.chat_stream(
+                        model,
+                        messages,
+                        options=options,
+                        think=think,
+                        tools=tools,
+                        keep_alive=keep,
+                    )
+                ) as items,
+            ):
+                async for item in items:
+                    if isinstance(item, ChatStats):
+                        learn(item)
+                    yield item
+
+        stream = self._failover(await self._candidates(model), start, generation=True)
         async with contextlib.aclosing(stream):
             async for item in stream:
                 yield item
@@ -292,14 +455,26 @@ class OllamaPool:
         schema: Mapping[str, Any],
         options: Mapping[str, Any] | None = None,
         think: bool | str | None = None,
+        keep_alive: KeepAlive | None = None,
     ) -> StructuredReply:
-        return await self._first(
-            await self._candidates(model),
-            lambda server: server.chat_structured(
-                model, messages, schema=schema, options=options, think=think
-            ),
-            generation=True,
-        )
+        keep = self.keep_alive_for(model, keep_alive)
+
+        async def call(server: OllamaHost) -> StructuredReply:
+            async with self._generating(server, model, None) as learn:
+                reply = await server.chat_structured(
+                    model, messages, schema=schema, options=options, think=think, keep_alive=keep
+                )
+                learn(reply.stats)
+                return reply
+
+        return await self._first(await self._candidates(model), call, generation=True)
+
+    async def serves(self, model: str) -> bool:
+        """Whether a host that answers has `model` (its cached /api/tags)."""
+        wanted = canonical_name(model)
+        up = [h for h in self._hosts if not h.down]
+        found = await asyncio.gather(*(self._names(h) for h in up))
+        return any(names is not None and wanted in names for names in found)
 
     # ---- facts about models --------------------------------------------------------------------
 
@@ -447,6 +622,20 @@ class OllamaPool:
             self.forget(model)
         if not any(done for _, done in deleted):
             raise ModelNotFound(model)
+
+
+def _expected(seconds: Mapping[str, float], model: str) -> float:
+    """The model's moving average, else the average over the models seen, else 0."""
+    if model in seconds:
+        return seconds[model]
+    return sum(seconds.values()) / len(seconds) if seconds else 0.0
+
+
+def _average(seconds: dict[str, float], model: str, value: float) -> None:
+    before = seconds.get(model)
+    seconds[model] = value if before is None else before + LEARNING_WEIGHT * (value - before)
+    if len(seconds) > 1000:  # bounded: models come and go
+        seconds.pop(next(iter(seconds)))
 
 
 async def _merged(

@@ -7,10 +7,17 @@ the pool (usually one line through its failover or fan-out helpers)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+
+KeepAlive = str | float
+"""Ollama's keep_alive as sent: seconds (negative: forever), or a Go duration such as "10m"."""
+
+LoadCallback = Callable[[str], None]
+"""Told a model's name when the host chosen for a generation does not have it loaded: the first
+token waits for the load."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +225,10 @@ class Ollama(Protocol):
         """The models in memory (`/api/ps`)."""
         ...
 
+    async def serves(self, model: str) -> bool:
+        """Whether a server that answers now has `model` (for fallbacks)."""
+        ...
+
     def pull(self, model: str) -> AsyncGenerator[PullProgress]:
         """Pull a model, yielding each status line; closing the iterator stops it."""
         ...
@@ -238,10 +249,14 @@ class Ollama(Protocol):
         options: Mapping[str, Any] | None = None,
         think: bool | str | None = None,
         tools: Sequence[Mapping[str, Any]] = (),
+        keep_alive: KeepAlive | None = None,
+        on_load: LoadCallback | None = None,
     ) -> AsyncGenerator[ChatDelta | ChatStats]:
         """Stream a reply: deltas, then one ChatStats. Closing it early stops the generation.
         `think`: Ollama's `think` (None: left out, the model's default). `tools`: Ollama's tool
-        definitions offered to the model; ToolsUnsupported when the model cannot use them."""
+        definitions offered to the model; ToolsUnsupported when the model cannot use them.
+        `keep_alive` overrides the configured one for this request; `on_load` hears the
+        model's name when it must be loaded first (see LoadCallback)."""
         ...
 
     async def chat_structured(
@@ -252,6 +267,7 @@ class Ollama(Protocol):
         schema: Mapping[str, Any],
         options: Mapping[str, Any] | None = None,
         think: bool | str | None = None,
+        keep_alive: KeepAlive | None = None,
     ) -> StructuredReply:
         """One whole reply constrained by a JSON schema (Ollama's `format`)."""
         ...

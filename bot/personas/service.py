@@ -21,6 +21,7 @@ from bot.errors import CreateFailed, InputError, ModelNotFound, PermissionDenied
 from bot.models.names import canonical_name, persona_owner, registry_host
 from bot.ollama.protocol import ChatMessage, ModelSpec, Ollama, PullProgress
 from bot.personas.modelfile import Modelfile, parse
+from bot.settings import keep_alive_value
 from bot.storage.channels import ChannelStore
 from bot.storage.history import Author
 from bot.storage.personas import NameTaken, NewPersona, PersonaStore, StoredPersona
@@ -53,6 +54,8 @@ class Persona:
     author_name: str | None = None
     think: str | None = None
     """The persona's thinking level (`/persona create think:`); None: not set."""
+    keep_alive: str | None = None
+    """How long Ollama keeps its model loaded after a request (over the settings)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +142,20 @@ def _persona(
     )
 
 
+def check_keep_alive(raw: str | None) -> str | None:
+    """A persona's keep_alive as written, if Ollama will take it; InputError otherwise."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        keep_alive_value(raw)
+    except ValueError:
+        raise InputError(
+            "keep_alive is a duration like `10m`, `1h` or `1h30m`, seconds, `-1` (keep it "
+            "loaded) or `0` (unload after each reply)."
+        ) from None
+    return raw.strip()
+
+
 def _not_installed(base: str | None) -> InputError:
     shown = "" if base is None else f" `{base.strip().replace('`', 'ˋ')[:100]}`"
     return InputError(
@@ -160,6 +177,7 @@ def _from_store(stored: StoredPersona) -> Persona:
         author_id=stored.author_id,
         author_name=stored.author_name,
         think=stored.think,
+        keep_alive=stored.keep_alive,
     )
 
 
@@ -276,6 +294,7 @@ class PersonaService:
         *,
         owner: bool = False,
         think: str | None = None,
+        keep_alive: str | None = None,
     ) -> Created:
         """Check the name and the Modelfile, create the model on Ollama, store the persona.
 
@@ -284,6 +303,7 @@ class PersonaService:
         another persona; nothing is stored unless Ollama created the model. `owner`: one of the
         bot's owners asks, who may name a registry host in FROM (of a model already pulled)."""
         name = await self.check_new_name(guild_id, raw_name)
+        keep_alive = check_keep_alive(keep_alive)
         modelfile = parse(text)
         self.check_base(guild_id, modelfile.base, owner=owner)
         await self._check_room(guild_id)
@@ -304,6 +324,7 @@ class PersonaService:
                         modelfile=text,
                         system=modelfile.system,
                         num_ctx=modelfile.num_ctx,
+                        keep_alive=keep_alive,
                         author_id=author.id,
                         author_name=author.name,
                         think=None if think == "default" else think,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.conversation.context import Windows
 from bot.errors import BotError, GenerationTimeout, InputError
-from bot.ollama.protocol import ChatMessage, Ollama
+from bot.ollama.protocol import ChatMessage, ChatStats, Ollama
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,10 @@ class SentimentService:
         # (None then: the model's default). The schema constrains only the answer either way.
         self._think: bool | None = None if think else False
 
-    async def analyse(self, text: str) -> Sentiment:
+    async def analyse(
+        self, text: str, on_stats: Callable[[ChatStats], None] | None = None
+    ) -> Sentiment:
+        """Rate `text`; `on_stats` hears each generation's figures (for the usage counts)."""
         text = text.strip()
         if not text:
             raise InputError("There is no text to analyse.")
@@ -94,6 +98,8 @@ class SentimentService:
                     )
             except TimeoutError:
                 raise GenerationTimeout("for the analysis", self._timeout) from None
+            if on_stats is not None:
+                on_stats(reply.stats)
             try:
                 parsed = SentimentReply.model_validate_json(reply.content)
             except ValidationError as exc:

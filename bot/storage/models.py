@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -178,11 +179,37 @@ class Persona(Base):
     num_ctx: Mapped[int | None] = mapped_column(Integer, nullable=True)
     think: Mapped[str | None] = mapped_column(String(16), nullable=True)
     """The persona's thinking level (`/persona create think:`); a Modelfile has no such line."""
+    keep_alive: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """How long Ollama keeps the persona's model loaded (`/persona create keep_alive:`)."""
     author_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     author_name: Mapped[str] = mapped_column(String(100), nullable=False)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=_utcnow, server_default=func.now()
     )
+
+
+class Usage(Base):
+    """What one member used of one model on one UTC day in one guild (0: direct messages): one
+    row a day, added to after each generation, so that /usage and the quotas read a few rows
+    per member and day rather than every generation."""
+
+    __tablename__ = "usage"
+    __table_args__ = (
+        Index("ix_usage_guild_id_day", "guild_id", "day"),
+        Index("ix_usage_user_id_day", "user_id", "day"),
+    )
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    generations: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    """Ollama's prompt_eval_count, summed."""
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    """Ollama's eval_count, summed."""
+    total_ns: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    """Ollama's total_duration, summed: the GPU (or CPU) time the generations took."""
 
 
 class GuildRemoval(Base):

@@ -29,6 +29,7 @@ class StoredPersona:
     author_name: str
     created_at: datetime
     think: str | None = None
+    keep_alive: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class NewPersona:
     author_id: int
     author_name: str
     think: str | None = None
+    keep_alive: str | None = None
 
 
 def _stored(row: Persona) -> StoredPersona:
@@ -58,6 +60,7 @@ def _stored(row: Persona) -> StoredPersona:
         author_name=row.author_name,
         created_at=row.created_at,
         think=row.think,
+        keep_alive=row.keep_alive,
     )
 
 
@@ -75,6 +78,7 @@ class PersonaStore:
             modelfile=persona.modelfile,
             system=persona.system,
             num_ctx=persona.num_ctx,
+            keep_alive=persona.keep_alive,
             author_id=persona.author_id,
             author_name=persona.author_name,
             think=persona.think,

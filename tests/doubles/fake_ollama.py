@@ -944,6 +944,8 @@ class RecordedRequest:
     """Generations: the prompt tokens evaluated (at most ``num_ctx``)."""
     reloaded: bool = False
     """The model was (re)loaded for this request: not loaded, or loaded with another num_ctx."""
+    metrics: dict[str, int] | None = None
+    """Generations: the final chunk's metrics as sent (total_duration, eval_count, ...)."""
 
     @functools.cached_property
     def json(self) -> Any:
@@ -1139,6 +1141,10 @@ class _Loaded:
     keep_alive: float  # seconds; math.inf = forever
     expires: datetime
     context_length: int
+    size_vram: int = 0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the load is done: /api/ps lists only loaded runners, and a request for a model
+    that is loading waits for it."""
 
 
 @dataclass
@@ -1194,12 +1200,28 @@ class FakeOllama:
         parallel: int = DEFAULT_NUM_PARALLEL,
         max_queue: int = DEFAULT_MAX_QUEUE,
         final_chunk_text: bool = False,
+        load_delay: float = 0.0,
+        gpu_memory: int | None = None,
+        max_loaded_models: int | None = None,
     ) -> None:
         """``validate_schemas=False`` skips the OpenAPI checks of chat and generate requests and
         of all responses (milliseconds each, which bench/ must not count as the bot's time).
         ``context_length``, ``parallel`` and ``max_queue`` are the server's
         OLLAMA_CONTEXT_LENGTH, OLLAMA_NUM_PARALLEL and OLLAMA_MAX_QUEUE; ``final_chunk_text``
-        makes every unscripted reply end with text in its done:true chunk."""
+        makes every unscripted reply end with text in its done:true chunk.
+
+        ``load_delay``: seconds a model that is not loaded takes to load, before its first token
+        (reported as ``load_duration``; the model shows in /api/ps once loaded).
+        ``gpu_memory``: bytes of GPU memory (None: every model fits); a model that does not fit
+        beside the loaded ones evicts idle ones first (the soonest to expire), then runs partly
+        on the CPU (``size_vram`` < ``size``). ``max_loaded_models`` (OLLAMA_MAX_LOADED_MODELS;
+        None: no limit) evicts the same way. A model in use is never evicted (the double then
+        loads beyond the limits, where Ollama would wait)."""
+        self.load_delay = load_delay
+        self.gpu_memory = gpu_memory
+        self.max_loaded_models = max_loaded_models
+        self.evictions = 0
+        """Models unloaded to make room for another."""
         self.validate_schemas = validate_schemas
         self.context_length = context_length
         self.parallel = parallel
@@ -1412,8 +1434,64 @@ class FakeOllama:
             if keep_alive is not None
             else (previous.keep_alive if previous else DEFAULT_KEEP_ALIVE)
         )
-        self._loaded[model.name] = _Loaded(keep, self._expiry(keep), num_ctx)
-        return previous is None
+        if previous is not None:
+            previous.keep_alive = keep
+            previous.expires = self._expiry(keep)
+            return False
+        self._loaded.pop(model.name, None)
+        size_vram = self._make_room(model, now)
+        loaded = _Loaded(keep, self._expiry(keep), num_ctx, size_vram)
+        if not self.load_delay:
+            loaded.ready.set()
+        self._loaded[model.name] = loaded
+        return True
+
+    def _make_room(self, model: FakeModel, now: datetime) -> int:
+        """Evict idle models (the soonest to expire first) while the new one would pass
+        ``max_loaded_models`` or not fit in ``gpu_memory``; its bytes in GPU memory."""
+        others = {n: s for n, s in self._loaded.items() if s.expires > now}
+        for name in [n for n in self._loaded if n not in others]:
+            del self._loaded[name]  # expired: unloaded already
+
+        def idle(name: str) -> bool:
+            runner = self._runners.get(name)
+            return runner is None or runner.active == 0
+
+        while True:
+            used = sum(s.size_vram for s in others.values())
+            crowded = self.max_loaded_models is not None and len(others) >= self.max_loaded_models
+            short = self.gpu_memory is not None and self.gpu_memory - used < model.size
+            victims = [n for n in others if idle(n)]
+            if not (crowded or short) or not victims:
+                break
+            victim = min(victims, key=lambda n: others[n].expires)
+            del others[victim]
+            del self._loaded[victim]
+            self.evictions += 1
+        if self.gpu_memory is None:
+            return model.size
+        return max(0, min(model.size, self.gpu_memory - used))
+
+    async def _until_loaded(self, model: FakeModel, cold: bool) -> int:
+        """Wait for the model's load (``load_delay`` for the request that started it, the rest
+        of it for any other); the load's duration in ns as Ollama reports it."""
+        loaded = self._loaded.get(model.name)
+        if loaded is None or loaded.ready.is_set():
+            return 2_000_000 if cold else 100_000  # a (re)load takes longer than a warm start
+        if not cold:
+            started = time.monotonic()
+            await loaded.ready.wait()
+            return max(100_000, int((time.monotonic() - started) * 1e9))
+        try:
+            await asyncio.sleep(self.load_delay)
+        finally:
+            loaded.ready.set()
+        return int(self.load_delay * 1e9)
+
+    def loaded_models(self) -> list[str]:
+        """The models /api/ps lists now."""
+        now = datetime.now(UTC)
+        return [n for n, s in self._loaded.items() if s.expires > now and s.ready.is_set()]
 
     async def _acquire(self, model: FakeModel, num_ctx: int) -> None:
         """Wait for one of the model's generation slots, in arrival order. A request for
@@ -1592,7 +1670,7 @@ class FakeOllama:
         running = [
             (self.models[name], state)
             for name, state in self._loaded.items()
-            if state.expires > now and name in self.models
+            if state.expires > now and name in self.models and state.ready.is_set()
         ]
         running.sort(key=lambda item: item[1].expires, reverse=True)
         return json_response(
@@ -1605,7 +1683,7 @@ class FakeOllama:
                         "digest": m.digest,
                         "details": m.details(),
                         "expires_at": local_time(state.expires),
-                        "size_vram": m.size,
+                        "size_vram": state.size_vram,
                         "context_length": state.context_length,
                     }
                     for m, state in running
@@ -1680,7 +1758,7 @@ class FakeOllama:
             raise HTTPError(503, BUSY_MESSAGE)
         num_ctx = self._num_ctx(model, options)
         if not messages:
-            self._load(model, keep_alive, num_ctx)
+            await self._until_loaded(model, self._load(model, keep_alive, num_ctx))
             self._release(model)
             return self._load_response(name, "load", chat=True)
 
@@ -1780,7 +1858,7 @@ class FakeOllama:
             raise HTTPError(503, BUSY_MESSAGE)
         num_ctx = self._num_ctx(model, options)
         if not prompt:
-            self._load(model, keep_alive, num_ctx)
+            await self._until_loaded(model, self._load(model, keep_alive, num_ctx))
             self._release(model)
             return self._load_response(name, "load", chat=False)
         system = body.get("system") or model.system or ""
@@ -1894,6 +1972,7 @@ class FakeOllama:
             cold = self._load(model, keep_alive, num_ctx)
             self.loads += cold
             record.reloaded = cold
+            load_ns = await self._until_loaded(model, cold)
             return await self._generate_reply(
                 request,
                 script=script,
@@ -1906,7 +1985,7 @@ class FakeOllama:
                 format_value=format_value,
                 has_images=has_images,
                 prompt_tokens=prompt_tokens,
-                cold=cold,
+                load_ns=load_ns,
                 with_context=with_context,
                 num_predict=num_predict,
             )
@@ -1928,7 +2007,7 @@ class FakeOllama:
         format_value: Any,
         has_images: bool,
         prompt_tokens: int,
-        cold: bool,
+        load_ns: int,
         with_context: bool,
         num_predict: int = 0,
     ) -> web.StreamResponse:
@@ -2033,7 +2112,10 @@ class FakeOllama:
             )
             if not chat and with_context:
                 final["context"] = list(range(1, prompt_tokens + eval_count + 1))
-            final |= self._metrics(script, started, first_token_at, prompt_tokens, eval_count, cold)
+            record.metrics = self._metrics(
+                script, started, first_token_at, prompt_tokens, eval_count, load_ns
+            )
+            final |= record.metrics
             if not stream:
                 return json_response(final)
             await out.send(final)
@@ -2055,11 +2137,10 @@ class FakeOllama:
         first_token_at: float | None,
         prompt_tokens: int,
         eval_count: int,
-        cold: bool,
+        load: int,
     ) -> dict[str, int]:
         """The six final-chunk metrics (integer ns); zero values are omitted, as in Go."""
         now = time.monotonic()
-        load = 2_000_000 if cold else 100_000  # a (re)load takes longer than a warm start
         prompt_eval = (
             max(1, int(script.first_token_delay * 1e9))
             if script.first_token_delay
@@ -2071,7 +2152,7 @@ class FakeOllama:
             eval_duration = max(1, int(eval_count / script.eval_tokens_per_second * 1e9))
         else:
             eval_duration = max(1, int((now - (first_token_at or now)) * 1e9))
-        total = max(int((now - started) * 1e9), load + prompt_eval + eval_duration + 1)
+        total = max(int((now - started) * 1e9) + load, load + prompt_eval + eval_duration + 1)
         metrics = {
             "total_duration": total,
             "load_duration": load,

@@ -1145,3 +1145,89 @@ async def test_a_response_that_breaks_the_openapi_schema_is_a_bug_of_the_double(
     await http.post("/api/chat", json={"model": "llama3.2", "messages": USER})
     assert "ChatStreamEvent at message/content" in fake.server_errors[-1]
     fake.server_errors.clear()  # the fixture asserts the list empty
+
+
+# ---- loading, GPU memory and keep_alive ------------------------------------------------------
+
+
+async def test_a_model_that_is_not_loaded_loads_before_its_first_token() -> None:
+    async with FakeOllama(load_delay=0.3) as fake:
+        client = ollama.AsyncClient(host=fake.url)
+        try:
+            started = time.monotonic()
+            cold = await client.chat("llama3.2", USER)
+            cold_took = time.monotonic() - started
+            assert (await client.ps()).models[0].model == "llama3.2:latest"
+            started = time.monotonic()
+            warm = await client.chat("llama3.2", USER)
+            warm_took = time.monotonic() - started
+        finally:
+            await client.close()
+    assert cold_took >= 0.3 > warm_took
+    assert cold.load_duration == 300_000_000
+    assert warm.load_duration is not None and warm.load_duration < 1_000_000
+    assert cold.total_duration is not None and cold.total_duration > cold.load_duration
+    assert fake.loads == 1
+
+
+async def test_a_model_loading_is_not_in_ps_and_a_second_request_waits_for_the_same_load() -> None:
+    async with FakeOllama(load_delay=0.3, parallel=2) as fake:
+        client = ollama.AsyncClient(host=fake.url)
+        try:
+            first = asyncio.create_task(client.chat("llama3.2", USER))
+            await asyncio.sleep(0.1)
+            assert (await client.ps()).models == []  # Ollama lists a runner once it is loaded
+            second = await client.chat("llama3.2", USER)
+            await first
+        finally:
+            await client.close()
+    assert fake.loads == 1
+    assert second.load_duration is not None and second.load_duration >= 100_000_000
+
+
+async def test_gpu_memory_evicts_idle_models_then_spills_to_the_cpu() -> None:
+    small, big = FakeModel(name="small", size=1000), FakeModel(name="big", size=3000)
+    async with FakeOllama(models=[small, big], gpu_memory=2500) as fake:
+        client = ollama.AsyncClient(host=fake.url)
+        try:
+            await client.chat("small", USER)
+            (loaded,) = (await client.ps()).models
+            assert (loaded.size, loaded.size_vram) == (1000, 1000)
+            await client.chat("big", USER)  # does not fit beside small: small goes
+            (loaded,) = (await client.ps()).models
+            assert (loaded.model, loaded.size, loaded.size_vram) == ("big:latest", 3000, 2500)
+        finally:
+            await client.close()
+    assert fake.evictions == 1
+
+
+async def test_max_loaded_models_evicts_the_model_that_expires_soonest() -> None:
+    async with FakeOllama(max_loaded_models=2) as fake:
+        client = ollama.AsyncClient(host=fake.url)
+        try:
+            await client.chat("llama3.2", USER, keep_alive="1h")
+            await client.chat("qwen3", USER, keep_alive="1m")
+            await client.chat("llava", USER)
+            names = sorted(m.model for m in (await client.ps()).models)
+        finally:
+            await client.close()
+    assert names == ["llama3.2:latest", "llava:latest"]
+    assert fake.loaded_models() == ["llama3.2:latest", "llava:latest"]
+
+
+async def test_keep_alive_sets_when_a_model_unloads_and_zero_unloads_after_the_request(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    await client.chat("llama3.2", USER, keep_alive="10m")
+    (loaded,) = (await client.ps()).models
+    assert loaded.expires_at is not None
+    left = loaded.expires_at.timestamp() - time.time()
+    assert 590 < left <= 600
+    await client.chat("llama3.2", USER)  # no keep_alive: the runner keeps its 10 minutes
+    (loaded,) = (await client.ps()).models
+    assert loaded.expires_at is not None and loaded.expires_at.timestamp() - time.time() > 590
+    await client.chat("llama3.2", USER, keep_alive=0)
+    assert (await client.ps()).models == []
+    await client.chat("llama3.2", USER, keep_alive=-1)
+    (loaded,) = (await client.ps()).models
+    assert loaded.expires_at is not None and loaded.expires_at.year > 2300

@@ -104,7 +104,7 @@ async def test_the_metrics_endpoint_counts_generations_tokens_latency_and_errors
     port = free_port()
     await bots.start(metrics_port=port)
     before = await scrape(port)
-    assert before['ollama_bot_generations_total{outcome="complete"}'] == 0
+    assert before['ollama_bot_generations_total{model="other",outcome="complete"}'] == 0
     assert before["ollama_bot_queue_depth"] == 0
 
     fake_ollama.script(Script(reply="Four words of answer."))
@@ -127,14 +127,21 @@ async def test_the_metrics_endpoint_counts_generations_tokens_latency_and_errors
     )
 
     after = await scrape(port)
-    assert after['ollama_bot_generations_total{outcome="complete"}'] == 1
-    assert after['ollama_bot_generations_total{outcome="failed"}'] == 1
-    assert after['ollama_bot_generations_total{outcome="stopped"}'] == 1
-    assert after['ollama_bot_generations_total{outcome="incomplete"}'] == 0
+    # `model` is a model that has answered; a name that is not installed never becomes a label
+    generations = {k: v for k, v in after.items() if k.startswith("ollama_bot_generations_total")}
+    assert generations == {
+        'ollama_bot_generations_total{model="other",outcome="complete"}': 0,
+        'ollama_bot_generations_total{model="other",outcome="stopped"}': 0,
+        'ollama_bot_generations_total{model="other",outcome="failed"}': 1,
+        'ollama_bot_generations_total{model="other",outcome="incomplete"}': 0,
+        'ollama_bot_generations_total{model="llama3.2",outcome="complete"}': 1,
+        'ollama_bot_generations_total{model="llama3.2",outcome="stopped"}': 1,
+    }
     request = fake_ollama.chat_requests()[0]
     assert request["messages"][-1]["content"] == "count me"
-    assert after['ollama_bot_tokens_total{kind="completion"}'] >= 4
-    assert after['ollama_bot_tokens_total{kind="prompt"}'] > 0
+    assert after['ollama_bot_tokens_total{kind="completion",model="llama3.2"}'] >= 4
+    assert after['ollama_bot_tokens_total{kind="prompt",model="llama3.2"}'] > 0
+    assert not any("user" in k or "guild" in k for k in after)
     assert after["ollama_bot_time_to_first_token_seconds_count"] == 2  # the stopped one too
     assert after["ollama_bot_generation_seconds_count"] == 1  # complete replies only
     assert after['ollama_bot_errors_total{kind="ModelNotFound"}'] == 1
