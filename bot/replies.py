@@ -471,7 +471,7 @@ class ReplyPipeline:
                 running.turn_id = event.turn_id
             elif isinstance(event, ToolStep):
                 if event.use is None:
-                    drawing.set_status(f"-# 🔧 {event.status}")  # shown until the text comes
+                    drawing.set_status(f"-# 🔧 {event.status}", live=True)  # until the text
             else:
                 finished = event
                 # Shown at once; the service stores the reply meanwhile.

@@ -29,10 +29,14 @@ async def second_ollama() -> AsyncIterator[FakeOllama]:
     assert not fake.server_errors, fake.server_errors
 
 
-async def load(fake: FakeOllama, model: str) -> None:
-    """Load a model on a double as `ollama run` does: a chat request with no messages."""
+async def load(fake: FakeOllama, model: str, num_ctx: int = 8192) -> None:
+    """Load a model on a double as `ollama run` does: a chat request with no messages, with
+    the window the bot asks for (context_tokens_max), as an earlier reply would have loaded
+    it; another window would be a reload."""
     async with httpx.AsyncClient(base_url=fake.url) as http:
-        response = await http.post("/api/chat", json={"model": model})
+        response = await http.post(
+            "/api/chat", json={"model": model, "options": {"num_ctx": num_ctx}}
+        )
         assert response.json()["done_reason"] == "load"
 
 

@@ -193,12 +193,13 @@ async def test_the_reply_shows_the_tool_while_it_runs(
 ) -> None:
     await bots.start(message_content_intent=True)
     await tools_on(fake_discord)
-    # The tool call comes late enough that the status line is drawn (1 s after the start).
+    # The tool call comes late enough that the status line is drawn (1 s after the start), and
+    # the answer late enough for a second status edit (the loading notice is the first).
     fake_ollama.script(
         Script(
             reply="", tool_calls=[call("read_channel", channel="random")], first_token_delay=1.2
         ),
-        Script(reply="Done.", first_token_delay=1.0),
+        Script(reply="Done.", first_token_delay=2.5),  # the loading notice came first
     )
     message = await chat(fake_discord, "read #random")
     shown = [body.get("content", "") for body in message.history]

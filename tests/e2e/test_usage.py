@@ -130,10 +130,11 @@ async def test_a_member_over_the_daily_quota_is_refused_privately_until_midnight
     )
     for n in range(2):  # the Admin role's quota is 0: none
         await chat_as(fake_discord, "admin", f"admin {n}")
+    # (once two people have spoken, each question carries its speaker's name)
     assert [r["messages"][-1]["content"] for r in fake_ollama.chat_requests()] == [
         "within the quota",
-        "admin 0",
-        "admin 1",
+        "Admin: admin 0",
+        "Admin: admin 1",
     ]
     mine = await fake_discord.slash_command("usage", subcommand="me", user="alice")
     text = (await answer(fake_discord, mine)).content
