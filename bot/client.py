@@ -28,6 +28,7 @@ from bot.ui.targets import NO_PINGS
 
 if TYPE_CHECKING:
     from bot.conversation.service import ChatService
+    from bot.knowledge.service import KnowledgeService
     from bot.models.service import ModelService
     from bot.ollama.pool import OllamaPool
     from bot.personas.service import PersonaService
@@ -68,6 +69,7 @@ class Parts:
     models: ModelService
     chat: ChatService
     replies: ReplyPipeline
+    knowledge: KnowledgeService | None = None
 
 
 Wire = Callable[["OllamaBot"], Awaitable[None]]

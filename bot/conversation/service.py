@@ -10,7 +10,7 @@ import contextlib
 import itertools
 import logging
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -38,6 +38,10 @@ if TYPE_CHECKING:
     from bot.personas.service import Persona, PersonaService
 
 log = logging.getLogger(__name__)
+
+ExtraContext = Callable[[str, int], Awaitable[list[ChatMessage]]]
+"""System messages for one turn beyond the persona's (knowledge, attached files: see
+bot/knowledge/service.py's TurnKnowledge), from the question and the planned window."""
 
 HISTORY_SCAN_TURNS = 400
 """How many of the newest turns are read at most to fill a context window."""
@@ -107,6 +111,8 @@ class ChatRequest:
     source_message_id: int | None = None
     """The Discord message the question came from (a mention, a reply, an auto-reply or thread
     message); deleting that message deletes the stored question."""
+    extra_context: ExtraContext | None = None
+    """Knowledge and attached files for this turn, if any (None: the turn is as always)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,6 +445,7 @@ class ChatService:
             window, cap=self._limits.context_cap, reply_reserve=self._limits.reply_reserve
         )
         system = [ChatMessage("system", persona.system)] if persona and persona.system else []
+        system += await _extra_context(request, limits)
         earlier = await recent_turns(
             self._history, channel_id, limits.for_history, first_page=first_page
         )
@@ -524,6 +531,13 @@ class ChatService:
             raise GenerationTimeout(
                 "waiting for the first token", self._limits.first_token_timeout
             ) from None
+
+
+async def _extra_context(request: ChatRequest, limits: context.Budget) -> list[ChatMessage]:
+    """The turn's knowledge and files, sized from the window planned for it."""
+    if request.extra_context is None:
+        return []
+    return await request.extra_context(request.text.strip(), limits.window)
 
 
 T = TypeVar("T")

@@ -23,13 +23,21 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bot.errors import BotError, ModelNotFound, OllamaBusy, OllamaUnavailable, PullFailed
+from bot.errors import (
+    BotError,
+    EmbeddingModelMissing,
+    ModelNotFound,
+    OllamaBusy,
+    OllamaUnavailable,
+    PullFailed,
+)
 from bot.models.names import canonical_name
 from bot.ollama.host import OllamaHost
 from bot.ollama.protocol import (
     ChatDelta,
     ChatMessage,
     ChatStats,
+    Embeddings,
     HostState,
     InstalledModel,
     LoadedModel,
@@ -293,6 +301,16 @@ class OllamaPool:
             lambda server: server.chat_structured(model, messages, schema=schema, options=options),
             generation=True,
         )
+
+    async def embed(self, model: str, texts: Sequence[str]) -> Embeddings:
+        try:
+            return await self._first(
+                await self._candidates(model), lambda server: server.embed(model, texts)
+            )
+        except EmbeddingModelMissing:
+            raise
+        except ModelNotFound as exc:  # said by a host for the pool: the same fix
+            raise EmbeddingModelMissing(model) from exc
 
     # ---- facts about models --------------------------------------------------------------------
 
