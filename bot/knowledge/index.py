@@ -49,7 +49,9 @@ class Match:
 class ModelIndex:
     """The chunks embedded by one model."""
 
-    def __init__(self, ids: IntArray, scopes: IntArray, vectors: FloatArray) -> None:
+    def __init__(
+        self, ids: IntArray, scopes: IntArray, vectors: FloatArray, exact_limit: int = EXACT_LIMIT
+    ) -> None:
         self.ids = ids
         self.scopes = scopes
         """The channel a chunk is restricted to; 0: the whole server."""
@@ -58,7 +60,7 @@ class ModelIndex:
         self.codes: npt.NDArray[np.int8] | None = None
         self.scales: FloatArray | None = None
         self.bits: npt.NDArray[np.uint64] | None = None
-        if len(ids) <= EXACT_LIMIT:
+        if len(ids) <= exact_limit:
             self.exact = np.ascontiguousarray(vectors, dtype=np.float32)
             return
         peak = np.abs(vectors).max(axis=1)
