@@ -8,7 +8,8 @@ The doubles (FakeDiscord, FakeOllama) run in this process, the bot in a child pr
 own (`python -m tests.launcher`, the real `python -m bot run`). Scenarios: turns (overhead per
 chat turn, turns per second), streaming (wall time through the bot against a raw read), crowd
 (many conversations streaming at once: event-loop lag, memory), history (reading the context
-from a large SQLite history), startup. bench/README.md explains each figure."""
+from a large SQLite history), startup, knowledge (retrieval latency, memory, ingest and recall).
+bench/README.md explains each figure."""
 
 from __future__ import annotations
 
@@ -23,12 +24,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import crowd, history, startup, streams, turns
+from bench import crowd, history, knowledge, startup, streams, turns
 from bench.harness import ROOT
 from bench.profiles import summary
 from bench.report import Figure, machine, table
 
-SCENARIOS = ("turns", "streaming", "crowd", "history", "startup")
+SCENARIOS = ("turns", "streaming", "crowd", "history", "startup", "knowledge")
 
 
 def numbers(kind: type) -> object:
@@ -125,6 +126,9 @@ async def measure(args: argparse.Namespace, chosen: Sequence[str]) -> list[Figur
         elif name == "startup":
             rounds = pick(args.startup_rounds, 3, 1, q)
             figures += await startup.run(startup.StartupOptions(rounds=rounds))  # type: ignore[arg-type]
+        elif name == "knowledge":
+            sizes = (1_000, 10_000, 100_000)
+            figures += await knowledge.run(knowledge.KnowledgeOptions(sizes=sizes))
         print(f"  {name}: {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
     return figures
 

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 EXACT_LIMIT = 20_000
-RESCORE = 1024
+RESCORE = 512
 """Candidates kept by the sign bits for exact rescoring (large indexes only)."""
 
 FloatArray = npt.NDArray[np.float32]
@@ -60,6 +60,8 @@ class ModelIndex:
         self.codes: npt.NDArray[np.int8] | None = None
         self.scales: FloatArray | None = None
         self.bits: npt.NDArray[np.uint64] | None = None
+        """The sign bits, a row per 64 dimensions (transposed: a popcount over one word of
+        every vector at a time is four times faster than over each vector's words)."""
         if len(ids) <= exact_limit:
             self.exact = np.ascontiguousarray(vectors, dtype=np.float32)
             return
@@ -67,7 +69,7 @@ class ModelIndex:
         peak[peak == 0] = 1.0
         self.scales = (127.0 / peak).astype(np.float32)
         self.codes = np.round(vectors * self.scales[:, None]).astype(np.int8)
-        self.bits = _sign_bits(vectors)
+        self.bits = np.ascontiguousarray(_sign_bits(vectors).T)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -90,11 +92,12 @@ class ModelIndex:
                 Match(int(self.ids[i]), float(scores[i])) for i in best if np.isfinite(scores[i])
             ]
         assert self.codes is not None and self.scales is not None and self.bits is not None
-        distance = np.bitwise_count(self.bits ^ _sign_bits(query[None, :])[0]).sum(
-            axis=1, dtype=np.int32
-        )
+        words = _sign_bits(query[None, :])[0]
+        distance = np.bitwise_count(self.bits[0] ^ words[0]).astype(np.uint16)
+        for row, word in zip(self.bits[1:], words[1:], strict=True):
+            distance += np.bitwise_count(row ^ word)
         if allowed is not None:
-            distance = np.where(allowed, distance, np.iinfo(np.int32).max)
+            distance = np.where(allowed, distance, np.iinfo(np.uint16).max)
         count = min(len(distance), max(RESCORE, k))
         candidates = np.argpartition(distance, count - 1)[:count]
         if allowed is not None:
