@@ -480,3 +480,64 @@ async def test_changing_the_embedding_model_re_embeds_in_the_background(
     (knowledge_message,) = system_messages(fake_ollama)
     assert "at least 18 years old" in knowledge_message
     assert embeds(fake_ollama)[-1]["model"] == "mxbai-embed-large"
+
+
+async def test_old_vectors_serve_while_the_new_embedding_model_cannot_embed_them(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    first = await bots.start()
+    await kb_add(fake_discord, attachment=file("handbook.md", HANDBOOK))
+    await bots.stop(first)
+    bot = await bots.start(embedding_model="mxbai-embed-large")  # not pulled yet
+    knowledge = bot.parts.knowledge
+    assert knowledge is not None
+    await fake_ollama.wait_until(
+        lambda: any(e["model"] == "mxbai-embed-large" for e in embeds(fake_ollama))
+    )
+    assert not knowledge.reembedded.is_set()  # it will try again later
+    reply = await chat(fake_discord, VOICE_QUESTION)
+    (knowledge_message,) = system_messages(fake_ollama)
+    assert "at least 18 years old" in knowledge_message  # the old vectors, the old model
+    assert embeds(fake_ollama)[-1] == {
+        "model": "nomic-embed-text",
+        "input": [VOICE_QUESTION],
+        "truncate": True,
+    }
+    assert SOURCES.search(reply.content)
+    refused = await kb_add(fake_discord, attachment=file("more.md", "More rules."))
+    assert "`ollama pull mxbai-embed-large`" in refused.content
+
+
+async def test_a_chat_turn_whose_embedding_model_went_missing_names_ollama_pull(
+    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    await kb_add(fake_discord, attachment=file("handbook.md", HANDBOOK))
+    fake_ollama.remove_model("nomic-embed-text")
+    reply = await chat(fake_discord, VOICE_QUESTION)
+    assert "⚠️" in reply.content
+    assert "`ollama pull nomic-embed-text`" in reply.content
+    assert not fake_ollama.chat_requests()
+
+
+async def test_a_chat_model_as_embedding_model_is_explained(
+    bots: BotRunner, fake_discord: FakeDiscord
+) -> None:
+    await bots.start(embedding_model="llama3.2")
+    refused = await kb_add(fake_discord, attachment=file("handbook.md", HANDBOOK))
+    assert refused.content.startswith("The model `llama3.2` cannot make embeddings.")
+
+
+async def test_a_mention_gets_the_knowledge_and_the_sources_line_too(
+    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    await kb_add(fake_discord, attachment=file("handbook.md", HANDBOOK))
+    question = await fake_discord.user_message(VOICE_QUESTION, mention_bot=True)
+    await fake_discord.wait_until(
+        lambda: any(
+            "-# Sources: [1] handbook.md lines 1-6" in m.content
+            for m in fake_discord.bot_messages(question.channel_id)
+        )
+    )
+    (knowledge,) = system_messages(fake_ollama)
+    assert "at least 18 years old" in knowledge
+    assert_pings_no_one(fake_discord)
