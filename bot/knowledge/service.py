@@ -239,10 +239,6 @@ class KnowledgeService:
             self._changed(guild_id)
         return len(gone)
 
-    async def forget_guild(self, guild_id: int) -> None:
-        await self._store.forget_guild(guild_id)
-        self._changed(guild_id)
-
     # ---- searching -----------------------------------------------------------------------------
 
     async def search(
@@ -341,7 +337,7 @@ class KnowledgeService:
                 if not stale:
                     break
                 guild_id = stale[0][1]
-                chunks = [c for c in await self._store.stale(model, 10**9) if c[1] == guild_id]
+                chunks = await self._store.stale(model, None, guild_id=guild_id)
                 vectors = await self.embed_texts([text for _, _, text in chunks])
                 await self._store.set_vectors(
                     model,

@@ -164,13 +164,6 @@ class KnowledgeStore:
             await session.execute(delete(KnowledgeSource).where(KnowledgeSource.id.in_(ids)))
             return gone
 
-    async def forget_guild(self, guild_id: int) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.guild_id == guild_id))
-            await session.execute(
-                delete(KnowledgeSource).where(KnowledgeSource.guild_id == guild_id)
-            )
-
     async def guilds(self) -> set[int]:
         """The guilds that have any knowledge (read once at start: a turn elsewhere costs
         nothing)."""
@@ -215,16 +208,22 @@ class KnowledgeStore:
                 for chunk, source in rows.all()
             }
 
-    async def stale(self, model: str, limit: int) -> list[tuple[int, int, str]]:
-        """(chunk id, guild id, text) of chunks embedded by another model than `model`."""
+    async def stale(
+        self, model: str, limit: int | None, *, guild_id: int | None = None
+    ) -> list[tuple[int, int, str]]:
+        """(chunk id, guild id, text) of chunks embedded by another model than `model` (of
+        one guild, if given), at most `limit` (None: all)."""
+        query = (
+            select(KnowledgeChunk.id, KnowledgeChunk.guild_id, KnowledgeChunk.text)
+            .where(KnowledgeChunk.model != model)
+            .order_by(KnowledgeChunk.guild_id, KnowledgeChunk.id)
+        )
+        if guild_id is not None:
+            query = query.where(KnowledgeChunk.guild_id == guild_id)
+        if limit is not None:
+            query = query.limit(limit)
         async with self._sessions() as session:
-            rows = await session.execute(
-                select(KnowledgeChunk.id, KnowledgeChunk.guild_id, KnowledgeChunk.text)
-                .where(KnowledgeChunk.model != model)
-                .order_by(KnowledgeChunk.guild_id, KnowledgeChunk.id)
-                .limit(limit)
-            )
-            return [(r[0], r[1], r[2]) for r in rows.all()]
+            return [(r[0], r[1], r[2]) for r in (await session.execute(query)).all()]
 
     async def stale_count(self, model: str, guild_id: int | None = None) -> int:
         async with self._sessions() as session:
