@@ -16,6 +16,7 @@ from tests.doubles.discord.constants import READ_MESSAGE_HISTORY, VIEW_CHANNEL
 from tests.doubles.fake_discord import FakeDiscord, FakeInteraction, FakeMessage
 from tests.doubles.fake_ollama import FakeModel, FakeOllama, Script
 from tests.e2e.test_chat import assert_pings_no_one
+from tests.e2e.test_controls import button
 from tests.e2e.test_models import answer
 from tests.pdffiles import pdf
 
@@ -541,3 +542,36 @@ async def test_a_mention_gets_the_knowledge_and_the_sources_line_too(
     (knowledge,) = system_messages(fake_ollama)
     assert "at least 18 years old" in knowledge
     assert_pings_no_one(fake_discord)
+
+
+async def test_a_mention_with_only_a_file_asks_for_a_summary(
+    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    await fake_discord.user_message(
+        "",
+        mention_bot=True,
+        attachments=[file("data.csv", "id,name\n1,Ada\n2,Linus\n", "text/csv")],
+    )
+    await fake_discord.wait_until(lambda: len(fake_ollama.chat_requests()) == 1)
+    request = fake_ollama.chat_requests()[-1]
+    assert request["messages"] == [
+        {
+            "role": "system",
+            "content": "The member attached the file `data.csv`:\n\nid,name\n1,Ada\n2,Linus\n",
+        },
+        {"role": "user", "content": "Summarise the attached file."},
+    ]
+
+
+async def test_regenerate_retrieves_the_knowledge_again(
+    bot: OllamaBot, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    await kb_add(fake_discord, attachment=file("handbook.md", HANDBOOK))
+    first = await chat(fake_discord, VOICE_QUESTION)
+    await fake_discord.wait_until(lambda: button(first, "reply:again:") is not None)
+    regenerate = button(first, "reply:again:")
+    assert regenerate is not None
+    await fake_discord.click_button(first.id, regenerate)
+    await fake_discord.wait_until(lambda: len(fake_ollama.chat_requests()) == 2)
+    (knowledge,) = system_messages(fake_ollama)
+    assert "at least 18 years old" in knowledge
