@@ -77,7 +77,7 @@ async def test_model_list_shows_each_model_on_one_line(
     assert lines[3] == (
         "`qwen3:latest` · 8.2B · Q4_K_M · qwen3 · 5.2 GB · completion, tools, thinking"
     )
-    assert lines[4] == "`nomic-embed-text:latest` · 137M · F16 · nomic-bert · 274.3 MB · embedding"
+    assert lines[4] == "`nomic-embed-text:latest` · 137M · F16 · nomic-bert · 274 MB · embedding"
     assert not message.components  # one page: no buttons
 
 
@@ -94,7 +94,7 @@ async def test_model_list_pages_with_previous_and_next(
     click = await fake_discord.click_button(message.id, button(message, "Next")["custom_id"])
     await fake_discord.wait_until(lambda: click.callback_type == 7)
     assert "page 2 of 2" in message.content
-    assert len(message.content.splitlines()) == 6
+    assert len(message.content.splitlines()) == 7  # header and the last six models
     assert button(message, "Next").get("disabled") is True
 
     back = await fake_discord.click_button(message.id, button(message, "Previous")["custom_id"])
