@@ -3,7 +3,6 @@ message menu "Add to knowledge". The rules live in bot/knowledge/service.py."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -13,7 +12,7 @@ from discord.ext import commands
 
 from bot.cogs.personas import permitted
 from bot.errors import InputError, PermissionDenied
-from bot.knowledge.files import FileLimits, check_declared, read_document, shown
+from bot.knowledge.files import FileLimits, check_declared, shown
 from bot.knowledge.service import (
     EMBED_BATCH,
     Added,
@@ -24,7 +23,7 @@ from bot.knowledge.service import (
 )
 from bot.storage.knowledge import SourceRow
 from bot.ui.answers import answer_deferred
-from bot.ui.knowledge import parse_message_link, reader
+from bot.ui.knowledge import parse_message_link, read_documents, reader
 from bot.ui.targets import NO_PINGS
 
 if TYPE_CHECKING:
@@ -93,10 +92,9 @@ class KnowledgeCog(
             await self._add_link(interaction, message)
             return
         assert file is not None
-        kind = check_declared(file.filename, file.content_type, file.size, self._limits())
+        check_declared(file.filename, file.content_type, file.size, self._limits())  # privately
         await interaction.response.defer(ephemeral=True, thinking=True)
-        data = await file.read()
-        document = await asyncio.to_thread(read_document, file.filename, kind, data, self._limits())
+        (document,) = await read_documents([file], self._limits())
         channel_id = interaction.channel_id if scope == "channel" else None
         added = await self.knowledge.add_document(
             guild_id=interaction.guild_id,
