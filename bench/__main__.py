@@ -9,7 +9,8 @@ own (`python -m tests.launcher`, the real `python -m bot run`). Scenarios: turns
 chat turn, turns per second), streaming (wall time through the bot against a raw read), crowd
 (many conversations streaming at once: event-loop lag, memory), history (reading the context
 from a large SQLite history), startup, capacity (requests that wait for a model to load, with
-and without load-aware host choice). bench/README.md explains each figure."""
+and without load-aware host choice), knowledge (retrieval latency, memory, ingest and recall).
+bench/README.md explains each figure."""
 
 from __future__ import annotations
 
@@ -24,12 +25,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import capacity, crowd, history, startup, streams, thinking, turns
+from bench import capacity, crowd, history, knowledge, startup, streams, thinking, turns
 from bench.harness import ROOT
 from bench.profiles import summary
 from bench.report import Figure, machine, table
 
-SCENARIOS = ("turns", "streaming", "crowd", "history", "startup", "capacity")
+SCENARIOS = ("turns", "streaming", "crowd", "history", "startup", "capacity", "knowledge")
 EXTRA = ("thinking",)
 """Scenarios run only when named in --only (a thinking reply takes real time: 30 s + answer)."""
 
@@ -154,6 +155,9 @@ async def measure(args: argparse.Namespace, chosen: Sequence[str]) -> list[Figur
             figures += await capacity.run(
                 capacity.CapacityOptions(requests=requests, load_delay=args.load_delay)  # type: ignore[arg-type]
             )
+        elif name == "knowledge":
+            sizes = (1_000, 10_000, 100_000)
+            figures += await knowledge.run(knowledge.KnowledgeOptions(sizes=sizes))
         print(f"  {name}: {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
     return figures
 

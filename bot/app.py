@@ -19,6 +19,7 @@ from bot.client import OllamaBot, Parts
 from bot.cogs.chat import ChatCog
 from bot.cogs.context import ContextCog
 from bot.cogs.history import HistoryCog
+from bot.cogs.knowledge import KnowledgeCog
 from bot.cogs.maintenance import RetentionCog
 from bot.cogs.models import ModelCog
 from bot.cogs.personas import PersonaCog
@@ -35,6 +36,8 @@ from bot.conversation.service import ChatLimits, ChatService
 from bot.conversation.usage import UsageService
 from bot.diagnostics import LoopLagMonitor
 from bot.errors import BotError
+from bot.knowledge.files import FileLimits
+from bot.knowledge.service import KnowledgeService, KnowledgeSettings
 from bot.metrics import Metrics, serve_metrics
 from bot.models.service import ModelService
 from bot.ollama.pool import OllamaPool
@@ -47,6 +50,7 @@ from bot.storage.channels import ChannelStore
 from bot.storage.engine import create_engine, session_factory
 from bot.storage.guilds import GuildStore
 from bot.storage.history import Author, HistoryStore
+from bot.storage.knowledge import KnowledgeStore
 from bot.storage.personas import PersonaStore
 from bot.storage.sqlite_thread import open_database
 from bot.storage.usage import UsageStore
@@ -285,8 +289,30 @@ def _build(
             max_images=settings.images_per_turn,
         )
     )
+    knowledge = KnowledgeService(
+        gateway=gateway,
+        store=KnowledgeStore(session_factory(engine)),
+        settings=KnowledgeSettings(
+            model=settings.embedding_model,
+            chunk_tokens=settings.knowledge_chunk_tokens,
+            chunk_overlap=settings.knowledge_chunk_overlap,
+            top_k=settings.knowledge_top_k,
+            share=settings.knowledge_share,
+            min_score=settings.knowledge_min_score,
+            files=FileLimits(
+                max_bytes=settings.knowledge_max_file_bytes,
+                max_pdf_pages=settings.knowledge_max_pdf_pages,
+                max_chars=settings.knowledge_max_chars,
+            ),
+        ),
+    )
     replies = ReplyPipeline(
-        chat=chat, history=history, images=images, settings=settings, metrics=metrics
+        chat=chat,
+        history=history,
+        images=images,
+        settings=settings,
+        metrics=metrics,
+        knowledge=knowledge,
     )
     models = ModelService(
         gateway=gateway,
@@ -312,6 +338,7 @@ def _build(
         chat=chat,
         replies=replies,
         usage=usage,
+        knowledge=knowledge,
     )
     loop_lag: list[LoopLagMonitor] = []
 
@@ -328,7 +355,9 @@ def _build(
         await bot.add_cog(SentimentCog(bot, sentiment, replies))
         await bot.add_cog(HistoryCog(bot, history))
         guilds = GuildStore(session_factory(engine))
-        await bot.add_cog(PrivacyCog(bot, history, guilds))
+        await knowledge.start()
+        await bot.add_cog(PrivacyCog(bot, history, guilds, knowledge))
+        await bot.add_cog(KnowledgeCog(bot, knowledge))
         if bot.runs_shard_zero:  # one process prunes the shared history
             await bot.add_cog(RetentionCog(bot, history, guilds))
         await bot.add_cog(StatusCog(bot))
@@ -347,6 +376,7 @@ def _build(
         await models.close()  # pulls in progress stop with the bot
         await chat.stop_background()  # summaries in progress
         await mcp_tools.close()  # MCP servers the bot started stop with it
+        await knowledge.close()  # a re-embedding goes on at the next start
 
     bot = OllamaBot(
         settings=settings,

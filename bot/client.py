@@ -29,6 +29,7 @@ from bot.ui.targets import NO_PINGS
 if TYPE_CHECKING:
     from bot.conversation.service import ChatService
     from bot.conversation.usage import UsageService
+    from bot.knowledge.service import KnowledgeService
     from bot.models.service import ModelService
     from bot.ollama.pool import OllamaPool
     from bot.personas.service import PersonaService
@@ -70,6 +71,7 @@ class Parts:
     chat: ChatService
     replies: ReplyPipeline
     usage: UsageService
+    knowledge: KnowledgeService | None = None
 
 
 Wire = Callable[["OllamaBot"], Awaitable[None]]

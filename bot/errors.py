@@ -44,6 +44,30 @@ class ModelNotFound(OllamaError):
         )
 
 
+class EmbeddingModelMissing(ModelNotFound):
+    """The knowledge base's embedding model is not installed."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(model)
+        self.user_message = (
+            f"The embedding model `{model}` is not installed on the Ollama server, so I can't "
+            f"read or search the knowledge base. An admin can install it with "
+            f"`ollama pull {model}` (or `/model pull name:{model}`)."
+        )
+
+
+class EmbeddingUnsupported(OllamaError):
+    """The configured embedding model cannot make embeddings (a chat model, say)."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        super().__init__(
+            f"The model `{model}` cannot make embeddings. An admin can set `embedding_model` "
+            "to an embedding model, for example `nomic-embed-text` "
+            "(`ollama pull nomic-embed-text`)."
+        )
+
+
 class OllamaBusy(OllamaError):
     user_message = "Ollama is busy with other requests right now (503). Try again in a moment."
 

@@ -37,6 +37,8 @@ from bot.conversation.service import (
 from bot.conversation.thinking import LEAST, ThinkRefused, ThoughtWithoutAnswer
 from bot.conversation.usage import QuotaExceeded
 from bot.errors import BotError, PermissionDenied
+from bot.knowledge.files import Document, FileLimits
+from bot.knowledge.service import KnowledgeService, TurnKnowledge
 from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.storage.history import Author, HistoryStore
@@ -46,6 +48,7 @@ from bot.ui.answers import tell_privately
 from bot.ui.checks import is_admin, refusal_for
 from bot.ui.controls import ReplyButtons, controls, reply_buttons
 from bot.ui.images import before_ack, check_route, defer, read_images
+from bot.ui.knowledge import check_attachments, read_documents, reader, sources_line
 from bot.ui.reasoning import send_reasoning, thinking_status
 from bot.ui.streaming import EditBudget, EditPacer, ReplyTarget, StreamingReply
 from bot.ui.targets import NO_PINGS, InteractionTarget, MessageTarget
@@ -67,7 +70,9 @@ LOAD_WORTH_SAYING = 0.5
 was still in memory but had to be set up again, which no one waited for."""
 
 
-def footer(finished: ReplyFinished, *, cut_at: int | None = None) -> str:
+def footer(
+    finished: ReplyFinished, request: ChatRequest | None = None, *, cut_at: int | None = None
+) -> str:
     model = finished.stats.model
     if finished.persona:
         model = f"{finished.persona} ({finished.base_model or model})"
@@ -94,7 +99,11 @@ def footer(finished: ReplyFinished, *, cut_at: int | None = None) -> str:
         parts.append("🔧 " + ", ".join(_tool_label(use) for use in _distinct(finished.tools)))
     if finished.tools_note:
         parts.append(finished.tools_note)
-    return "-# " + " · ".join(parts)
+    line = "-# " + " · ".join(parts)
+    turn = request.extra_context if request is not None else None
+    if isinstance(turn, TurnKnowledge) and turn.sources:
+        line += "\n" + sources_line(turn.sources)
+    return line
 
 
 def _distinct(uses: Sequence[ToolUse]) -> list[ToolUse]:
@@ -238,8 +247,10 @@ class ReplyPipeline:
         images: ImagePreparer,
         settings: Settings,
         metrics: Metrics,
+        knowledge: KnowledgeService | None = None,
     ) -> None:
         self.chat = chat
+        self.knowledge = knowledge
         self._history = history
         self._images = images
         self._settings = settings
@@ -288,13 +299,16 @@ class ReplyPipeline:
         *,
         prefix: str = "",
         attachments: Sequence[discord.Attachment] = (),
+        files: Sequence[discord.Attachment] = (),
     ) -> None:
         """A slash command or message menu that posts a reply publicly: the member's own
-        permissions, admission, the images, then the reply into the interaction's response.
-        Every refusal is private."""
+        permissions, admission, the images and files, then the reply into the interaction's
+        response. Every refusal is private."""
         refusal = posting_refusal(interaction, images=bool(attachments))
         if refusal is not None:
             raise PermissionDenied(refusal)
+        if files:  # the declared kind and size, before admission and any download
+            check_attachments(files, self._file_limits())
         ticket = self.admit(request)  # refusals raise here, before anything is shown
         try:
             if request.think is not None and not attachments:  # images may go elsewhere
@@ -302,6 +316,12 @@ class ReplyPipeline:
             checked: tuple[CheckedImage, ...] = ()
             if attachments:  # refusals come before anything public is shown
                 checked = await before_ack(interaction, self._checked(request, attachments))
+            documents: tuple[Document, ...] = ()
+            if files:
+                documents = await before_ack(
+                    interaction, read_documents(files, self._file_limits())
+                )
+            request = self.with_knowledge(request, interaction.user, documents)
             await defer(interaction)
             target = InteractionTarget(interaction, token_ttl=self._settings.interaction_token_ttl)
             await self.answer(
@@ -321,13 +341,20 @@ class ReplyPipeline:
         request: ChatRequest,
         ticket: Ticket,
         attachments: Sequence[discord.Attachment] = (),
+        files: Sequence[discord.Attachment] = (),
     ) -> None:
         """A message (mention, reply, auto-reply, thread) already admitted with `ticket`."""
         try:
             checked: tuple[CheckedImage, ...] = ()
-            if attachments:
+            documents: tuple[Document, ...] = ()
+            if attachments or files:
                 try:
-                    checked = await read_images(self._images, attachments)
+                    if files:  # every declared kind and size before any download
+                        check_attachments(files, self._file_limits())
+                    if attachments:
+                        checked = await read_images(self._images, attachments)
+                    if files:
+                        documents = await read_documents(files, self._file_limits())
                 except BotError as exc:
                     await message.reply(
                         f"⚠️ {exc.user_message}", mention_author=False, allowed_mentions=NO_PINGS
@@ -335,6 +362,7 @@ class ReplyPipeline:
                     return
             with contextlib.suppress(discord.HTTPException):  # the typing dots are a courtesy
                 await message.channel.typing()
+            request = self.with_knowledge(request, message.author, documents)
             await self.answer(request, MessageTarget(message), images=checked, ticket=ticket)
         finally:
             self.chat.release(ticket)
@@ -363,6 +391,30 @@ class ReplyPipeline:
             raise
         except (BotError, TimeoutError):
             log.debug("thinking level not checked before the reply", exc_info=True)
+
+    def with_knowledge(
+        self,
+        request: ChatRequest,
+        asker: discord.abc.User,
+        documents: Sequence[Document] = (),
+    ) -> ChatRequest:
+        """`request` with its turn's knowledge and files (bot/knowledge), retrieved for what
+        `asker` can read, if there is any."""
+        if self.knowledge is None:
+            return request
+        guild = asker.guild if isinstance(asker, discord.Member) else None
+        turn = self.knowledge.turn(
+            guild_id=request.guild_id, can_read=reader(asker, guild), documents=documents
+        )
+        return request if turn is None else dataclasses.replace(request, extra_context=turn)
+
+    def _file_limits(self) -> FileLimits:
+        settings = self._settings
+        return FileLimits(
+            max_bytes=settings.knowledge_max_file_bytes,
+            max_pdf_pages=settings.knowledge_max_pdf_pages,
+            max_chars=settings.knowledge_max_chars,
+        )
 
     async def _checked(
         self, request: ChatRequest, attachments: Sequence[discord.Attachment]
@@ -405,7 +457,7 @@ class ReplyPipeline:
                 request = dataclasses.replace(request, images=await self._images.prepare(images))
             running.task = asyncio.create_task(self._consume(request, drawing, running, ticket))
             finished = await running.task
-            await drawing.finish(footer(finished), view=self._again(running, finished))
+            await drawing.finish(footer(finished, request), view=self._again(running, finished))
         except asyncio.CancelledError:
             if running.stopped_by is None or _cancelling():
                 await drawing.cancel()
@@ -475,7 +527,7 @@ class ReplyPipeline:
             else:
                 finished = event
                 # Shown at once; the service stores the reply meanwhile.
-                drawing.finish_soon(footer(finished), view=self._again(running, finished))
+                drawing.finish_soon(footer(finished, request), view=self._again(running, finished))
         assert finished is not None  # respond() ends with ReplyFinished or raises
         return finished
 
@@ -598,6 +650,7 @@ class ReplyPipeline:
                 return
             if think is not None:
                 request = dataclasses.replace(request, think=think)
+            request = self.with_knowledge(request, interaction.user)
             await interaction.response.edit_message(view=None)  # the old answer keeps its text
             target = InteractionTarget(
                 interaction, token_ttl=self._settings.interaction_token_ttl, original=False

@@ -373,6 +373,29 @@ class Settings(BaseSettings):
     """Days a guild's history, personas and channel settings are kept after the bot is removed
     from it (0: deleted at once). Added back in time, nothing is lost."""
 
+    # ---- Knowledge (/kb, files in chat) -------------------------------------------------------
+    embedding_model: str = "nomic-embed-text"
+    """The Ollama model that embeds knowledge and questions. Changing it re-embeds every chunk
+    in the background (the old vectors serve until a guild's new ones are complete)."""
+    knowledge_chunk_tokens: int = Field(default=300, ge=32, le=4096)
+    """Most tokens (estimated) in one chunk of a document."""
+    knowledge_chunk_overlap: int = Field(default=40, ge=0)
+    """Tokens of a chunk's last paragraphs repeated at the start of the next."""
+    knowledge_top_k: int = Field(default=5, ge=1, le=50)
+    """Most chunks retrieved for one chat turn (and shown by `/kb search`)."""
+    knowledge_share: float = Field(default=0.25, gt=0, le=0.5)
+    """Share of the context window that knowledge and attached files may fill in one turn."""
+    knowledge_min_score: float = Field(default=0.5, ge=-1, le=1)
+    """Relevance floor: chunks less similar to the question (cosine) are never used."""
+    knowledge_max_file_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    """Largest file read (in chat or `/kb add`), checked before download."""
+    knowledge_max_pdf_pages: int = Field(default=200, ge=1)
+    """Most pages of a PDF read."""
+    knowledge_max_chars: int = Field(default=500_000, ge=1)
+    """Most characters of text taken from one file."""
+    knowledge_permission: Literal["everyone", "manage_channels", "admins"] = "manage_channels"
+    """Who may add to and remove from the knowledge base (everyone may search it)."""
+
     @field_validator("ollama_host")
     @classmethod
     def _normalise_host(cls, value: str) -> str:
@@ -385,6 +408,12 @@ class Settings(BaseSettings):
         if len(set(hosts)) != len(hosts):
             raise ValueError("ollama_hosts names a host twice")
         return hosts
+
+    @model_validator(mode="after")
+    def _check_chunks(self) -> Settings:
+        if self.knowledge_chunk_overlap >= self.knowledge_chunk_tokens:
+            raise ValueError("knowledge_chunk_overlap must be smaller than knowledge_chunk_tokens")
+        return self
 
     @model_validator(mode="after")
     def _check_shards(self) -> Settings:

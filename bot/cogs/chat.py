@@ -18,6 +18,7 @@ from bot.replies import ReplyPipeline, request_for_interaction, request_for_mess
 from bot.storage.channels import ChannelStore
 from bot.ui.checks import member_is_admin, place_ids
 from bot.ui.images import image_attachments
+from bot.ui.knowledge import document_attachments
 from bot.ui.targets import NO_PINGS
 from bot.ui.text import echo
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+FILE_PROMPT = "Summarise the attached file."
+"""The question when a file comes without one."""
 USER_MENTION = re.compile(r"<@!?(\d+)>")
 ROLE_MENTION = re.compile(r"<@&(\d+)>")
 
@@ -84,6 +87,7 @@ class ChatCog(commands.Cog):
         image="An image for the model to look at (PNG, JPEG, WebP or GIF)",
         model="Use this model for this message only",
         think="How much the model thinks first, for this message only (default: the channel's)",
+        file="A text, Markdown, code, CSV, JSON or PDF file for the model to read",
     )
     async def chat_command(
         self,
@@ -92,10 +96,15 @@ class ChatCog(commands.Cog):
         image: discord.Attachment | None = None,
         model: app_commands.Range[str, 1, 200] | None = None,
         think: Literal["default", "off", "on", "low", "medium", "high"] | None = None,
+        file: discord.Attachment | None = None,
     ) -> None:
         request = request_for_interaction(interaction, message, model=model, think=think)
         await self.replies.answer_interaction(
-            interaction, request, prefix=echo(message), attachments=[image] if image else []
+            interaction,
+            request,
+            prefix=echo(message),
+            attachments=[image] if image else [],
+            files=[file] if file else [],
         )
 
     @chat_command.autocomplete("model")
@@ -125,20 +134,22 @@ class ChatCog(commands.Cog):
         try:
             addressed, mentioned, text = self._read(message, me)
             attachments = image_attachments(message)
+            files = document_attachments(message)
             if not addressed and not (
-                (text or attachments) and await self._answers_unprompted(message)
+                (text or attachments or files) and await self._answers_unprompted(message)
             ):
                 return
-            if not text and not attachments:
+            if not text and not attachments and not files:
                 await self._explain_empty(message, mentioned=mentioned)
                 return
-            request = request_for_message(message, text or settings.caption_prompt)
+            default = settings.caption_prompt if attachments else FILE_PROMPT
+            request = request_for_message(message, text or default)
             try:
                 ticket = self.replies.admit(request, place)
             except BotError as exc:
                 await self.replies.refuse_message(message, exc)
                 return
-            await self.replies.answer_message(message, request, ticket, attachments)
+            await self.replies.answer_message(message, request, ticket, attachments, files)
         finally:
             self.replies.chat.release(place)
 

@@ -43,6 +43,8 @@ def render_context(report: ContextReport) -> str:
     lines.append("")
     lines.append("**How the next message spends it** (estimated tokens):")
     lines.append(f"- system prompt / persona: {plan.system_tokens:,}")
+    if plan.knowledge_tokens:
+        lines.append(f"- knowledge and files: {plan.knowledge_tokens:,}")
     if plan.summary is not None:
         lines.append(
             f"- summary of {plan.summary.covered:,} earlier messages: {plan.summary_tokens:,}"

@@ -11,6 +11,7 @@ import discord
 from discord.ext import commands
 
 from bot.cogs.maintenance import RetentionCog, purge_guild
+from bot.knowledge.service import KnowledgeService
 from bot.storage.guilds import GuildStore
 from bot.storage.history import HistoryStore
 
@@ -23,8 +24,15 @@ log = logging.getLogger(__name__)
 class PrivacyCog(commands.Cog):
     """Listens on every shard (message deletes arrive on the guild's own shard)."""
 
-    def __init__(self, bot: OllamaBot, history: HistoryStore, guilds: GuildStore) -> None:
+    def __init__(
+        self,
+        bot: OllamaBot,
+        history: HistoryStore,
+        guilds: GuildStore,
+        knowledge: KnowledgeService | None = None,
+    ) -> None:
         self.bot = bot
+        self.knowledge = knowledge
         self.history = history
         self.guilds = guilds
         self._pending: set[int] = set()
@@ -75,6 +83,14 @@ class PrivacyCog(commands.Cog):
         await self._forget(payload.channel_id, sorted(payload.message_ids))
 
     async def _forget(self, channel_id: int, message_ids: list[int]) -> None:
+        if self.knowledge is not None:
+            try:
+                gone = await self.knowledge.forget_messages(message_ids)
+            except Exception:  # a listener has no one to tell
+                log.exception("could not forget the knowledge of deleted messages")
+            else:
+                if gone:
+                    log.info("deleted %d knowledge sources of deleted messages", gone)
         try:
             forgotten = await self.history.forget_messages(channel_id, message_ids)
         except Exception:  # a listener has no one to tell; the next delete tries again

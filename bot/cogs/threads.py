@@ -132,6 +132,7 @@ class ThreadsCog(commands.Cog):
                 user=interaction.user,
                 text=topic,
             )
+            request = self.replies.with_knowledge(request, interaction.user)
             await self.replies.answer(request, ChannelTarget(thread), ticket=place)
         finally:
             self.replies.chat.release(place)

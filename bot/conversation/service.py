@@ -62,6 +62,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ExtraContext = Callable[[str, int], Awaitable[list[ChatMessage]]]
+"""System messages for one turn beyond the persona's (knowledge, attached files: see
+bot/knowledge/service.py's TurnKnowledge), from the question and the planned window."""
+
 HISTORY_SCAN_TURNS = 400
 """How many of the newest turns are read at most to fill a context window."""
 HISTORY_FIRST_PAGE = 64
@@ -171,6 +175,8 @@ class ChatRequest:
     None: the channel's, the persona's or the setting's."""
     roles: tuple[int, ...] = ()
     """The member's role ids (their token quota may depend on them)."""
+    extra_context: ExtraContext | None = None
+    """Knowledge and attached files for this turn, if any (None: the turn is as always)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +245,7 @@ class ContextPlan:
     messages: list[ChatMessage]
     system_tokens: int
     """The persona's system prompt."""
+    knowledge_tokens: int
     summary: Summary | None
     summary_tokens: int
     turns: int
@@ -560,6 +567,8 @@ class ChatService:
                 current=current,
                 current_images=[image.b64 for image in request.images],
                 vision=plan,
+                extra=request.extra_context,
+                question=text,
             )
 
         return _Start(model=model, persona=persona, reply_turn=reply_turn, build=build, think=think)
@@ -933,6 +942,8 @@ class ChatService:
         current_images: Sequence[str],
         vision: ImagePlan | None,
         tail: ChatMessage | None = None,
+        extra: ExtraContext | None = None,
+        question: str = "",
     ) -> ContextPlan:
         """The messages for the model and how they spend its window: the persona's system
         prompt, the summary of older turns (if any), the newest turns that fit, the `current`
@@ -942,6 +953,10 @@ class ChatService:
         ratio = self.windows.calibration.ratio(model)
         system = [ChatMessage("system", persona.system)] if persona and persona.system else []
         system_tokens = sum(context.estimate_tokens(m.content, ratio) for m in system)
+        # The turn's knowledge and attached files, sized from the window planned for it.
+        knowledge = await extra(question, limits.window) if extra is not None else []
+        system += knowledge
+        knowledge_tokens = sum(context.estimate_tokens(m.content, ratio) for m in knowledge)
         summary = await self._history.latest_summary(channel_id) if self._limits.summarise else None
         summary_tokens = 0
         if summary is not None:
@@ -967,7 +982,7 @@ class ChatService:
         current_tokens = context.turn_tokens(current, ratio) if current is not None else 0
         tail_tokens = context.estimate_tokens(tail.content, ratio) if tail is not None else 0
         new_image_tokens = IMAGE_TOKENS * len(current_images)
-        room = limits.for_history - system_tokens - summary_tokens
+        room = limits.for_history - system_tokens - knowledge_tokens - summary_tokens
         room -= current_tokens + tail_tokens + new_image_tokens
         if room < 0 and current is not None:
             raise InputError(
@@ -986,7 +1001,7 @@ class ChatService:
         if current is not None and self._limits.summarise:
             fold = _to_fold(
                 [t for t in context.usable(earlier) if t.id > after],
-                room=limits.for_history - system_tokens - summary_tokens,
+                room=limits.for_history - system_tokens - knowledge_tokens - summary_tokens,
                 pending=current_tokens + tail_tokens + new_image_tokens,
                 dropped=bool(dropped),
                 ratio=ratio,
@@ -1014,6 +1029,7 @@ class ChatService:
             window=window,
             messages=messages,
             system_tokens=system_tokens,
+            knowledge_tokens=knowledge_tokens,
             summary=summary,
             summary_tokens=summary_tokens,
             turns=len(before),

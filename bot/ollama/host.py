@@ -22,6 +22,8 @@ from bot.errors import (
     BadRequest,
     BotError,
     CreateFailed,
+    EmbeddingModelMissing,
+    EmbeddingUnsupported,
     InvalidModelName,
     ModelNotFound,
     ModelNotInLibrary,
@@ -38,6 +40,7 @@ from bot.ollama.protocol import (
     ChatDelta,
     ChatMessage,
     ChatStats,
+    Embeddings,
     InstalledModel,
     KeepAlive,
     LoadCallback,
@@ -54,6 +57,9 @@ log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 15.0
 """Seconds for the small, non-generating requests (version, show, tags)."""
+EMBED_TIMEOUT = 120.0
+"""Seconds for one batch of embeddings (the model may have to load first)."""
+NO_EMBEDDING_ERRORS = ("does not support embeddings", "does not support embedding")
 NO_VISION_ERRORS = (
     "missing data required for image input",  # Ollama's own engine (v0.6 to v0.31)
     "image input is not supported",  # the llama-server backend (v0.32+)
@@ -403,6 +409,29 @@ class OllamaHost:
             raise self._translate(exc, model) from exc
         return StructuredReply(
             content=response.message.content or "", stats=_stats(model, response)
+        )
+
+    async def embed(self, model: str, texts: Sequence[str]) -> Embeddings:
+        """One `/api/embed` request for all of `texts` (Ollama batches them itself)."""
+        try:
+            async with asyncio.timeout(EMBED_TIMEOUT):
+                response = await self._client.embed(model=model, input=list(texts), truncate=True)
+        except TimeoutError as exc:
+            raise OllamaUnavailable(self.host) from exc
+        except ollama.ResponseError as exc:
+            text = exc.error or ""
+            if exc.status_code == 404 and "not found" in text:
+                raise EmbeddingModelMissing(model) from exc
+            if any(sign in text for sign in NO_EMBEDDING_ERRORS):
+                raise EmbeddingUnsupported(model) from exc
+            raise self._translate(exc, model) from exc
+        except Exception as exc:
+            raise self._translate(exc, model) from exc
+        vectors = [list(vector) for vector in response.embeddings]
+        if len(vectors) != len(texts):
+            raise BadRequest(f"asked for {len(texts)} embeddings, got {len(vectors)}")
+        return Embeddings(
+            model=model, vectors=vectors, tokens=_int(response.prompt_eval_count) or 0
         )
 
     def _translate(

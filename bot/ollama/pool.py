@@ -45,13 +45,21 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bot.errors import BotError, ModelNotFound, OllamaBusy, OllamaUnavailable, PullFailed
+from bot.errors import (
+    BotError,
+    EmbeddingModelMissing,
+    ModelNotFound,
+    OllamaBusy,
+    OllamaUnavailable,
+    PullFailed,
+)
 from bot.models.names import canonical_name
 from bot.ollama.host import OllamaHost
 from bot.ollama.protocol import (
     ChatDelta,
     ChatMessage,
     ChatStats,
+    Embeddings,
     HostState,
     InstalledModel,
     KeepAlive,
@@ -475,6 +483,16 @@ class OllamaPool:
         up = [h for h in self._hosts if not h.down]
         found = await asyncio.gather(*(self._names(h) for h in up))
         return any(names is not None and wanted in names for names in found)
+
+    async def embed(self, model: str, texts: Sequence[str]) -> Embeddings:
+        try:
+            return await self._first(
+                await self._candidates(model), lambda server: server.embed(model, texts)
+            )
+        except EmbeddingModelMissing:
+            raise
+        except ModelNotFound as exc:  # said by a host for the pool: the same fix
+            raise EmbeddingModelMissing(model) from exc
 
     # ---- facts about models --------------------------------------------------------------------
 

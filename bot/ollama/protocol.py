@@ -101,6 +101,16 @@ class StructuredReply:
 
 
 @dataclass(frozen=True, slots=True)
+class Embeddings:
+    """`/api/embed`'s answer: one L2-normalised vector per input, in the inputs' order."""
+
+    model: str
+    vectors: list[list[float]]
+    tokens: int
+    """Tokens read over all inputs (`prompt_eval_count`)."""
+
+
+@dataclass(frozen=True, slots=True)
 class InstalledModel:
     """One entry of `/api/tags`."""
 
@@ -270,6 +280,12 @@ class Ollama(Protocol):
         keep_alive: KeepAlive | None = None,
     ) -> StructuredReply:
         """One whole reply constrained by a JSON schema (Ollama's `format`)."""
+        ...
+
+    async def embed(self, model: str, texts: Sequence[str]) -> Embeddings:
+        """Embed `texts` in one request (`/api/embed`, inputs longer than the model's context
+        truncated). EmbeddingModelMissing when the model is not installed, EmbeddingUnsupported
+        when it cannot embed."""
         ...
 
 

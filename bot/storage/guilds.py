@@ -7,7 +7,16 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.storage.models import Channel, GuildRemoval, Persona, Turn, TurnImage, Usage
+from bot.storage.models import (
+    Channel,
+    GuildRemoval,
+    KnowledgeChunk,
+    KnowledgeSource,
+    Persona,
+    Turn,
+    TurnImage,
+    Usage,
+)
 
 
 class GuildStore:
@@ -41,8 +50,9 @@ class GuildStore:
             return list(rows.all())
 
     async def forget(self, guild_id: int) -> int:
-        """Delete the guild's turns (with their images), channel settings, personas, usage and
-        its removal record, in one transaction; only this guild's rows. Returns the turns deleted."""
+        """Delete the guild's turns (with their images), channel settings, personas, usage,
+        knowledge and its removal record, in one transaction; only this guild's rows. Returns
+        the turns deleted."""
         async with self._sessions.begin() as session:
             turns = select(Turn.id).where(Turn.guild_id == guild_id)
             await session.execute(delete(TurnImage).where(TurnImage.turn_id.in_(turns)))
@@ -50,5 +60,9 @@ class GuildStore:
             await session.execute(delete(Channel).where(Channel.guild_id == guild_id))
             await session.execute(delete(Persona).where(Persona.guild_id == guild_id))
             await session.execute(delete(Usage).where(Usage.guild_id == guild_id))
+            await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.guild_id == guild_id))
+            await session.execute(
+                delete(KnowledgeSource).where(KnowledgeSource.guild_id == guild_id)
+            )
             await session.execute(delete(GuildRemoval).where(GuildRemoval.guild_id == guild_id))
             return int(getattr(result, "rowcount", 0) or 0)

@@ -229,3 +229,68 @@ class Meta(Base):
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class KnowledgeSource(Base):
+    """A document of a guild's knowledge base: a file, or a Discord message."""
+
+    __tablename__ = "knowledge_sources"
+    __table_args__ = (
+        Index("ix_knowledge_sources_guild_id", "guild_id"),
+        # A deleted Discord message finds the knowledge made from it (every delete event asks).
+        Index("ix_knowledge_sources_message_id", "message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    channel_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """The channel it belongs to: only members who can read that channel retrieve it. None:
+    the whole server."""
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    """"file" or "message"."""
+    message_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """For a message, or a file attached to one: that Discord message (deleting it deletes
+    this source)."""
+    message_channel_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    added_by: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    chunks: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    tokens: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=_utcnow, server_default=func.now()
+    )
+
+
+class KnowledgeChunk(Base):
+    """A piece of a source with its embedding: a float32 vector, L2-normalised, made by
+    `model` (recorded per chunk: changing the embedding model re-embeds in the background)."""
+
+    __tablename__ = "knowledge_chunks"
+    __table_args__ = (
+        Index("ix_knowledge_chunks_guild_id", "guild_id"),
+        Index("ix_knowledge_chunks_source_id", "source_id"),
+        Index("ix_knowledge_chunks_model", "model"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_id: Mapped[int] = mapped_column(
+        Integer,
+        ForeignKey(
+            "knowledge_sources.id",
+            ondelete="CASCADE",
+            name="fk_knowledge_chunks_source_id_knowledge_sources",
+        ),
+        nullable=False,
+    )
+    guild_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    channel_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """The source's channel, kept here so that a search reads one table."""
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    page: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    line_start: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    line_end: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    heading: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    tokens: Mapped[int] = mapped_column(Integer, nullable=False)
+    model: Mapped[str] = mapped_column(String(200), nullable=False)
+    vector: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

@@ -44,7 +44,21 @@ Simplifications (documented, deliberate):
   model wait on the runner without counting them); load-only requests never wait;
 * ``down = True`` drops every new connection without answering; for "connection refused" call
   ``await fake.close()`` (and ``await fake.start()`` to come back on the same port);
-* ``/api/embed``, ``/api/push``, ``/api/blobs`` and the OpenAI ``/v1`` routes are not served (404).
+* ``/api/push``, ``/api/blobs``, the legacy ``/api/embeddings`` and the OpenAI ``/v1`` routes are
+  not served (404).
+
+``/api/embed`` (Ollama's current embedding endpoint) is served as Ollama does: ``input`` a string
+or an array of strings (one L2-normalised float32 vector each, in order; ``""`` or ``[]`` gives
+``{"model", "embeddings": []}``), ``truncate`` (default true; false and too long: 400 "the input
+length exceeds the context length"), ``dimensions`` (truncates, then normalises again),
+``prompt_eval_count`` the tokens of all inputs; 404 ``model "<name>" not found, try pulling it
+first`` for a missing model, ``model '' not found`` for an empty name, 400 ``invalid input type``
+for an element that is not a string. The vectors are deterministic and make similar texts near:
+a hashed bag of words and character trigrams (``embed_text``) in the model's
+``embedding_length`` dimensions. ``nomic-embed-text`` (capabilities ``["embedding"]``, 768
+dimensions, a 2,048-token context) is installed by default. A model without the ``embedding``
+capability is refused with 400 ``this model does not support embeddings`` (Ollama has no
+capability check there; its runner refuses a model without pooling: the text is inferred).
 
 What ollama-python 0.6.3 raises against this double (as against a real Ollama):
 
@@ -973,7 +987,8 @@ class PullableModel:
 
 
 def default_models() -> list[FakeModel]:
-    """llama3.2 (tools), llava (vision) and qwen3 (tools, thinking), newest first."""
+    """llama3.2 (tools), llava (vision), qwen3 (tools, thinking) and nomic-embed-text
+    (embedding), newest first."""
     now = datetime.now(UTC)
     return [
         FakeModel(
@@ -1029,6 +1044,20 @@ def default_models() -> list[FakeModel]:
             digest="500a1f067a9f782620b40bee6f7b0c89e17ae61f686b92c24933e4ca4b2b8b41",
             modified_at=local_time(now - timedelta(days=2)),
             flushes_on_done=True,
+        ),
+        FakeModel(
+            name="nomic-embed-text:latest",
+            family="nomic-bert",
+            parameter_size="137M",
+            quantization_level="F16",
+            context_length=2048,
+            embedding_length=768,
+            capabilities=["embedding"],
+            template="{{ .Prompt }}",
+            license="Apache License\nVersion 2.0, January 2004",
+            size=274302450,
+            digest="0a109f422b47e3a30ba2b10eca18548e944e8a23073ee3f3e947efcf3c45e59f",
+            modified_at=local_time(now - timedelta(days=3)),
         ),
     ]
 
@@ -1170,7 +1199,44 @@ _RESPONSE_SCHEMAS: dict[tuple[str, bool], str] = {
     ("/api/create", True): "StatusEvent",
     ("/api/pull", False): "StatusResponse",
     ("/api/pull", True): "StatusEvent",
+    ("/api/embed", False): "EmbedResponse",
 }
+
+EMBED_NOT_SUPPORTED = "this model does not support embeddings"
+EMBED_TOO_LONG = "the input length exceeds the context length"
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+@functools.lru_cache(maxsize=65536)
+def _feature(feature: str, dims: int) -> tuple[int, float]:
+    """Where a feature lands in the vector, and its sign (a stable hash, not Python's)."""
+    digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+    value = int.from_bytes(digest, "little")
+    return value % dims, (1.0 if (value >> 63) & 1 else -1.0)
+
+
+def embed_text(text: str, dims: int = 768) -> list[float]:
+    """A deterministic embedding that makes similar texts near: each word (lowercased, a plural
+    "s" dropped) adds 1 at its hashed place, each of its character trigrams 0.3; then L2
+    normalised. Texts that share words have a high cosine similarity; unrelated ones near 0."""
+    vector = [0.0] * dims
+    for word in _WORD.findall(text.lower()):
+        if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+            word = word[:-1]
+        index, sign = _feature("w:" + word, dims)
+        vector[index] += sign
+        padded = f"^{word}$"
+        for i in range(len(padded) - 2):
+            index, sign = _feature("t:" + padded[i : i + 3], dims)
+            vector[index] += 0.3 * sign
+    return _normalised(vector)
+
+
+def _normalised(vector: list[float]) -> list[float]:
+    norm = math.sqrt(sum(v * v for v in vector))
+    if norm == 0:  # an empty text: a fixed unit vector (models never answer zeros either)
+        return [1.0] + [0.0] * (len(vector) - 1)
+    return [v / norm for v in vector]
 
 
 @functools.cache
@@ -1288,6 +1354,7 @@ class FakeOllama:
         app.router.add_post("/api/pull", self._pull)
         app.router.add_delete("/api/delete", self._delete)
         app.router.add_post("/api/copy", self._copy)
+        app.router.add_post("/api/embed", self._embed)
         runner = web.AppRunner(
             app, handler_cancellation=True, shutdown_timeout=0.2, access_log=None
         )
@@ -1721,6 +1788,77 @@ class FakeOllama:
         out["capabilities"] = list(model.capabilities)
         out["modified_at"] = model.modified_at
         return json_response(out)
+
+    async def _embed(self, request: web.Request) -> web.Response:
+        """``EmbedHandler``: every input embedded, in order, in one answer (never streamed)."""
+        body = decode_body(await request.read(), "api.EmbedRequest")
+        _check_fields(
+            body,
+            "EmbedRequest",
+            {"model": "string", "truncate": "bool", "options": "map[string]interface {}"},
+        )
+        dimensions = body.get("dimensions")
+        if dimensions is not None and (
+            isinstance(dimensions, bool) or not isinstance(dimensions, int)
+        ):
+            raise HTTPError(
+                400,
+                f"json: cannot unmarshal {_json_kind(dimensions)} into Go struct field "
+                "EmbedRequest.dimensions of type int",
+            )
+        name: str = body.get("model") or ""
+        if not name:
+            raise HTTPError(404, "model '' not found")
+        if parse_model_name(name) is None:
+            raise HTTPError(400, "invalid model name")
+        raw_input = body.get("input")
+        if raw_input is None or raw_input == "":
+            inputs: list[str] = []
+        elif isinstance(raw_input, str):
+            inputs = [raw_input]
+        elif isinstance(raw_input, list):
+            if any(not isinstance(item, str) for item in raw_input):
+                raise HTTPError(400, "invalid input type")
+            inputs = list(raw_input)
+        else:
+            raise HTTPError(400, "invalid input type")
+        model = self._lookup(name)
+        if model is None:
+            raise HTTPError(404, f"model {_go_quote(name)} not found, try pulling it first")
+        options: dict[str, Any] = body.get("options") or {}
+        keep_alive = _parse_keep_alive(body.get("keep_alive"))
+        num_ctx = self._num_ctx(model, options)
+        self._load(model, keep_alive, num_ctx)
+        self._release(model)
+        if not inputs:
+            return json_response({"model": name, "embeddings": []})
+        if "embedding" not in model.capabilities:
+            raise HTTPError(400, EMBED_NOT_SUPPORTED)
+        truncate = body.get("truncate")
+        embeddings: list[list[float]] = []
+        tokens = 0
+        for text in inputs:
+            count = len(text) // 4
+            if count > num_ctx:
+                if truncate is False:
+                    raise HTTPError(400, EMBED_TOO_LONG)
+                text, count = text[: num_ctx * 4], num_ctx
+            tokens += count
+            vector = embed_text(text, model.embedding_length)
+            if dimensions and 0 < dimensions < len(vector):
+                vector = _normalised(vector[:dimensions])
+            embeddings.append(vector)
+        record = request[RECORD_KEY]
+        record.prompt_eval_count = tokens
+        return json_response(
+            {
+                "model": name,
+                "embeddings": embeddings,
+                "total_duration": 1_000_000 + 10_000 * tokens,
+                "load_duration": 500_000,
+                "prompt_eval_count": tokens,
+            }
+        )
 
     # ---- inference ---------------------------------------------------------------------------
 

@@ -667,7 +667,12 @@ async def test_show_parameters_text_and_system(fake: FakeOllama, http: httpx.Asy
 
 async def test_tags_and_ps_parse(fake: FakeOllama, client: ollama.AsyncClient) -> None:
     listed = await client.list()
-    assert [m.model for m in listed.models] == ["llama3.2:latest", "llava:latest", "qwen3:latest"]
+    assert [m.model for m in listed.models] == [
+        "llama3.2:latest",
+        "llava:latest",
+        "qwen3:latest",
+        "nomic-embed-text:latest",
+    ]
     assert listed.models[0].details is not None
     assert listed.models[0].details.quantization_level == "Q4_K_M"
 
@@ -1231,3 +1236,82 @@ async def test_keep_alive_sets_when_a_model_unloads_and_zero_unloads_after_the_r
     await client.chat("llama3.2", USER, keep_alive=-1)
     (loaded,) = (await client.ps()).models
     assert loaded.expires_at is not None and loaded.expires_at.year > 2300
+
+
+# ---- /api/embed ------------------------------------------------------------------------------
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+async def test_embed_batch_in_order_normalised_and_similar_texts_near(
+    client: ollama.AsyncClient,
+) -> None:
+    texts = [
+        "Members must be 18 or older to join the voice channels.",
+        "To join the voice channels, members must be at least 18.",
+        "The server's pizza night is on Fridays.",
+    ]
+    response = await client.embed(model="nomic-embed-text", input=texts)
+    assert response.model == "nomic-embed-text"
+    assert len(response.embeddings) == 3
+    assert all(len(v) == 768 for v in response.embeddings)
+    assert all(abs(_cosine(v, v) - 1.0) < 1e-6 for v in response.embeddings)
+    near = _cosine(response.embeddings[0], response.embeddings[1])
+    far = _cosine(response.embeddings[0], response.embeddings[2])
+    assert near > 0.5 > far
+    assert response.prompt_eval_count == sum(len(t) // 4 for t in texts)
+    single = await client.embed(model="nomic-embed-text", input=texts[0])
+    assert single.embeddings == [response.embeddings[0]]  # deterministic
+
+
+async def test_embed_dimensions_truncate_and_renormalise(client: ollama.AsyncClient) -> None:
+    response = await client.embed(model="nomic-embed-text", input="hello world", dimensions=64)
+    (vector,) = response.embeddings
+    assert len(vector) == 64
+    assert abs(_cosine(vector, vector) - 1.0) < 1e-6
+
+
+async def test_embed_empty_input_gives_no_vectors(http: httpx.AsyncClient) -> None:
+    for empty in ("", []):
+        answer = await http.post("/api/embed", json={"model": "nomic-embed-text", "input": empty})
+        assert answer.status_code == 200
+        assert answer.json() == {"model": "nomic-embed-text", "embeddings": []}
+
+
+async def test_embed_truncate_false_refuses_a_long_input(
+    client: ollama.AsyncClient, http: httpx.AsyncClient
+) -> None:
+    long = "word " * 3000  # 3,750 tokens in a 2,048-token context
+    with pytest.raises(ollama.ResponseError) as refused:
+        await client.embed(model="nomic-embed-text", input=long, truncate=False)
+    assert refused.value.status_code == 400
+    assert refused.value.error == "the input length exceeds the context length"
+    answer = await http.post("/api/embed", json={"model": "nomic-embed-text", "input": long})
+    assert answer.status_code == 200
+    assert answer.json()["prompt_eval_count"] == 2048  # truncated to the context by default
+
+
+async def test_embed_errors_as_ollama_words_them(
+    client: ollama.AsyncClient, http: httpx.AsyncClient
+) -> None:
+    with pytest.raises(ollama.ResponseError) as missing:
+        await client.embed(model="mxbai-embed-large", input="x")
+    assert missing.value.status_code == 404
+    assert missing.value.error == 'model "mxbai-embed-large" not found, try pulling it first'
+    answer = await http.post("/api/embed", json={"model": "", "input": "x"})
+    assert (answer.status_code, answer.json()) == (404, {"error": "model '' not found"})
+    answer = await http.post("/api/embed", json={"model": "nomic-embed-text", "input": ["a", 1]})
+    assert (answer.status_code, answer.json()) == (400, {"error": "invalid input type"})
+    with pytest.raises(ollama.ResponseError) as chat_model:
+        await client.embed(model="llama3.2", input="x")
+    assert chat_model.value.status_code == 400
+    assert chat_model.value.error == "this model does not support embeddings"
+
+
+async def test_an_embedding_model_cannot_chat(client: ollama.AsyncClient) -> None:
+    with pytest.raises(ollama.ResponseError) as refused:
+        await client.chat(model="nomic-embed-text", messages=USER)
+    assert refused.value.status_code == 400
+    assert refused.value.error == '"nomic-embed-text" does not support chat'

@@ -133,7 +133,15 @@ async def test_commands_are_synced_only_when_the_tree_changed(
 async def test_commands_are_for_guild_installs_and_dms_only_when_allowed(
     bots: BotRunner, fake_discord: FakeDiscord
 ) -> None:
-    guild_only = {"persona", "channel", "thread", "tools", "Continue in thread"}  # never in a DM
+    guild_only = {  # never in a DM
+        "persona",
+        "channel",
+        "thread",
+        "tools",
+        "kb",
+        "Continue in thread",
+        "Add to knowledge",
+    }
     first = await bots.start()
     assert fake_discord.commands
     for command in fake_discord.commands:

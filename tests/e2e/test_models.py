@@ -71,12 +71,13 @@ async def test_model_list_shows_each_model_on_one_line(
     message = await answer(fake_discord, await model(fake_discord, "list"))
     assert message.is_ephemeral
     lines = message.content.splitlines()
-    assert lines[0].startswith("**Installed models** · 3 · ")
+    assert lines[0].startswith("**Installed models** · 4 · ")
     assert lines[1] == "`llama3.2:latest` · 3.2B · Q4_K_M · llama · 2.0 GB · completion, tools"
     assert lines[2] == "`llava:latest` · 7B · Q4_0 · llama · 4.7 GB · completion, vision"
     assert lines[3] == (
         "`qwen3:latest` · 8.2B · Q4_K_M · qwen3 · 5.2 GB · completion, tools, thinking (on/off)"
     )
+    assert lines[4] == "`nomic-embed-text:latest` · 137M · F16 · nomic-bert · 274 MB · embedding"
     assert not message.components  # one page: no buttons
 
 
@@ -86,14 +87,14 @@ async def test_model_list_pages_with_previous_and_next(
     for n in range(12):
         fake_ollama.add_model(FakeModel(name=f"extra-{n:02d}:latest", size=1_000_000_000))
     message = await answer(fake_discord, await model(fake_discord, "list"))
-    assert "15 · " in message.content and "page 1 of 2" in message.content
+    assert "16 · " in message.content and "page 1 of 2" in message.content
     assert len(message.content.splitlines()) == 11  # header and ten models
     assert button(message, "Previous").get("disabled") is True
 
     click = await fake_discord.click_button(message.id, button(message, "Next")["custom_id"])
     await fake_discord.wait_until(lambda: click.callback_type == 7)
     assert "page 2 of 2" in message.content
-    assert len(message.content.splitlines()) == 6
+    assert len(message.content.splitlines()) == 7  # header and the last six models
     assert button(message, "Next").get("disabled") is True
 
     back = await fake_discord.click_button(message.id, button(message, "Previous")["custom_id"])

@@ -24,7 +24,12 @@ async def test_list_models_reads_capabilities_from_tags(
     gateway: OllamaHost, fake_ollama: FakeOllama
 ) -> None:
     models = await gateway.list_models()
-    assert [m.name for m in models] == ["llama3.2:latest", "llava:latest", "qwen3:latest"]
+    assert [m.name for m in models] == [
+        "llama3.2:latest",
+        "llava:latest",
+        "qwen3:latest",
+        "nomic-embed-text:latest",
+    ]
     llava = models[1]
     assert (llava.parameter_size, llava.quantization, llava.family) == ("7B", "Q4_0", "llama")
     assert llava.size == 4733363377
@@ -41,8 +46,9 @@ async def test_list_models_asks_show_when_tags_has_no_capabilities(
         ("completion", "tools"),
         ("completion", "vision"),
         ("completion", "thinking", "tools"),
+        ("embedding",),
     ]
-    assert len([r for r in fake_ollama.requests if r.path == "/api/show"]) == 3
+    assert len([r for r in fake_ollama.requests if r.path == "/api/show"]) == 4
 
 
 async def test_describe_has_what_ollama_show_prints(

@@ -224,10 +224,15 @@ async def test_lists_are_the_union_over_the_hosts_and_name_them(
         "llama3.2:latest": (a.url, b.url),
         "llava:latest": (a.url,),
         "qwen3:latest": (b.url,),
+        "nomic-embed-text:latest": (a.url, b.url),
     }
     await a.close()
     listed = {m.name: m.hosts for m in await pool.list_models()}  # b's, while a is down
-    assert listed == {"llama3.2:latest": (b.url,), "qwen3:latest": (b.url,)}
+    assert listed == {
+        "llama3.2:latest": (b.url,),
+        "qwen3:latest": (b.url,),
+        "nomic-embed-text:latest": (b.url,),
+    }
 
     await answer(pool, "qwen3")
     assert [(m.name, m.host) for m in await pool.ps()] == [("qwen3:latest", b.url)]

@@ -22,7 +22,14 @@ import pytest
 
 BOT = Path(__file__).resolve().parents[2] / "bot"
 
-LOWER_LAYERS = ("bot.storage", "bot.ollama", "bot.conversation", "bot.models", "bot.personas")
+LOWER_LAYERS = (
+    "bot.storage",
+    "bot.ollama",
+    "bot.conversation",
+    "bot.models",
+    "bot.personas",
+    "bot.knowledge",
+)
 OLLAMA_BOUNDARY = "bot.ollama.host"
 
 
