@@ -55,6 +55,7 @@ from bot.storage.personas import PersonaStore
 from bot.storage.sqlite_thread import open_database
 from bot.storage.usage import UsageStore
 from bot.tools.builtin import CurrentTime, OpenMessage, ReadChannel
+from bot.tools.knowledge import KnowledgeTools, SearchKnowledge
 from bot.tools.loop import ToolRunner
 from bot.tools.mcp import McpServer, McpTools
 from bot.tools.registry import ToolLimits, ToolRegistry
@@ -245,7 +246,8 @@ def _build(
     mcp_tools = McpTools(
         [McpServer(s, timeout=settings.tool_timeout) for s in settings.mcp_servers]
     )
-    tools = tool_registry(settings, DiscordReader(lambda: clients[0]), web)
+    reader = DiscordReader(lambda: clients[0])
+    tools = tool_registry(settings, reader, web)
     tools.add_source(mcp_tools)
 
     chat = ChatService(
@@ -306,6 +308,8 @@ def _build(
             ),
         ),
     )
+    # search_knowledge, offered where the server has knowledge
+    tools.add_source(KnowledgeTools(SearchKnowledge(knowledge, reader.can_read), knowledge))
     replies = ReplyPipeline(
         chat=chat,
         history=history,

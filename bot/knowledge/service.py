@@ -66,6 +66,14 @@ class Hit:
 
 
 @dataclass(frozen=True, slots=True)
+class Passage:
+    """A chunk found, as a tool shows it: its text and its source's label."""
+
+    text: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
 class SourceRef:
     """A numbered source of an answer, as the footer shows it."""
 
@@ -272,6 +280,13 @@ class KnowledgeService:
         rows = await self._store.chunks([m.chunk_id for m in matches])
         # A chunk deleted since the index was read is simply left out.
         return [Hit(rows[m.chunk_id], m.score) for m in matches if m.chunk_id in rows]
+
+    async def find(self, guild_id: int, query: str, can_read: CanRead) -> list[Passage]:
+        """`search`, as passages with their sources' labels (the `search_knowledge` tool). A
+        model's query is a few keywords, which score lower than a question against the same
+        chunk: half the floor, as `/kb search` uses."""
+        hits = await self.search(guild_id, query, can_read, min_score=self.settings.min_score / 2)
+        return [Passage(hit.chunk.text, label(hit.chunk)) for hit in hits]
 
     def turn(
         self,

@@ -60,6 +60,23 @@ class DiscordReader:
             channel=f"#{target.name}", link=target.jump_url, messages=[self._message(message)]
         )
 
+    async def can_read(self, context: ToolContext) -> Callable[[int], bool]:
+        """Which channels of the server the asking member can read now (their permissions,
+        fetched now: roles change); nothing outside a server."""
+        guild = self._client().get_guild(context.guild_id) if context.guild_id else None
+        if guild is None:
+            return lambda channel_id: False
+        try:
+            member = await guild.fetch_member(context.user_id)
+        except discord.NotFound:
+            return lambda channel_id: False
+
+        def readable(channel_id: int) -> bool:
+            channel = guild.get_channel_or_thread(channel_id)
+            return channel is not None and channel.permissions_for(member).read_messages
+
+        return readable
+
     def _guild(self, context: ToolContext) -> discord.Guild:
         guild = self._client().get_guild(context.guild_id) if context.guild_id else None
         if guild is None:

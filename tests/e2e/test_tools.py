@@ -16,6 +16,7 @@ from tests.doubles.discord.constants import READ_MESSAGE_HISTORY, VIEW_CHANNEL
 from tests.doubles.fake_discord import FakeDiscord, FakeMessage
 from tests.doubles.fake_ollama import FakeOllama, Script
 from tests.e2e.test_chat import assert_pings_no_one, chat
+from tests.e2e.test_knowledge import HANDBOOK, file, kb_add, make_private
 from tests.e2e.test_models import answer
 
 
@@ -342,3 +343,62 @@ async def test_an_mcp_server_over_streamable_http_answers_a_tool_call(
     finally:
         process.terminate()
         await process.wait()
+
+
+async def test_search_knowledge_is_offered_where_the_server_has_knowledge(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    """The knowledge base as a tool: offered only once the server has knowledge, searched for
+    the asking member (what they can read), each passage with its source."""
+    await bots.start()
+    await tools_on(fake_discord)
+    fake_ollama.script(Script(reply="No idea."))
+    await chat(fake_discord, "anything to look up?")
+    assert "search_knowledge" not in offered(fake_ollama.chat_requests()[-1])
+
+    added = await kb_add(fake_discord, attachment=file("handbook.md", HANDBOOK))
+    assert "handbook.md" in added.content
+    fake_ollama.script(
+        asks(call("search_knowledge", query="pizza night")), Script(reply="Fridays at 8pm.")
+    )
+    message = await chat(fake_discord, "when do we eat?")
+    asked, answered_after = fake_ollama.chat_requests()[-2:]
+    assert "search_knowledge" in offered(asked)
+    (result,) = tool_messages(answered_after)
+    assert result["tool_name"] == "search_knowledge"
+    assert "Pizza night happens every Friday" in result["content"]
+    assert "(handbook.md" in result["content"]
+    assert "Fridays at 8pm." in message.content
+    assert "🔧 search_knowledge" in message.content
+
+
+async def test_search_knowledge_never_returns_what_the_asker_cannot_read(
+    bots: BotRunner, fake_discord: FakeDiscord, fake_ollama: FakeOllama
+) -> None:
+    await bots.start(knowledge_permission="everyone")
+    general, private = fake_discord.channel_ids[0], fake_discord.channel_ids[2]
+    await tools_on(fake_discord)
+    await make_private(fake_discord, private, "alice")
+    await kb_add(
+        fake_discord,
+        user="alice",
+        channel_id=private,
+        options={"scope": "channel"},
+        attachment=file("staff.md", "Staff meet in the voice channels every Monday at noon."),
+    )
+    for user, sees in (("bob", False), ("alice", True)):
+        fake_ollama.script(
+            asks(call("search_knowledge", query="staff meeting voice")), Script(reply="Ok.")
+        )
+        interaction = await fake_discord.slash_command(
+            "chat", {"message": "when do staff meet?"}, user=user, channel_id=general
+        )
+        await fake_discord.wait_until(
+            lambda i=interaction: (
+                (m := fake_discord.messages.get(i.original_message_id or "")) is not None
+                and "tokens/s" in m.content
+            ),
+            timeout=10,
+        )
+        (result,) = tool_messages(fake_ollama.chat_requests()[-1])
+        assert ("every Monday at noon" in result["content"]) is sees, (user, result)
