@@ -14,10 +14,10 @@ from discord.ext import commands
 from bot.conversation.splitter import DISCORD_LIMIT, split_message
 from bot.errors import BotError, InputError
 from bot.ollama.protocol import PullProgress
+from bot.personas.persona import Persona
 from bot.personas.service import (
     MODELFILE_MAX_BYTES,
     NAME_RULES,
-    Persona,
     PersonaService,
     check_keep_alive,
     decode_modelfile,

@@ -58,7 +58,8 @@ from bot.vision.images import PreparedImage
 from bot.vision.routing import IMAGE_TOKENS, ImagePlan, VisionRouter
 
 if TYPE_CHECKING:
-    from bot.personas.service import Persona, PersonaService
+    from bot.personas.persona import Persona
+    from bot.personas.service import PersonaService
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,11 @@ from bot.errors import CreateFailed, InputError, ModelNotFound, PermissionDenied
 from bot.models.names import canonical_name, persona_owner, registry_host
 from bot.ollama.protocol import ChatMessage, ModelSpec, Ollama, PullProgress
 from bot.personas.modelfile import Modelfile, parse
+from bot.personas.persona import Persona
 from bot.settings import keep_alive_value
 from bot.storage.channels import ChannelStore
 from bot.storage.history import Author
-from bot.storage.personas import NameTaken, NewPersona, PersonaStore, StoredPersona
+from bot.storage.personas import NameTaken, PersonaStore
 
 log = logging.getLogger(__name__)
 
@@ -36,26 +37,6 @@ BASE_MAX_CHARS = 200
 """The longest FROM that fits the `base_model` column (String(200), on SQLite and PostgreSQL)."""
 
 ProgressCallback = Callable[[PullProgress], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Persona:
-    """A persona as the bot uses it: one of the guild's, or a built-in one."""
-
-    name: str
-    ollama_model: str
-    base_model: str
-    modelfile: str
-    """The Modelfile text as written (the author's, or the shipped file)."""
-    system: str | None
-    num_ctx: int | None
-    builtin: bool = False
-    author_id: int | None = None
-    author_name: str | None = None
-    think: str | None = None
-    """The persona's thinking level (`/persona create think:`); None: not set."""
-    keep_alive: str | None = None
-    """How long Ollama keeps its model loaded after a request (over the settings)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,21 +147,6 @@ def _not_installed(base: str | None) -> InputError:
     )
 
 
-def _from_store(stored: StoredPersona) -> Persona:
-    return Persona(
-        name=stored.name,
-        ollama_model=stored.ollama_model,
-        base_model=stored.base_model,
-        modelfile=stored.modelfile,
-        system=stored.system,
-        num_ctx=stored.num_ctx,
-        author_id=stored.author_id,
-        author_name=stored.author_name,
-        think=stored.think,
-        keep_alive=stored.keep_alive,
-    )
-
-
 class PersonaService:
     """Creates, finds, switches and deletes personas. Plain values in, plain values out."""
 
@@ -213,7 +179,7 @@ class PersonaService:
         if guild_id is None:
             return None
         stored = await self._store.get(guild_id, name)
-        return _from_store(stored) if stored else None
+        return stored
 
     async def resolve(self, guild_id: int | None, name: str) -> Persona:
         """Like `get`, but a missing persona is the user's error."""
@@ -228,7 +194,7 @@ class PersonaService:
     async def all(self, guild_id: int | None) -> list[Persona]:
         """The built-in personas, then the guild's, each by name."""
         guild = await self._store.all(guild_id) if guild_id is not None else []
-        return [*self.builtins.values(), *(_from_store(p) for p in guild)]
+        return [*self.builtins.values(), *guild]
 
     async def names(self, guild_id: int | None, typed: str = "", *, limit: int = 25) -> list[str]:
         """Names for autocomplete: those containing what was typed, those starting with it
@@ -316,7 +282,7 @@ class PersonaService:
             await self._create_model(model, modelfile, on_progress)
             try:
                 stored = await self._store.add(
-                    NewPersona(
+                    Persona(
                         guild_id=guild_id,
                         name=name,
                         ollama_model=model,
@@ -333,7 +299,7 @@ class PersonaService:
             except NameTaken:
                 raise InputError(f"This server already has a persona called `{name}`.") from None
         log.info("persona created guild=%s name=%s model=%s", guild_id, name, model)
-        return Created(_from_store(stored), modelfile.warnings)
+        return Created(stored, modelfile.warnings)
 
     @staticmethod
     def check_base(guild_id: int, base: str, *, owner: bool) -> None:

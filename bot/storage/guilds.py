@@ -12,7 +12,7 @@ from bot.storage.models import (
     GuildRemoval,
     KnowledgeChunk,
     KnowledgeSource,
-    Persona,
+    PersonaRow,
     Turn,
     TurnImage,
     Usage,
@@ -58,7 +58,7 @@ class GuildStore:
             await session.execute(delete(TurnImage).where(TurnImage.turn_id.in_(turns)))
             result = await session.execute(delete(Turn).where(Turn.guild_id == guild_id))
             await session.execute(delete(Channel).where(Channel.guild_id == guild_id))
-            await session.execute(delete(Persona).where(Persona.guild_id == guild_id))
+            await session.execute(delete(PersonaRow).where(PersonaRow.guild_id == guild_id))
             await session.execute(delete(Usage).where(Usage.guild_id == guild_id))
             await session.execute(delete(KnowledgeChunk).where(KnowledgeChunk.guild_id == guild_id))
             await session.execute(

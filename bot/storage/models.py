@@ -160,7 +160,7 @@ class Channel(Base):
     )
 
 
-class Persona(Base):
+class PersonaRow(Base):
     """A guild's persona: a Modelfile, and the Ollama model made from it."""
 
     __tablename__ = "personas"

@@ -8,15 +8,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.personas.persona import Persona
 from bot.storage import migrate
 from bot.storage.channels import ChannelConfig, ChannelStore
 from bot.storage.engine import create_engine, session_factory, sqlite_path
 from bot.storage.history import Author, HistoryStore
-from bot.storage.personas import NameTaken, NewPersona, PersonaStore
+from bot.storage.personas import NameTaken, PersonaStore
 
 
-def persona(guild_id: int, name: str, author_id: int = 7) -> NewPersona:
-    return NewPersona(
+def persona(guild_id: int, name: str, author_id: int = 7) -> Persona:
+    return Persona(
         guild_id=guild_id,
         name=name,
         ollama_model=f"persona-{guild_id}-{name}",
