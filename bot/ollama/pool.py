@@ -86,6 +86,13 @@ LEARNING_WEIGHT = 0.3
 """Weight of the newest load or generation in the moving averages of their durations."""
 
 
+WARM_AFTER_GENERATION = 30.0
+"""Seconds after this bot's generation of a model during which it counts as loaded on that host
+without asking /api/ps (Ollama keeps a model 5 minutes by default; keep_alive 0 unloads it at
+once, and is not counted). A /api/ps request for every reply cost more than the reply's own
+bookkeeping (bench/README.md)."""
+
+
 class _Host:
     def __init__(self, server: OllamaHost) -> None:
         self.server = server
@@ -104,6 +111,9 @@ class _Host:
         """(when read, canonical name -> entry) from /api/ps."""
         self.running: dict[str, int] = {}
         """Canonical model name -> this bot's generations of it on this host now."""
+        self.generated: dict[str, float] = {}
+        """Canonical model name -> when this bot's last generation of it there ended (the
+        model is surely still loaded a little while after: no /api/ps needed to say so)."""
         self.probe: asyncio.Task[None] | None = None
 
     @property
@@ -263,6 +273,9 @@ class OllamaPool:
         """Whether `model` (canonical) is loaded on `host`, or being run there by this bot."""
         if host.running.get(model):
             return True
+        ended = host.generated.get(model)
+        if ended is not None and self._clock() - ended < WARM_AFTER_GENERATION:
+            return True
         loaded = await self._loaded(host)
         return loaded is None or model in loaded  # a host that does not say: no notice
 
@@ -338,6 +351,7 @@ class OllamaPool:
         warm = True
         if on_load is not None or (self.several and self._load_aware):
             warm = await self._warm(host, key)
+        unloads = self.keep_alive_for(model) in (0, "0", "0s", "0m")
         if on_load is not None and not warm:
             on_load(model)
         host.running[key] = host.running.get(key, 0) + 1
@@ -348,6 +362,12 @@ class OllamaPool:
             if not host.running[key]:
                 del host.running[key]
             host.loaded = None
+            if unloads:
+                host.generated.pop(key, None)
+            else:
+                host.generated[key] = self._clock()
+                if len(host.generated) > 1000:  # bounded: models come and go
+                    host.generated.pop(next(iter(host.generated)))
 
     def _chosen(self, host: _Host) -> None:
         self._choices += 1

@@ -298,6 +298,10 @@ class HistoryStore:
         # reply need not look for earlier images (a query of its own on every reply). This
         # process writes every image of its channels (a channel belongs to one shard).
         self._with_images: dict[int, bool] = {}
+        # Channels known to have no summary: most never get one, and a reply need not ask
+        # (this process writes every summary of its channels, as it writes their images).
+        self._without_summary: set[int] = set()
+        self._summary_writes = 0  # a read that saw none counts only if no summary came meanwhile
 
     async def begin_exchange(
         self,
@@ -528,6 +532,9 @@ class HistoryStore:
 
     async def latest_summary(self, channel_id: int) -> Summary | None:
         """The channel's newest summary turn, if any."""
+        if channel_id in self._without_summary:
+            return None
+        writes = self._summary_writes
 
         def work(conn: Connection) -> Summary | None:
             row = conn.execute(_LATEST_SUMMARY, {"channel_id": channel_id}).first()
@@ -535,7 +542,12 @@ class HistoryStore:
                 return None
             return Summary(row[0], row[1], row[2] or 0, row[3] or 0, bool(row[4]))
 
-        return await self._db.read(work)
+        found = await self._db.read(work)
+        if found is None and writes == self._summary_writes:
+            if len(self._without_summary) > 100_000:  # bounded; asking again is only slower
+                self._without_summary.clear()
+            self._without_summary.add(channel_id)
+        return found
 
     async def add_summary(
         self,
@@ -550,6 +562,8 @@ class HistoryStore:
         completion_tokens: int | None = None,
     ) -> int:
         """Store a summary turn standing for the channel's turns up to `covers_until`."""
+        self._summary_writes += 1
+        self._without_summary.discard(channel_id)
         values = {
             "channel_id": channel_id,
             "guild_id": guild_id,
@@ -633,6 +647,8 @@ class HistoryStore:
         `target` (a thread forked from it): the newest summary folded before it, and at most
         `limit` of the newest turns after that summary, with their images. Returns how many
         turns were copied."""
+        self._summary_writes += 1
+        self._without_summary.discard(target)
 
         def work(conn: Connection) -> int:
             summary = conn.execute(

@@ -46,6 +46,28 @@ class Total:
         return self.prompt_tokens + self.completion_tokens
 
 
+_UPSERTS: dict[str, Any] = {}
+"""The upsert of `_record`, built once per dialect: composing it cost more than running it."""
+
+_COUNTED = ("generations", "prompt_tokens", "completion_tokens", "total_ns")
+
+
+def _upsert(dialect_name: str) -> Any:
+    statement = _UPSERTS.get(dialect_name)
+    if statement is None:
+        # One upsert a generation: the day's row of this member and model grows. Both
+        # databases speak INSERT ... ON CONFLICT DO UPDATE, each through its own construct.
+        dialect = postgresql if dialect_name == "postgresql" else sqlite
+        names = ("day", "guild_id", "user_id", "model", *_COUNTED)
+        insert = dialect.insert(Usage).values({name: sa.bindparam(name) for name in names})
+        table = Usage.__table__.c
+        statement = _UPSERTS[dialect_name] = insert.on_conflict_do_update(
+            index_elements=[table.day, table.guild_id, table.user_id, table.model],
+            set_={name: table[name] + insert.excluded[name] for name in _COUNTED},
+        )
+    return statement
+
+
 def _record(spent: Spent, conn: Connection) -> None:
     values = {
         "day": spent.day,
@@ -57,19 +79,7 @@ def _record(spent: Spent, conn: Connection) -> None:
         "completion_tokens": spent.completion_tokens,
         "total_ns": spent.total_ns,
     }
-    # One upsert a generation: the day's row of this member and model grows. Both databases
-    # speak INSERT ... ON CONFLICT DO UPDATE, each through its own dialect's construct.
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(Usage).values(values)
-    table = Usage.__table__.c
-    statement = insert.on_conflict_do_update(
-        index_elements=[table.day, table.guild_id, table.user_id, table.model],
-        set_={
-            name: table[name] + insert.excluded[name]
-            for name in ("generations", "prompt_tokens", "completion_tokens", "total_ns")
-        },
-    )
-    conn.execute(statement)
+    conn.execute(_upsert(conn.dialect.name), values)
 
 
 def _totals(conn: Connection, key: Any, where: Sequence[sa.ColumnElement[bool]]) -> list[Total]:
