@@ -57,15 +57,24 @@ def reply(tokens: int) -> list[str]:
     return [WORDS[n % len(WORDS)] for n in range(tokens)]
 
 
+BOT_WINDOW = 8192
+"""The window the bot asks for these models (its default context_tokens_max)."""
+
+
 def model_name(rate: float) -> str:
     return f"bench{rate:g}".replace(".", "-")
 
 
 async def read_raw(client: ollama.AsyncClient, model: str) -> float:
-    """Seconds to read one whole reply with the ollama client alone."""
+    """Seconds to read one whole reply with the ollama client alone. It asks for the window
+    the bot asks for (`context_tokens_max`): a model loaded with another `num_ctx` is loaded
+    again, and waits for the other's request to end, in Ollama as in its double."""
     began = time.monotonic()
     stream = await client.chat(
-        model=model, messages=[{"role": "user", "content": RAW_QUESTION}], stream=True
+        model=model,
+        messages=[{"role": "user", "content": RAW_QUESTION}],
+        stream=True,
+        options={"num_ctx": BOT_WINDOW},
     )
     async for _ in stream:
         pass
