@@ -13,12 +13,13 @@ import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import mcp
+from typing import TYPE_CHECKING, Any
 
 from bot.settings import McpServerSettings
 from bot.tools.registry import Tool, ToolContext, ToolError, ToolOutput
+
+if TYPE_CHECKING:
+    import mcp  # imported on first use: the SDK costs ~0.7 s and tens of MiB at start-up
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class McpServer:
         if self.settings.url is not None:
             return self.settings.url
         assert self.settings.command is not None  # settings require one or the other
+        import mcp
+
         return mcp.StdioServerParameters(command=self.settings.command, args=self.settings.args)
 
     async def tools(self) -> list[McpTool]:
@@ -76,6 +79,8 @@ class McpServer:
         return list(self._tools)
 
     async def call(self, name: str, arguments: dict[str, Any]) -> str:
+        import mcp
+
         client = await self._connected()
         try:
             result = await client.call_tool(name, arguments)
@@ -118,6 +123,8 @@ class McpServer:
                 raise ToolError(f"The {self.name} server is not available.") from None
 
     async def _hold(self, ready: asyncio.Future[mcp.Client], closing: asyncio.Event) -> None:
+        import mcp
+
         try:
             async with mcp.Client(self._target()) as client:
                 listed = await client.list_tools()

@@ -15,7 +15,7 @@ from tests.doubles.fake_ollama import FakeOllama
 from tests.e2e.test_chat import final
 from tests.e2e.test_process import bot_process, exit_code
 
-LAZY = ("PIL", "prometheus_client", "asyncpg", "alembic", "mako")
+LAZY = ("PIL", "prometheus_client", "asyncpg", "alembic", "mako", "mcp")
 
 
 async def modules_after_a_chat(
