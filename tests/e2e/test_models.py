@@ -3,6 +3,7 @@ doubles."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 from typing import Any
@@ -411,6 +412,9 @@ async def test_model_pull_needs_an_owner(
 async def confirmation(fake: FakeDiscord, name: str, user: str = "admin") -> FakeMessage:
     message = await answer(fake, await model(fake, "delete", {"name": name}, user=user))
     assert not message.is_ephemeral
+    # discord.py starts listening to the buttons once Discord has answered the edit that shows
+    # them; a click sent before that (no person is that quick) would go unanswered.
+    await asyncio.sleep(0.2)
     return message
 
 
