@@ -10,7 +10,7 @@ never a cog looked up by name. Buttons obey the same access rules as commands.""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,12 +19,8 @@ import discord
 from bot.ui.targets import NO_PINGS
 
 STOP_TEMPLATE = r"reply:stop:(?P<request>[0-9a-f]{1,32})"
-REGENERATE_TEMPLATE = r"reply:again:(?P<turn>[0-9]{1,20})"
-CONTINUE_TEMPLATE = r"reply:more:(?P<turn>[0-9]{1,20})"
 TURN_IN_CUSTOM_ID = re.compile(r"^reply:(?:again|more):(?P<turn>[0-9]{1,20})$")
 """The answer (turn id) a reply's Regenerate or Continue button acts on."""
-REASONING_TEMPLATE = r"reply:why:(?P<turn>[0-9]{1,20})"
-RETRY_TEMPLATE = r"reply:nothink:(?P<turn>[0-9]{1,20})"
 
 
 class ReplyControls(Protocol):
@@ -95,113 +91,27 @@ def reply_buttons(replies: ReplyControls) -> ReplyButtons:
             if not await _refused(replies, interaction):
                 await replies.stop(interaction, self.request_id)
 
-    class Regenerate(discord.ui.DynamicItem[discord.ui.Button[Any]], template=REGENERATE_TEMPLATE):
-        def __init__(self, turn_id: int) -> None:
-            super().__init__(
-                discord.ui.Button(
-                    label="Regenerate",
-                    emoji="🔄",
-                    style=discord.ButtonStyle.secondary,
-                    custom_id=f"reply:again:{turn_id}",
-                )
-            )
-            self.turn_id = turn_id
+    Regenerate = _turn_button(
+        replies, "again", "Regenerate", "🔄", discord.ButtonStyle.secondary, replies.regenerate
+    )
+    Continue = _turn_button(
+        replies, "more", "Continue", "⏩", discord.ButtonStyle.primary, replies.continue_reply
+    )
+    ShowReasoning = _turn_button(
+        replies,
+        "why",
+        "Show reasoning",
+        "💭",
+        discord.ButtonStyle.secondary,
+        replies.show_reasoning,
+    )
 
-        @classmethod
-        async def from_custom_id(
-            cls,
-            interaction: discord.Interaction,
-            item: discord.ui.Item[Any],
-            match: re.Match[str],
-            /,
-        ) -> Regenerate:
-            return cls(int(match["turn"]))
+    async def retry(interaction: discord.Interaction, turn_id: int) -> None:
+        await replies.regenerate(interaction, turn_id, without_thinking=True)
 
-        async def callback(self, interaction: discord.Interaction) -> None:
-            if not await _refused(replies, interaction):
-                await replies.regenerate(interaction, self.turn_id)
-
-    class Continue(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CONTINUE_TEMPLATE):
-        def __init__(self, turn_id: int) -> None:
-            super().__init__(
-                discord.ui.Button(
-                    label="Continue",
-                    emoji="⏩",
-                    style=discord.ButtonStyle.primary,
-                    custom_id=f"reply:more:{turn_id}",
-                )
-            )
-            self.turn_id = turn_id
-
-        @classmethod
-        async def from_custom_id(
-            cls,
-            interaction: discord.Interaction,
-            item: discord.ui.Item[Any],
-            match: re.Match[str],
-            /,
-        ) -> Continue:
-            return cls(int(match["turn"]))
-
-        async def callback(self, interaction: discord.Interaction) -> None:
-            if not await _refused(replies, interaction):
-                await replies.continue_reply(interaction, self.turn_id)
-
-    class ShowReasoning(
-        discord.ui.DynamicItem[discord.ui.Button[Any]], template=REASONING_TEMPLATE
-    ):
-        def __init__(self, turn_id: int) -> None:
-            super().__init__(
-                discord.ui.Button(
-                    label="Show reasoning",
-                    emoji="💭",
-                    style=discord.ButtonStyle.secondary,
-                    custom_id=f"reply:why:{turn_id}",
-                )
-            )
-            self.turn_id = turn_id
-
-        @classmethod
-        async def from_custom_id(
-            cls,
-            interaction: discord.Interaction,
-            item: discord.ui.Item[Any],
-            match: re.Match[str],
-            /,
-        ) -> ShowReasoning:
-            return cls(int(match["turn"]))
-
-        async def callback(self, interaction: discord.Interaction) -> None:
-            if not await _refused(replies, interaction):
-                await replies.show_reasoning(interaction, self.turn_id)
-
-    class RetryWithoutThinking(
-        discord.ui.DynamicItem[discord.ui.Button[Any]], template=RETRY_TEMPLATE
-    ):
-        def __init__(self, turn_id: int) -> None:
-            super().__init__(
-                discord.ui.Button(
-                    label="Retry without thinking",
-                    emoji="⚡",
-                    style=discord.ButtonStyle.primary,
-                    custom_id=f"reply:nothink:{turn_id}",
-                )
-            )
-            self.turn_id = turn_id
-
-        @classmethod
-        async def from_custom_id(
-            cls,
-            interaction: discord.Interaction,
-            item: discord.ui.Item[Any],
-            match: re.Match[str],
-            /,
-        ) -> RetryWithoutThinking:
-            return cls(int(match["turn"]))
-
-        async def callback(self, interaction: discord.Interaction) -> None:
-            if not await _refused(replies, interaction):
-                await replies.regenerate(interaction, self.turn_id, without_thinking=True)
+    RetryWithoutThinking = _turn_button(
+        replies, "nothink", "Retry without thinking", "⚡", discord.ButtonStyle.primary, retry
+    )
 
     return ReplyButtons(
         stop=Stop,
@@ -211,6 +121,50 @@ def reply_buttons(replies: ReplyControls) -> ReplyButtons:
         retry=RetryWithoutThinking,
         items=(Stop, Regenerate, Continue, ShowReasoning, RetryWithoutThinking),
     )
+
+
+TurnAction = Callable[[discord.Interaction, int], Awaitable[None]]
+
+
+def _turn_button(
+    replies: ReplyControls,
+    key: str,
+    label: str,
+    emoji: str,
+    style: discord.ButtonStyle,
+    action: TurnAction,
+) -> type[discord.ui.DynamicItem[discord.ui.Button[Any]]]:
+    """A button class acting on one answer (its turn id is in the custom id `reply:<key>:<id>`,
+    so it works after a restart), checked against the access rules first."""
+
+    class TurnButton(
+        discord.ui.DynamicItem[discord.ui.Button[Any]],
+        template=rf"reply:{key}:(?P<turn>[0-9]{{1,20}})",
+    ):
+        def __init__(self, turn_id: int) -> None:
+            super().__init__(
+                discord.ui.Button(
+                    label=label, emoji=emoji, style=style, custom_id=f"reply:{key}:{turn_id}"
+                )
+            )
+            self.turn_id = turn_id
+
+        @classmethod
+        async def from_custom_id(
+            cls,
+            interaction: discord.Interaction,
+            item: discord.ui.Item[Any],
+            match: re.Match[str],
+            /,
+        ) -> TurnButton:
+            return cls(int(match["turn"]))
+
+        async def callback(self, interaction: discord.Interaction) -> None:
+            if not await _refused(replies, interaction):
+                await action(interaction, self.turn_id)
+
+    TurnButton.__name__ = TurnButton.__qualname__ = label.title().replace(" ", "")
+    return TurnButton
 
 
 def controls(*items: discord.ui.Item[Any]) -> discord.ui.View:
