@@ -213,6 +213,12 @@ async def test_a_reply_cut_at_the_length_limit_can_be_continued_into_one_answer(
     more = button(cut, "reply:more:")
     assert more is not None and button(cut, "reply:again:") is not None
 
+    # The reply is shown while it is being stored; a person's click comes after the write.
+    async def stored() -> bool:
+        turns = await bot.history.all(int(fake_discord.channel_ids[0]))
+        return len(turns) == 2 and turns[1].done_reason == "length"
+
+    await eventually(stored)
     refused = await fake_discord.click_button(cut.id, more, user="bob")
     assert "Only the person who asked" in await shown_text(fake_discord, refused)
 
