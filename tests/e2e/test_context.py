@@ -235,12 +235,16 @@ async def test_a_reply_cut_at_the_length_limit_can_be_continued_into_one_answer(
     ]
     assert fake_ollama.chat_requests()[-1]["options"]["num_ctx"] == 8192
 
+    async def extended() -> bool:  # stored while it is shown
+        turns = await bot.history.all(int(fake_discord.channel_ids[0]))
+        return turns[-1].done_reason == "stop"
+
+    await eventually(extended)
     turns = await bot.history.all(int(fake_discord.channel_ids[0]))
     assert [(t.role, t.content) for t in turns] == [
         ("user", "Count to seven"),
         ("assistant", "one two three four five six seven."),  # one answer
     ]
-    assert turns[1].done_reason == "stop"
     assert_pings_no_one(fake_discord)
 
 
